@@ -1,0 +1,228 @@
+//! The records the store takes and gives.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use parallax_core::{EndpointKind, ItemKey};
+use serde::Serialize;
+
+/// A job as recorded.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobRecord {
+    pub id: String,
+    pub base_id: String,
+    pub generation: i64,
+    pub name: String,
+    pub planned: i64,
+    pub created_at_ms: i64,
+    /// Executions inserted by this call (0 when continuing a recorded job).
+    #[serde(skip)]
+    pub inserted: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct JobSummary {
+    pub id: String,
+    pub name: String,
+    pub planned: i64,
+    pub created_at_ms: i64,
+    pub counts: StatusCounts,
+}
+
+/// Executions of a job by status.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StatusCounts {
+    pub pending: i64,
+    pub running: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub parked: i64,
+}
+
+impl StatusCounts {
+    pub fn total(&self) -> i64 {
+        self.pending + self.running + self.succeeded + self.failed + self.parked
+    }
+
+    pub(crate) fn add(&mut self, status: &str, n: i64) {
+        match status {
+            "pending" => self.pending += n,
+            "running" => self.running += n,
+            "succeeded" => self.succeeded += n,
+            "failed" => self.failed += n,
+            "parked" => self.parked += n,
+            _ => {}
+        }
+    }
+}
+
+/// Counts for one model × region cell, or a whole job.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CellStatus {
+    #[serde(flatten)]
+    pub counts: StatusCounts,
+    /// Upstream attempts made.
+    pub attempts: i64,
+    /// Attempts whose request may have reached the server without an answer recorded.
+    pub possibly_billed: i64,
+    /// Results whose reported model is neither the requested name nor a declared alias.
+    pub model_mismatches: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct JobStatus {
+    pub job: JobRecord,
+    pub total: CellStatus,
+    /// Keyed by `(model_id, region)`.
+    #[serde(serialize_with = "cells_as_list")]
+    pub cells: BTreeMap<(String, String), CellStatus>,
+}
+
+fn cells_as_list<S: serde::Serializer>(
+    cells: &BTreeMap<(String, String), CellStatus>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Cell<'a> {
+        model_id: &'a str,
+        region: &'a str,
+        #[serde(flatten)]
+        status: &'a CellStatus,
+    }
+    s.collect_seq(cells.iter().map(|((m, r), status)| Cell { model_id: m, region: r, status }))
+}
+
+/// What a worker asks to claim.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    pub job_id: String,
+    pub worker: String,
+    /// `(endpoint, n)`: claim at most n executions of each endpoint.
+    pub wants: Vec<(String, usize)>,
+    /// Claim at most this many in all.
+    pub max_total: usize,
+    pub lease: Duration,
+    /// Attempts allowed per execution (since its last re-arm).
+    pub max_attempts: u32,
+    /// Park, rather than retry, an execution whose lost attempt may have been billed.
+    pub park_possibly_billed: bool,
+}
+
+/// One claimed execution with its open attempt, ready to send.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub execution_id: i64,
+    pub attempt_id: i64,
+    pub lease_token: String,
+    pub key: ItemKey,
+    pub endpoint: String,
+    pub kind: EndpointKind,
+    pub requested_model: String,
+    pub model_aliases: Vec<String>,
+    pub request_body: Vec<u8>,
+    pub idempotency_key: String,
+    /// This attempt's number since the last re-arm, from 1.
+    pub attempt_in_budget: u32,
+}
+
+#[derive(Debug, Default)]
+pub struct ClaimBatch {
+    pub claims: Vec<Claim>,
+    /// Expired leases found whose open attempts were closed as lost.
+    pub lost_attempts: u64,
+    /// Executions parked or failed while reclaiming (policy `park`, or budget spent).
+    pub parked: u64,
+    pub failed: u64,
+}
+
+/// The end of one attempt, as the runner decided it.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub execution_id: i64,
+    pub attempt_id: i64,
+    pub lease_token: String,
+    pub latency_ms: i64,
+    pub http_status: Option<u16>,
+    pub possibly_billed: bool,
+    pub error: Option<String>,
+    pub next: Next,
+}
+
+#[derive(Debug, Clone)]
+pub enum Next {
+    Succeeded(ResultRecord),
+    /// Back to pending, claimable again after the delay.
+    Retry {
+        after: Duration,
+    },
+    Failed,
+    Parked,
+    /// The call was abandoned (a second Ctrl-C): back to pending at once.
+    Aborted,
+}
+
+#[derive(Debug, Clone)]
+pub struct ResultRecord {
+    pub reported_model: Option<String>,
+    pub model_mismatch: bool,
+    pub response_text: Option<String>,
+    pub finish_reason: Option<String>,
+    pub usage: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Applied,
+    /// The lease token was no longer current: nothing but the attempt's close was written.
+    Stale,
+}
+
+/// Filters for `results` and `attempts`.
+#[derive(Debug, Clone, Default)]
+pub struct ResultFilter {
+    pub question: Option<String>,
+    pub model: Option<String>,
+    pub region: Option<String>,
+}
+
+/// One execution and its result, in the output contract's shape.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResultRow {
+    pub job_id: String,
+    pub question_id: String,
+    pub model_id: String,
+    pub region: String,
+    pub sample: i64,
+    pub status: String,
+    pub attempts: i64,
+    pub request_body: String,
+    pub request: serde_json::Value,
+    pub request_sha256: String,
+    pub requested_model: String,
+    pub reported_model: Option<String>,
+    pub model_mismatch: Option<bool>,
+    pub response_text: Option<String>,
+    pub finish_reason: Option<String>,
+    pub usage: Option<serde_json::Value>,
+    pub latency_ms: Option<i64>,
+    pub error: Option<String>,
+    pub endpoint: String,
+    pub idempotency_key: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptRow {
+    pub question_id: String,
+    pub model_id: String,
+    pub region: String,
+    pub sample: i64,
+    pub number: i64,
+    pub worker: String,
+    pub started_at_ms: i64,
+    pub finished_at_ms: Option<i64>,
+    pub outcome: String,
+    pub possibly_billed: bool,
+    pub http_status: Option<i64>,
+    pub latency_ms: Option<i64>,
+    pub error: Option<String>,
+}

@@ -1,0 +1,645 @@
+//! The embedded SQLite ledger.
+//!
+//! One connection behind a mutex: SQLite has one writer anyway, and every write is a
+//! `BEGIN IMMEDIATE` transaction, so two processes on one file queue instead of failing.
+//! WAL with `synchronous=FULL`: a committed transaction survives a crash; batches keep
+//! that to one fsync per claim batch and one per result batch.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use parallax_core::{EndpointKind, ItemKey, Plan, Question, idempotency_key};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::{
+    Applied, AttemptRow, CellStatus, Claim, ClaimBatch, ClaimRequest, Clock, JobRecord, JobStatus, JobSummary, Next,
+    Outcome, ResultFilter, ResultRow, StatusCounts, StoreError,
+};
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "ledger", include_str!("../migrations/sqlite/0001_ledger.sql"))];
+
+pub(crate) struct SqliteStore {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+    clock: Arc<dyn Clock>,
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+trait Ctx<T> {
+    fn at(self, path: &Path) -> Result<T>;
+}
+
+impl<T> Ctx<T> for rusqlite::Result<T> {
+    fn at(self, path: &Path) -> Result<T> {
+        self.map_err(|source| StoreError::Sqlite { path: path.to_owned(), source })
+    }
+}
+
+fn new_token() -> String {
+    let bytes: [u8; 16] = rand::random();
+    hex::encode(bytes)
+}
+
+impl SqliteStore {
+    pub fn open(path: PathBuf, clock: Arc<dyn Clock>) -> Result<SqliteStore> {
+        let mut conn = Connection::open(&path).at(&path)?;
+        conn.busy_timeout(Duration::from_secs(30)).at(&path)?;
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;").at(&path)?;
+        migrate(&mut conn, &path)?;
+        Ok(SqliteStore { path, conn: Mutex::new(conn), clock })
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves the connection usable: SQLite rolls back
+        // the open transaction when it is dropped.
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn current_job(&self, base_id: &str) -> Result<Option<JobRecord>> {
+        let conn = self.conn();
+        latest_generation(&conn, base_id).at(&self.path)
+    }
+
+    pub fn enqueue(&self, plan: &Plan, questions: &[Question], fresh: bool) -> Result<JobRecord> {
+        let mut conn = self.conn();
+        let p = &self.path;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).at(p)?;
+        let latest = latest_generation(&tx, &plan.base_job_id).at(p)?;
+        let mut job = match (latest, fresh) {
+            (Some(job), false) => job,
+            (latest, _) => {
+                let generation = latest.map_or(1, |j| j.generation + 1);
+                let id = if generation == 1 {
+                    plan.base_job_id.clone()
+                } else {
+                    format!("{}-{generation}", plan.base_job_id)
+                };
+                let now = self.now_ms();
+                tx.execute(
+                    "INSERT INTO jobs (id, base_id, generation, name, identity_json, planned, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![id, plan.base_job_id, generation, plan.name, parallax_core::canonical_json(&plan.identity), plan.items.len() as i64, now],
+                )
+                .at(p)?;
+                JobRecord {
+                    id,
+                    base_id: plan.base_job_id.clone(),
+                    generation,
+                    name: plan.name.clone(),
+                    planned: plan.items.len() as i64,
+                    created_at_ms: now,
+                    inserted: 0,
+                }
+            }
+        };
+        if job.planned != plan.items.len() as i64 {
+            return Err(StoreError::Inconsistent {
+                job: job.id,
+                detail: format!("recorded with {} executions, the plan has {}", job.planned, plan.items.len()),
+            });
+        }
+        {
+            let mut q = tx
+                .prepare_cached("INSERT OR IGNORE INTO questions (job_id, question_id, ordinal, text, expect, meta_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+                .at(p)?;
+            for (i, question) in questions.iter().enumerate() {
+                let expect =
+                    question.expect.map(|e| serde_json::to_value(e).ok().and_then(|v| v.as_str().map(str::to_owned)));
+                q.execute(params![
+                    job.id,
+                    question.id,
+                    i as i64,
+                    question.text,
+                    expect.flatten(),
+                    serde_json::Value::Object(question.meta.clone()).to_string()
+                ])
+                .at(p)?;
+            }
+            let mut ins = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO executions (job_id, question_id, model_id, region, sample, endpoint, kind, requested_model, model_aliases, request_body, request_sha256, idempotency_key, status)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'pending')",
+                )
+                .at(p)?;
+            for item in &plan.items {
+                let k = &item.key;
+                job.inserted += ins
+                    .execute(params![
+                        job.id,
+                        k.question_id,
+                        k.model_id,
+                        k.region,
+                        k.sample,
+                        item.endpoint,
+                        item.kind.as_str(),
+                        item.requested_model,
+                        serde_json::to_string(&item.model_aliases).unwrap_or_default(),
+                        item.request_body.as_bytes(),
+                        item.request_sha256,
+                        idempotency_key(&job.id, k),
+                    ])
+                    .at(p)? as u64;
+            }
+        }
+        // Enqueue N, see N: the store must hold exactly the plan, whatever was there before.
+        let count: i64 =
+            tx.query_row("SELECT count(*) FROM executions WHERE job_id = ?1", [&job.id], |r| r.get(0)).at(p)?;
+        if count != plan.items.len() as i64 {
+            return Err(StoreError::Inconsistent {
+                job: job.id,
+                detail: format!("{count} executions stored, the plan has {}", plan.items.len()),
+            });
+        }
+        tx.commit().at(p)?;
+        Ok(job)
+    }
+
+    pub fn claim(&self, req: &ClaimRequest) -> Result<ClaimBatch> {
+        let mut conn = self.conn();
+        let p = &self.path;
+        let now = self.now_ms();
+        let lease_until = now + req.lease.as_millis() as i64;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).at(p)?;
+        let mut batch = ClaimBatch::default();
+        {
+            let mut pick = tx
+                .prepare_cached(
+                    "SELECT id, status, attempts, attempts_base, lease_token FROM executions
+                     WHERE job_id = ?1 AND endpoint = ?2
+                       AND ((status = 'pending' AND (not_before_ms IS NULL OR not_before_ms <= ?3))
+                         OR (status = 'running' AND lease_until_ms < ?3))
+                     ORDER BY not_before_ms IS NOT NULL, not_before_ms, id LIMIT ?4",
+                )
+                .at(p)?;
+            let mut lose = tx
+                .prepare_cached(
+                    "UPDATE attempts SET outcome = 'lost', possibly_billed = 1, finished_at_ms = ?2,
+                         error = 'lease expired before the attempt was closed (worker stopped or lost the store)'
+                     WHERE execution_id = ?1 AND outcome = 'open'",
+                )
+                .at(p)?;
+            let mut settle = tx
+                .prepare_cached("UPDATE executions SET status = ?2, lease_token = NULL, lease_until_ms = NULL, worker = NULL, error = ?3 WHERE id = ?1")
+                .at(p)?;
+            let mut take = tx
+                .prepare_cached(
+                    "UPDATE executions SET status = 'running', lease_token = ?2, lease_until_ms = ?3, worker = ?4,
+                         attempts = attempts + 1, not_before_ms = NULL
+                     WHERE id = ?1
+                     RETURNING question_id, model_id, region, sample, endpoint, kind, requested_model, model_aliases,
+                               request_body, idempotency_key, attempts, attempts_base",
+                )
+                .at(p)?;
+            let mut open = tx
+                .prepare_cached(
+                    "INSERT INTO attempts (execution_id, number, lease_token, worker, started_at_ms, outcome) VALUES (?1, ?2, ?3, ?4, ?5, 'open')",
+                )
+                .at(p)?;
+            for (endpoint, n) in &req.wants {
+                let n = (*n).min(req.max_total.saturating_sub(batch.claims.len()));
+                if n == 0 {
+                    continue;
+                }
+                let rows: Vec<(i64, String, i64, i64)> = pick
+                    .query_map(params![req.job_id, endpoint, now, n as i64], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    })
+                    .at(p)?
+                    .collect::<rusqlite::Result<_>>()
+                    .at(p)?;
+                for (id, status, attempts, base) in rows {
+                    if status == "running" {
+                        // The previous holder's lease ran out: its open attempt may have been sent.
+                        let lost = lose.execute(params![id, now]).at(p)? as u64;
+                        batch.lost_attempts += lost;
+                        if lost > 0 && req.park_possibly_billed {
+                            settle
+                                .execute(params![
+                                    id,
+                                    "parked",
+                                    "parked: an attempt may have been billed (lease expired mid-call)"
+                                ])
+                                .at(p)?;
+                            batch.parked += 1;
+                            continue;
+                        }
+                        if attempts - base >= i64::from(req.max_attempts) {
+                            settle
+                                .execute(params![
+                                    id,
+                                    "failed",
+                                    format!("attempt budget of {} spent; the last attempt was lost", req.max_attempts)
+                                ])
+                                .at(p)?;
+                            batch.failed += 1;
+                            continue;
+                        }
+                    }
+                    let token = new_token();
+                    let claim = take
+                        .query_row(params![id, token, lease_until, req.worker], |r| {
+                            let kind: String = r.get(5)?;
+                            let aliases: String = r.get(7)?;
+                            let attempts: i64 = r.get(10)?;
+                            let base: i64 = r.get(11)?;
+                            Ok(Claim {
+                                execution_id: id,
+                                attempt_id: 0,
+                                lease_token: token.clone(),
+                                key: ItemKey {
+                                    question_id: r.get(0)?,
+                                    model_id: r.get(1)?,
+                                    region: r.get(2)?,
+                                    sample: r.get(3)?,
+                                },
+                                endpoint: r.get(4)?,
+                                kind: EndpointKind::parse(&kind).unwrap_or(EndpointKind::OpenAiChat),
+                                requested_model: r.get(6)?,
+                                model_aliases: serde_json::from_str(&aliases).unwrap_or_default(),
+                                request_body: r.get(8)?,
+                                idempotency_key: r.get(9)?,
+                                attempt_in_budget: (attempts - base).max(1) as u32,
+                            })
+                        })
+                        .at(p)?;
+                    let number = i64::from(claim.attempt_in_budget) + base;
+                    open.execute(params![id, number, token, req.worker, now]).at(p)?;
+                    let attempt_id = tx.last_insert_rowid();
+                    batch.claims.push(Claim { attempt_id, ..claim });
+                }
+            }
+        }
+        tx.commit().at(p)?;
+        Ok(batch)
+    }
+
+    pub fn heartbeat(&self, held: &[(i64, String)], lease: Duration) -> Result<Vec<i64>> {
+        let mut conn = self.conn();
+        let p = &self.path;
+        let until = self.now_ms() + lease.as_millis() as i64;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).at(p)?;
+        let mut stale = Vec::new();
+        {
+            let mut extend = tx
+                .prepare_cached("UPDATE executions SET lease_until_ms = ?3 WHERE id = ?1 AND lease_token = ?2 AND status = 'running'")
+                .at(p)?;
+            for (id, token) in held {
+                if extend.execute(params![id, token, until]).at(p)? == 0 {
+                    stale.push(*id);
+                }
+            }
+        }
+        tx.commit().at(p)?;
+        Ok(stale)
+    }
+
+    pub fn finish(&self, outcomes: &[Outcome]) -> Result<Vec<Applied>> {
+        let mut conn = self.conn();
+        let p = &self.path;
+        let now = self.now_ms();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).at(p)?;
+        let mut applied = Vec::with_capacity(outcomes.len());
+        {
+            let mut close = tx
+                .prepare_cached(
+                    "UPDATE attempts SET outcome = ?2, finished_at_ms = ?3, possibly_billed = ?4, http_status = ?5, latency_ms = ?6, error = ?7 WHERE id = ?1",
+                )
+                .at(p)?;
+            let mut settle = tx
+                .prepare_cached(
+                    "UPDATE executions SET status = ?3, lease_token = NULL, lease_until_ms = NULL, worker = NULL, not_before_ms = ?4, error = ?5
+                     WHERE id = ?1 AND lease_token = ?2",
+                )
+                .at(p)?;
+            let mut result = tx
+                .prepare_cached(
+                    "INSERT INTO results (execution_id, attempt_id, reported_model, model_mismatch, response_text, finish_reason, usage_json, latency_ms, created_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )
+                .at(p)?;
+            for o in outcomes {
+                let (status, attempt_outcome, not_before) = match &o.next {
+                    Next::Succeeded(_) => ("succeeded", "succeeded", None),
+                    Next::Retry { after } => ("pending", "retryable", Some(now + after.as_millis() as i64)),
+                    Next::Failed => ("failed", "failed", None),
+                    Next::Parked => ("parked", "parked", None),
+                    Next::Aborted => ("pending", "aborted", None),
+                };
+                let error = match (&o.next, &o.error) {
+                    (Next::Succeeded(_), _) => None,
+                    (_, e) => e.clone(),
+                };
+                let fenced = settle.execute(params![o.execution_id, o.lease_token, status, not_before, error]).at(p)?;
+                let attempt_outcome = if fenced == 0 { "stale" } else { attempt_outcome };
+                close
+                    .execute(params![
+                        o.attempt_id,
+                        attempt_outcome,
+                        now,
+                        o.possibly_billed,
+                        o.http_status,
+                        o.latency_ms,
+                        o.error
+                    ])
+                    .at(p)?;
+                if fenced == 0 {
+                    applied.push(Applied::Stale);
+                    continue;
+                }
+                if let Next::Succeeded(r) = &o.next {
+                    result
+                        .execute(params![
+                            o.execution_id,
+                            o.attempt_id,
+                            r.reported_model,
+                            r.model_mismatch,
+                            r.response_text,
+                            r.finish_reason,
+                            r.usage.as_ref().map(|u| u.to_string()),
+                            o.latency_ms,
+                            now
+                        ])
+                        .at(p)?;
+                }
+                applied.push(Applied::Applied);
+            }
+        }
+        tx.commit().at(p)?;
+        Ok(applied)
+    }
+
+    pub fn rearm(&self, job_id: &str, failed: bool, parked: bool) -> Result<u64> {
+        let mut conn = self.conn();
+        let p = &self.path;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).at(p)?;
+        let n = tx
+            .execute(
+                "UPDATE executions SET status = 'pending', attempts_base = attempts, not_before_ms = NULL, error = NULL
+                 WHERE job_id = ?1 AND ((status = 'failed' AND ?2) OR (status = 'parked' AND ?3))",
+                params![job_id, failed, parked],
+            )
+            .at(p)?;
+        tx.commit().at(p)?;
+        Ok(n as u64)
+    }
+
+    pub fn job(&self, job_id: &str) -> Result<JobRecord> {
+        let conn = self.conn();
+        conn.query_row(
+            "SELECT id, base_id, generation, name, planned, created_at_ms FROM jobs WHERE id = ?1",
+            [job_id],
+            job_from_row,
+        )
+        .optional()
+        .at(&self.path)?
+        .ok_or_else(|| StoreError::NoSuchJob(job_id.to_owned()))
+    }
+
+    pub fn jobs(&self, limit: usize) -> Result<Vec<JobSummary>> {
+        let conn = self.conn();
+        let p = &self.path;
+        let mut stmt = conn
+            .prepare("SELECT id, name, planned, created_at_ms FROM jobs ORDER BY created_at_ms DESC, id LIMIT ?1")
+            .at(p)?;
+        let jobs: Vec<(String, String, i64, i64)> = stmt
+            .query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .at(p)?
+            .collect::<rusqlite::Result<_>>()
+            .at(p)?;
+        let mut counts_stmt =
+            conn.prepare("SELECT status, count(*) FROM executions WHERE job_id = ?1 GROUP BY status").at(p)?;
+        let mut out = Vec::new();
+        for (id, name, planned, created_at_ms) in jobs {
+            let mut counts = StatusCounts::default();
+            let rows = counts_stmt.query_map([&id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).at(p)?;
+            for row in rows {
+                let (status, n) = row.at(p)?;
+                counts.add(&status, n);
+            }
+            out.push(JobSummary { id, name, planned, created_at_ms, counts });
+        }
+        Ok(out)
+    }
+
+    pub fn status(&self, job_id: &str) -> Result<JobStatus> {
+        let job = self.job(job_id)?;
+        let conn = self.conn();
+        let p = &self.path;
+        let mut cells: BTreeMap<(String, String), CellStatus> = BTreeMap::new();
+        let mut stmt = conn
+            .prepare(
+                "SELECT model_id, region, status, count(*), sum(attempts) FROM executions WHERE job_id = ?1 GROUP BY model_id, region, status",
+            )
+            .at(p)?;
+        let rows = stmt
+            .query_map([job_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            })
+            .at(p)?;
+        for row in rows {
+            let (model, region, status, n, attempts) = row.at(p)?;
+            let cell = cells.entry((model, region)).or_default();
+            cell.counts.add(&status, n);
+            cell.attempts += attempts;
+        }
+        let mut stmt = conn
+            .prepare(
+                "SELECT e.model_id, e.region, count(*) FROM attempts a JOIN executions e ON e.id = a.execution_id
+                 WHERE e.job_id = ?1 AND a.possibly_billed = 1 GROUP BY e.model_id, e.region",
+            )
+            .at(p)?;
+        let rows = stmt
+            .query_map([job_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))
+            .at(p)?;
+        for row in rows {
+            let (model, region, n) = row.at(p)?;
+            cells.entry((model, region)).or_default().possibly_billed += n;
+        }
+        let mut stmt = conn
+            .prepare(
+                "SELECT e.model_id, e.region, count(*) FROM results r JOIN executions e ON e.id = r.execution_id
+                 WHERE e.job_id = ?1 AND r.model_mismatch = 1 GROUP BY e.model_id, e.region",
+            )
+            .at(p)?;
+        let rows = stmt
+            .query_map([job_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))
+            .at(p)?;
+        for row in rows {
+            let (model, region, n) = row.at(p)?;
+            cells.entry((model, region)).or_default().model_mismatches += n;
+        }
+        let mut total = CellStatus::default();
+        for c in cells.values() {
+            total.counts.pending += c.counts.pending;
+            total.counts.running += c.counts.running;
+            total.counts.succeeded += c.counts.succeeded;
+            total.counts.failed += c.counts.failed;
+            total.counts.parked += c.counts.parked;
+            total.attempts += c.attempts;
+            total.possibly_billed += c.possibly_billed;
+            total.model_mismatches += c.model_mismatches;
+        }
+        Ok(JobStatus { job, total, cells })
+    }
+
+    pub fn results(&self, job_id: &str, f: &ResultFilter) -> Result<Vec<ResultRow>> {
+        self.job(job_id)?;
+        let conn = self.conn();
+        let p = &self.path;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT e.job_id, e.question_id, e.model_id, e.region, e.sample, e.status, e.attempts, e.request_body, e.request_sha256,
+                        e.requested_model, r.reported_model, r.model_mismatch, r.response_text, r.finish_reason, r.usage_json, r.latency_ms,
+                        e.error, e.endpoint, e.idempotency_key
+                 FROM executions e LEFT JOIN results r ON r.execution_id = e.id
+                 LEFT JOIN questions q ON q.job_id = e.job_id AND q.question_id = e.question_id
+                 WHERE e.job_id = ?1 AND (?2 IS NULL OR e.question_id = ?2) AND (?3 IS NULL OR e.model_id = ?3) AND (?4 IS NULL OR e.region = ?4)
+                 ORDER BY q.ordinal, e.model_id, e.region, e.sample",
+            )
+            .at(p)?;
+        let rows = stmt
+            .query_map(params![job_id, f.question, f.model, f.region], |r| {
+                let body: Vec<u8> = r.get(7)?;
+                let request_body = String::from_utf8_lossy(&body).into_owned();
+                let usage: Option<String> = r.get(14)?;
+                Ok(ResultRow {
+                    job_id: r.get(0)?,
+                    question_id: r.get(1)?,
+                    model_id: r.get(2)?,
+                    region: r.get(3)?,
+                    sample: r.get(4)?,
+                    status: r.get(5)?,
+                    attempts: r.get(6)?,
+                    request: serde_json::from_str(&request_body).unwrap_or(serde_json::Value::Null),
+                    request_body,
+                    request_sha256: r.get(8)?,
+                    requested_model: r.get(9)?,
+                    reported_model: r.get(10)?,
+                    model_mismatch: r.get(11)?,
+                    response_text: r.get(12)?,
+                    finish_reason: r.get(13)?,
+                    usage: usage.and_then(|u| serde_json::from_str(&u).ok()),
+                    latency_ms: r.get(15)?,
+                    error: r.get(16)?,
+                    endpoint: r.get(17)?,
+                    idempotency_key: r.get(18)?,
+                })
+            })
+            .at(p)?;
+        rows.collect::<rusqlite::Result<_>>().at(p)
+    }
+
+    pub fn attempts(&self, job_id: &str, f: &ResultFilter) -> Result<Vec<AttemptRow>> {
+        self.job(job_id)?;
+        let conn = self.conn();
+        let p = &self.path;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT e.question_id, e.model_id, e.region, e.sample, a.number, a.worker, a.started_at_ms, a.finished_at_ms, a.outcome,
+                        a.possibly_billed, a.http_status, a.latency_ms, a.error
+                 FROM attempts a JOIN executions e ON e.id = a.execution_id
+                 WHERE e.job_id = ?1 AND (?2 IS NULL OR e.question_id = ?2) AND (?3 IS NULL OR e.model_id = ?3) AND (?4 IS NULL OR e.region = ?4)
+                 ORDER BY a.id",
+            )
+            .at(p)?;
+        let rows = stmt
+            .query_map(params![job_id, f.question, f.model, f.region], |r| {
+                Ok(AttemptRow {
+                    question_id: r.get(0)?,
+                    model_id: r.get(1)?,
+                    region: r.get(2)?,
+                    sample: r.get(3)?,
+                    number: r.get(4)?,
+                    worker: r.get(5)?,
+                    started_at_ms: r.get(6)?,
+                    finished_at_ms: r.get(7)?,
+                    outcome: r.get(8)?,
+                    possibly_billed: r.get(9)?,
+                    http_status: r.get(10)?,
+                    latency_ms: r.get(11)?,
+                    error: r.get(12)?,
+                })
+            })
+            .at(p)?;
+        rows.collect::<rusqlite::Result<_>>().at(p)
+    }
+
+    pub fn next_wakeup(&self, job_id: &str) -> Result<Option<i64>> {
+        let conn = self.conn();
+        conn.query_row(
+            "SELECT min(t) FROM (
+                SELECT min(coalesce(not_before_ms, 0)) AS t FROM executions WHERE job_id = ?1 AND status = 'pending'
+                UNION ALL SELECT min(lease_until_ms) FROM executions WHERE job_id = ?1 AND status = 'running')",
+            [job_id],
+            |r| r.get(0),
+        )
+        .at(&self.path)
+    }
+}
+
+fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
+    Ok(JobRecord {
+        id: r.get(0)?,
+        base_id: r.get(1)?,
+        generation: r.get(2)?,
+        name: r.get(3)?,
+        planned: r.get(4)?,
+        created_at_ms: r.get(5)?,
+        inserted: 0,
+    })
+}
+
+fn latest_generation(conn: &Connection, base_id: &str) -> rusqlite::Result<Option<JobRecord>> {
+    conn.query_row(
+        "SELECT id, base_id, generation, name, planned, created_at_ms FROM jobs WHERE base_id = ?1 ORDER BY generation DESC LIMIT 1",
+        [base_id],
+        job_from_row,
+    )
+    .optional()
+}
+
+/// Applies the embedded migrations in order. An applied migration is never edited: its
+/// checksum is recorded and compared on every open.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).at(path)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, sha256 TEXT NOT NULL, applied_at_ms INTEGER NOT NULL)",
+    )
+    .at(path)?;
+    let applied: Vec<(i64, String)> = {
+        let mut stmt = tx.prepare("SELECT version, sha256 FROM schema_migrations ORDER BY version").at(path)?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).at(path)?.collect::<rusqlite::Result<_>>().at(path)?
+    };
+    let known = MIGRATIONS.last().map_or(0, |m| m.0);
+    if let Some((found, _)) = applied.iter().find(|(v, _)| *v > known) {
+        return Err(StoreError::SchemaTooNew { found: *found, known });
+    }
+    for (version, name, sql) in MIGRATIONS {
+        let sum = parallax_core::sha256_hex(sql.as_bytes());
+        match applied.iter().find(|(v, _)| v == version) {
+            Some((_, recorded)) if *recorded == sum => {}
+            Some(_) => return Err(StoreError::MigrationChanged { version: *version, name: (*name).to_owned() }),
+            None => {
+                tx.execute_batch(sql).at(path)?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, name, sha256, applied_at_ms) VALUES (?1, ?2, ?3, ?4)",
+                    params![version, name, sum, crate::SystemClock.now_ms()],
+                )
+                .at(path)?;
+            }
+        }
+    }
+    tx.commit().at(path)
+}

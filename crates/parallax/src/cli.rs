@@ -1,0 +1,116 @@
+//! The command line: arguments only, no work.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Ask the same questions of many models in many regions, exactly once each, and compare the answers.
+#[derive(Debug, Parser)]
+#[command(name = "parallax", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The store: a SQLite file path (or `sqlite:` URL)
+    #[arg(long, global = true, env = "PARALLAX_DB", default_value = "parallax.db")]
+    pub db: String,
+    /// The catalog of regions, endpoints and models
+    #[arg(long, global = true, env = "PARALLAX_CONFIG", default_value = "parallax.yaml")]
+    pub config: PathBuf,
+    /// Print nothing but data and errors
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// Hide the progress bar
+    #[arg(long, global = true, env = "PARALLAX_NO_PROGRESS")]
+    pub no_progress: bool,
+    /// Log more (-v debug, -vv trace); RUST_LOG overrides
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show how many executions a job spec makes, which, and what each will send
+    Plan(PlanArgs),
+    /// Run a job spec: execute what is not done yet, exactly once each
+    Run(RunArgs),
+    /// Per model × region counts of a job; without an id, the recent jobs
+    Status(StatusArgs),
+    /// The executions of a job with their requests and answers
+    Results(ResultsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The job spec (YAML or JSON)
+    pub spec: PathBuf,
+    #[arg(long, value_enum, default_value_t = PlanFormat::Table)]
+    pub format: PlanFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PlanFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The job spec (YAML or JSON)
+    pub spec: PathBuf,
+    /// Start a new job (`<id>-2`, `-3`, …) instead of continuing the recorded one
+    #[arg(long)]
+    pub fresh: bool,
+    /// Re-arm failed executions in place with a fresh attempt budget
+    #[arg(long)]
+    pub retry_failed: bool,
+    /// Re-arm parked executions (possibly billed attempts) in place
+    #[arg(long)]
+    pub retry_parked: bool,
+    /// Override `run.concurrency`
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Override `run.limit`: execute at most this many items in this run
+    #[arg(long)]
+    pub limit: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The job id (see `parallax status` for the recent ones)
+    pub job_id: Option<String>,
+    /// List every attempt of the job
+    #[arg(long)]
+    pub attempts: bool,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ResultsArgs {
+    pub job_id: String,
+    #[arg(long)]
+    pub question: Option<String>,
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long)]
+    pub region: Option<String>,
+    /// List the attempts instead of the executions
+    #[arg(long)]
+    pub attempts: bool,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Jsonl,
+    Csv,
+}

@@ -1,0 +1,99 @@
+//! `parallax plan`: the exact executions of a spec, and what each will send.
+
+use serde_json::json;
+
+use crate::cli::{Global, PlanArgs, PlanFormat};
+use crate::exit::{Code, Failure, Outcome};
+use crate::{load, output};
+
+pub async fn run(global: &Global, args: &PlanArgs) -> Outcome {
+    let (spec, _catalog, plan) = load::plan(&args.spec, &global.config)?;
+    let recorded = match super::open_existing_store(global).await? {
+        Some(store) => store.current_job(&plan.base_job_id).await?,
+        None => None,
+    };
+    let job_id = recorded.as_ref().map_or(plan.base_job_id.clone(), |j| j.id.clone());
+    match args.format {
+        PlanFormat::Json => {
+            let items: Vec<_> = plan
+                .items
+                .iter()
+                .map(|i| {
+                    let mut v = serde_json::to_value(i).unwrap_or_default();
+                    if let Some(obj) = v.as_object_mut() {
+                        obj.insert("request".into(), i.request());
+                    }
+                    v
+                })
+                .collect();
+            let doc = json!({
+                "job_id": job_id,
+                "recorded": recorded.is_some(),
+                "executions": plan.items.len(),
+                "questions": spec.questions.len(),
+                "models": spec.models,
+                "regions": spec.regions,
+                "samples": spec.samples,
+                "parity": plan.parity,
+                "items": items,
+            });
+            let text = serde_json::to_string_pretty(&doc).map_err(|e| Failure::Internal(e.into()))?;
+            output::stdout(&(text + "\n")).map_err(|e| Failure::Internal(e.into()))?;
+        }
+        PlanFormat::Table => {
+            let mut out = String::new();
+            let state = if recorded.is_some() { "recorded: `parallax run` continues it" } else { "new" };
+            out.push_str(&format!("job {job_id} ({state})\n"));
+            let s = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+            out.push_str(&format!(
+                "{} × {} × {} × {} = {} executions\n",
+                s(spec.questions.len(), "question"),
+                s(spec.models.len(), "model"),
+                s(spec.regions.len(), "region"),
+                s(spec.samples as usize, "sample"),
+                plan.items.len()
+            ));
+            let p = &plan.parity;
+            if p.undeclared > 0 {
+                out.push_str(&format!(
+                    "parity: {} of {} question×model groups DIFFER across regions without a declared override\n",
+                    p.undeclared, p.groups
+                ));
+            } else if p.declared_overrides > 0 {
+                out.push_str(&format!(
+                    "parity: {} of {} question×model groups differ only by the declared system_by_region override ({})\n",
+                    p.declared_overrides,
+                    p.groups,
+                    p.override_regions.join(", ")
+                ));
+            } else {
+                out.push_str(&format!(
+                    "parity: every region sends identical messages for all {} question×model groups\n",
+                    p.groups
+                ));
+            }
+            out.push('\n');
+            let rows: Vec<Vec<String>> = plan
+                .items
+                .iter()
+                .map(|i| {
+                    vec![
+                        i.key.question_id.clone(),
+                        i.key.model_id.clone(),
+                        i.key.region.clone(),
+                        i.key.sample.to_string(),
+                        i.endpoint.clone(),
+                        i.requested_model.clone(),
+                        i.request_sha256[..12].to_owned(),
+                    ]
+                })
+                .collect();
+            out.push_str(&output::table(
+                &["QUESTION", "MODEL", "REGION", "SAMPLE", "ENDPOINT", "SENDS MODEL", "REQUEST SHA256"],
+                &rows,
+            ));
+            output::stdout(&out).map_err(|e| Failure::Internal(e.into()))?;
+        }
+    }
+    Ok(Code::Success)
+}

@@ -1,0 +1,164 @@
+//! `parallax run`: execute what is not done yet, exactly once each.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::anyhow;
+use parallax_providers::OpenAiProvider;
+use parallax_runner::{EndpointRuntime, RunConfig, Stop};
+use tokio::sync::watch;
+
+use crate::cli::{Global, RunArgs};
+use crate::exit::{Code, Failure, Outcome};
+use crate::{load, progress};
+
+pub async fn run(global: &Global, args: &RunArgs) -> Outcome {
+    let (spec, catalog, plan) = load::plan(&args.spec, &global.config)?;
+    let mut policy = spec.run.clone();
+    if let Some(c) = args.concurrency {
+        if c == 0 {
+            return Err(Failure::input(anyhow!("`--concurrency` must be at least 1")));
+        }
+        policy.concurrency = c;
+    }
+    if let Some(l) = args.limit {
+        policy.limit = Some(l);
+    }
+
+    // Providers before the store: a missing API key is bad input and must write nothing.
+    let mut endpoints = HashMap::new();
+    for item in &plan.items {
+        if endpoints.contains_key(&item.endpoint) {
+            continue;
+        }
+        let (endpoint, _) =
+            catalog.resolve(&item.key.model_id, &item.key.region).expect("the plan resolved every item");
+        let api_key = match &endpoint.api_key_env {
+            Some(var) => Some(std::env::var(var).map_err(|_| {
+                Failure::input(anyhow!(
+                    "the environment variable `{var}` is not set\n\nhint: endpoint `{}` of region `{}` in `{}` reads its API key from it",
+                    endpoint.name,
+                    item.key.region,
+                    global.config.display()
+                ))
+            })?),
+            None => None,
+        };
+        let max_connections = endpoint.concurrency.unwrap_or(policy.concurrency).max(1);
+        let provider = OpenAiProvider::new(&endpoint.base_url, api_key, max_connections)
+            .map_err(|e| Failure::Internal(e.into()))?;
+        endpoints.insert(
+            item.endpoint.clone(),
+            EndpointRuntime {
+                provider: Arc::new(provider),
+                concurrency: endpoint.concurrency,
+                rate_per_s: endpoint.rate_per_s,
+            },
+        );
+    }
+
+    let store = super::open_store(global).await?;
+    let job = store.enqueue(&plan, &spec.questions, args.fresh).await?;
+    if args.retry_failed || args.retry_parked {
+        let n = store.rearm(&job.id, args.retry_failed, args.retry_parked).await?;
+        if !global.quiet {
+            eprintln!("re-armed {n} execution{} with a fresh attempt budget", if n == 1 { "" } else { "s" });
+        }
+    }
+    let before = store.status(&job.id).await?;
+    let c = &before.total.counts;
+    if c.pending == 0 && c.running == 0 {
+        if !global.quiet {
+            eprintln!(
+                "job {}: complete, nothing to do ({} succeeded, {} failed, {} parked)",
+                job.id, c.succeeded, c.failed, c.parked
+            );
+            if c.failed + c.parked > 0 {
+                eprintln!("hint: `parallax run {} --retry-failed` re-arms failed executions", args.spec.display());
+            }
+        }
+        return Ok(if c.failed + c.parked > 0 { Code::SomeFailed } else { Code::Success });
+    }
+    if !global.quiet {
+        let verb = if job.inserted > 0 { "starting" } else { "continuing" };
+        eprintln!(
+            "{verb} job {}: {} executions planned, {} done, {} to run",
+            job.id,
+            job.planned,
+            c.succeeded + c.failed + c.parked,
+            c.pending + c.running
+        );
+    }
+
+    let visible = !global.quiet && !global.no_progress && std::io::stderr().is_terminal();
+    let bar = Arc::new(progress::Bar::new(job.planned as u64, (c.succeeded + c.failed + c.parked) as u64, visible));
+    let (stop_tx, stop_rx) = watch::channel(Stop::Running);
+    let quiet = global.quiet;
+    let signals = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            if !quiet {
+                eprintln!(
+                    "\nstopping: no new calls; waiting for calls in flight to be recorded (Ctrl-C again to abort them)"
+                );
+            }
+            let _ = stop_tx.send(Stop::Drain);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = stop_tx.send(Stop::Abort);
+            }
+        }
+    });
+
+    let started = Instant::now();
+    let config = RunConfig { job_id: job.id.clone(), worker: worker_name(), policy, endpoints };
+    let result = parallax_runner::run(store.clone(), config, bar.clone(), stop_rx).await;
+    bar.finish();
+    signals.abort();
+    let summary = result?;
+
+    let after = store.status(&job.id).await?;
+    let t = &after.total;
+    if !global.quiet {
+        eprintln!(
+            "job {}: {} succeeded, {} failed, {} parked, {} pending of {} — this run: {} calls in {:.1}s ({} retried{}){}{}",
+            job.id,
+            t.counts.succeeded,
+            t.counts.failed,
+            t.counts.parked,
+            t.counts.pending + t.counts.running,
+            job.planned,
+            summary.attempts,
+            started.elapsed().as_secs_f64(),
+            summary.retried,
+            if summary.stale > 0 { format!(", {} late answers refused", summary.stale) } else { String::new() },
+            if t.possibly_billed > 0 {
+                format!("; {} possibly billed attempts", t.possibly_billed)
+            } else {
+                String::new()
+            },
+            if t.model_mismatches > 0 { format!("; {} MODEL MISMATCHES", t.model_mismatches) } else { String::new() },
+        );
+        if t.counts.failed + t.counts.parked > 0 {
+            eprintln!(
+                "hint: `parallax results {} --format jsonl` shows the errors; `parallax run {} --retry-failed` tries again",
+                job.id,
+                args.spec.display()
+            );
+        }
+    }
+    if summary.interrupted {
+        return Ok(Code::Interrupted);
+    }
+    Ok(if t.counts.failed + t.counts.parked > 0 { Code::SomeFailed } else { Code::Success })
+}
+
+/// Names this process in leases and attempts: host and pid.
+fn worker_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}:{}", std::process::id())
+}

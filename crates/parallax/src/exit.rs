@@ -1,0 +1,71 @@
+//! Exit codes, every verb: 0 success; 1 the run finished but some items failed or were
+//! parked; 2 bad input (arguments, spec, catalog); 3 store or internal error; 130
+//! interrupted.
+
+use std::process::ExitCode;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    Success = 0,
+    SomeFailed = 1,
+    Interrupted = 130,
+}
+
+impl From<Code> for ExitCode {
+    fn from(code: Code) -> ExitCode {
+        ExitCode::from(code as u8)
+    }
+}
+
+/// Why a command could not do its work.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad input: arguments, spec or catalog. Exit 2.
+    Input(anyhow::Error),
+    /// The store or something internal failed. Exit 3.
+    Internal(anyhow::Error),
+}
+
+impl Failure {
+    pub fn input(e: impl Into<anyhow::Error>) -> Failure {
+        Failure::Input(e.into())
+    }
+
+    pub fn report(self) -> ExitCode {
+        let (e, code) = match self {
+            Failure::Input(e) => (e, 2),
+            Failure::Internal(e) => (e, 3),
+        };
+        eprintln!("error: {e}");
+        let mut source = e.source();
+        let mut first = true;
+        while let Some(s) = source {
+            if first {
+                eprintln!("\nCaused by:");
+                first = false;
+            }
+            eprintln!("  {s}");
+            source = s.source();
+        }
+        ExitCode::from(code)
+    }
+}
+
+impl From<parallax_store::StoreError> for Failure {
+    fn from(e: parallax_store::StoreError) -> Failure {
+        match e {
+            parallax_store::StoreError::NoSuchJob(_) | parallax_store::StoreError::PostgresUnsupported(_) => {
+                Failure::Input(e.into())
+            }
+            e => Failure::Internal(e.into()),
+        }
+    }
+}
+
+impl From<parallax_runner::RunError> for Failure {
+    fn from(e: parallax_runner::RunError) -> Failure {
+        Failure::Internal(e.into())
+    }
+}
+
+pub type Outcome = Result<Code, Failure>;

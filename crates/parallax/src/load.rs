@@ -1,0 +1,44 @@
+//! Reading the catalog and spec from disk, with every problem reported at once.
+
+use std::path::Path;
+
+use anyhow::anyhow;
+use parallax_core::{Catalog, Diagnostics, JobSpec, Plan};
+
+use crate::exit::Failure;
+
+pub fn catalog(path: &Path) -> Result<Catalog, Failure> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Failure::input(anyhow!(
+            "cannot read the catalog `{}`: {e}\n\nhint: pass `--config FILE` or set PARALLAX_CONFIG; a catalog maps regions to endpoints",
+            path.display()
+        ))
+    })?;
+    Catalog::parse(&text, path).map_err(|d| diagnostics("catalog", d))
+}
+
+pub fn spec(path: &Path) -> Result<JobSpec, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::input(anyhow!("cannot read the job spec `{}`: {e}", path.display())))?;
+    let mut read = |p: &Path| std::fs::read_to_string(p);
+    JobSpec::parse(&text, path, &mut read).map_err(|d| diagnostics("job spec", d))
+}
+
+/// The spec, the catalog and the plan they make.
+pub fn plan(spec_path: &Path, catalog_path: &Path) -> Result<(JobSpec, Catalog, Plan), Failure> {
+    // Read both before failing, so the user sees every problem in one go.
+    let spec = spec(spec_path);
+    let catalog = catalog(catalog_path);
+    let (spec, catalog) = match (spec, catalog) {
+        (Ok(s), Ok(c)) => (s, c),
+        (Err(e), Ok(_)) | (Ok(_), Err(e)) => return Err(e),
+        (Err(Failure::Input(a)), Err(Failure::Input(b))) => return Err(Failure::input(anyhow!("{a}\n{b}"))),
+        (Err(e), Err(_)) => return Err(e),
+    };
+    let plan = Plan::build(&spec, &catalog).map_err(|d| diagnostics("job spec", d))?;
+    Ok((spec, catalog, plan))
+}
+
+fn diagnostics(what: &str, d: Diagnostics) -> Failure {
+    Failure::input(anyhow!("invalid {what}: {}", d.to_string().trim_end()))
+}
