@@ -95,7 +95,7 @@ impl Catalog {
         let catalog = decode_catalog(&mut d, &root, path);
         match catalog {
             Some(c) if d.diags.is_empty() => Ok(c),
-            _ => Err(d.diags),
+            _ => Err(d.diags.sorted()),
         }
     }
 

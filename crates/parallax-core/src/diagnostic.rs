@@ -49,6 +49,12 @@ impl fmt::Display for Diagnostics {
 }
 
 impl Diagnostics {
+    /// In reading order: by file, then line, then column.
+    pub(crate) fn sorted(mut self) -> Diagnostics {
+        self.0.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+        self
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

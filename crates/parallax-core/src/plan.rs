@@ -152,7 +152,7 @@ impl Plan {
             }
         }
         if !diags.is_empty() {
-            return Err(diags);
+            return Err(diags.sorted());
         }
 
         let identity = identity(spec, catalog);

@@ -163,7 +163,7 @@ impl JobSpec {
         let spec = decode_spec(&mut d, &root, path, read);
         match spec {
             Some(spec) if d.diags.is_empty() => Ok(spec),
-            _ => Err(d.diags),
+            _ => Err(d.diags.sorted()),
         }
     }
 }
