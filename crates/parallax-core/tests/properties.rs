@@ -22,7 +22,11 @@ fn spec(questions: &[String], models: usize, regions: usize, samples: u32, concu
         s.push_str(&format!("  - id: q{i}\n    text: {}\n", serde_json::to_string(q).unwrap()));
     }
     let list = |p: &str, n: usize| (0..n).map(|i| format!("{p}{i}")).collect::<Vec<_>>().join(", ");
-    s.push_str(&format!("models: [{}]\nregions: [{}]\nsamples: {samples}\nrun: {{concurrency: {concurrency}}}\n", list("m", models), list("r", regions)));
+    s.push_str(&format!(
+        "models: [{}]\nregions: [{}]\nsamples: {samples}\nrun: {{concurrency: {concurrency}}}\n",
+        list("m", models),
+        list("r", regions)
+    ));
     s
 }
 

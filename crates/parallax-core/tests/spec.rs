@@ -31,7 +31,8 @@ fn catalog() -> Catalog {
 
 /// Parses `spec` with `files` as the files it may name.
 fn parse_with(spec: &str, files: &[(&str, &str)]) -> Result<JobSpec, Diagnostics> {
-    let files: HashMap<PathBuf, String> = files.iter().map(|(p, t)| (PathBuf::from("jobs").join(p), t.to_string())).collect();
+    let files: HashMap<PathBuf, String> =
+        files.iter().map(|(p, t)| (PathBuf::from("jobs").join(p), t.to_string())).collect();
     let mut read = |p: &Path| files.get(p).cloned().ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound));
     JobSpec::parse(spec, Path::new("jobs/job.yaml"), &mut read)
 }
@@ -109,7 +110,9 @@ colour: blue
 
 #[test]
 fn raw_mode_rejects_a_system_prompt() {
-    let errs = errors("name: x\nquestions: [{id: a, text: hi}]\nmodels: [base]\nregions: [eu-west]\nprompt: {mode: raw, system: be nice}\n");
+    let errs = errors(
+        "name: x\nquestions: [{id: a, text: hi}]\nmodels: [base]\nregions: [eu-west]\nprompt: {mode: raw, system: be nice}\n",
+    );
     assert!(errs[0].contains("raw mode sends the question text as is"), "{errs:?}");
 }
 
@@ -152,19 +155,31 @@ fn a_missing_question_file_is_reported_at_its_entry() {
 
 #[test]
 fn unknown_models_and_regions_point_at_the_spec() {
-    let spec = parse("name: x\nquestions: [{id: a, text: hi}]\nmodels: [qwen, gpt-5]\nregions: [us-east, eu-wset]\n").unwrap();
+    let spec =
+        parse("name: x\nquestions: [{id: a, text: hi}]\nmodels: [qwen, gpt-5]\nregions: [us-east, eu-wset]\n").unwrap();
     let err = Plan::build(&spec, &catalog()).unwrap_err();
     let all: Vec<String> = err.0.iter().map(|d| d.to_string()).collect();
-    assert!(all.iter().any(|e| e.contains("jobs/job.yaml:4:20: `regions`: region `eu-wset` is not in the catalog") && e.contains("did you mean `eu-west`?")), "{all:?}");
-    assert!(all.iter().any(|e| e.contains("jobs/job.yaml:3:16: `models`: model `gpt-5` is not served in region us-east")), "{all:?}");
+    assert!(
+        all.iter().any(|e| e.contains("jobs/job.yaml:4:20: `regions`: region `eu-wset` is not in the catalog")
+            && e.contains("did you mean `eu-west`?")),
+        "{all:?}"
+    );
+    assert!(
+        all.iter().any(|e| e.contains("jobs/job.yaml:3:16: `models`: model `gpt-5` is not served in region us-east")),
+        "{all:?}"
+    );
 }
 
 #[test]
 fn mode_and_endpoint_kind_must_pair() {
-    let spec = parse("name: x\nquestions: [{id: a, text: hi}]\nmodels: [base]\nregions: [eu-west]\nprompt: {mode: chat}\n").unwrap();
+    let spec =
+        parse("name: x\nquestions: [{id: a, text: hi}]\nmodels: [base]\nregions: [eu-west]\nprompt: {mode: chat}\n")
+            .unwrap();
     let err = Plan::build(&spec, &catalog()).unwrap_err();
     assert!(err.to_string().contains("`chat` mode cannot use endpoint `eu-raw` (kind `openai-completions`)"), "{err}");
-    let raw = parse("name: x\nquestions: [{id: a, text: hi}]\nmodels: [base]\nregions: [eu-west]\nprompt: {mode: raw}\n").unwrap();
+    let raw =
+        parse("name: x\nquestions: [{id: a, text: hi}]\nmodels: [base]\nregions: [eu-west]\nprompt: {mode: raw}\n")
+            .unwrap();
     let plan = Plan::build(&raw, &catalog()).unwrap();
     assert_eq!(plan.items[0].request()["prompt"], "hi");
 }
@@ -225,6 +240,8 @@ fn the_job_id_ignores_run_policy_but_not_the_prompt() {
 
 #[test]
 fn a_json_spec_is_accepted() {
-    let spec = parse(r#"{"name": "j", "questions": [{"id": "a", "text": "hi"}], "models": ["qwen"], "regions": ["us-east"]}"#).unwrap();
+    let spec =
+        parse(r#"{"name": "j", "questions": [{"id": "a", "text": "hi"}], "models": ["qwen"], "regions": ["us-east"]}"#)
+            .unwrap();
     assert_eq!(Plan::build(&spec, &catalog()).unwrap().items.len(), 1);
 }

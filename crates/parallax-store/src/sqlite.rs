@@ -308,7 +308,9 @@ impl SqliteStore {
         {
             let mut close = tx
                 .prepare_cached(
-                    "UPDATE attempts SET outcome = ?2, finished_at_ms = ?3, possibly_billed = ?4, http_status = ?5, latency_ms = ?6, error = ?7 WHERE id = ?1",
+                    // An attempt closes once; one the reaper closed as lost may still learn how it ended.
+                    "UPDATE attempts SET outcome = ?2, finished_at_ms = ?3, possibly_billed = ?4, http_status = ?5, latency_ms = ?6, error = ?7
+                     WHERE id = ?1 AND outcome IN ('open', 'lost')",
                 )
                 .at(p)?;
             let mut settle = tx
