@@ -339,16 +339,10 @@ impl SqliteStore {
                 };
                 let fenced = settle.execute(params![o.execution_id, o.lease_token, status, not_before, error]).at(p)?;
                 let attempt_outcome = if fenced == 0 { "stale" } else { attempt_outcome };
+                // A refused late answer was paid for and not kept: count it with the possibly billed.
+                let billed = o.possibly_billed || fenced == 0;
                 close
-                    .execute(params![
-                        o.attempt_id,
-                        attempt_outcome,
-                        now,
-                        o.possibly_billed,
-                        o.http_status,
-                        o.latency_ms,
-                        o.error
-                    ])
+                    .execute(params![o.attempt_id, attempt_outcome, now, billed, o.http_status, o.latency_ms, o.error])
                     .at(p)?;
                 if fenced == 0 {
                     applied.push(Applied::Stale);
