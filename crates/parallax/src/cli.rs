@@ -26,7 +26,7 @@ pub struct Global {
     #[arg(long, short, global = true)]
     pub quiet: bool,
     /// Hide the progress bar
-    #[arg(long, global = true, env = "PARALLAX_NO_PROGRESS")]
+    #[arg(long, global = true, env = "PARALLAX_NO_PROGRESS", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_progress: bool,
     /// Log more (-v debug, -vv trace); RUST_LOG overrides
     #[arg(long, short, global = true, action = clap::ArgAction::Count)]

@@ -1,0 +1,90 @@
+//! Crashes and interruptions: `kill -9` mid-run, Ctrl-C, and what the ledger says after.
+
+use std::time::Duration;
+
+use parallax_stub::StubConfig;
+
+use crate::support::{Fleet, job_id, spec};
+
+async fn wait_for_requests(fleet: &Fleet, n: u64) {
+    for _ in 0..500 {
+        if fleet.total_requests() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the run never reached {n} requests");
+}
+
+#[tokio::test]
+async fn kill_9_mid_run_then_resume_gives_one_result_per_key() {
+    let fleet =
+        Fleet::start(&["us", "eu"], |_| StubConfig { latency: Duration::from_millis(300), ..StubConfig::default() })
+            .await;
+    fleet.catalog(&[("a", "prov-a"), ("b", "prov-b")], "");
+    fleet.write("job.yaml", &spec(20, &["a", "b"], &["us", "eu"], "run: {concurrency: 8, lease_s: 2}\n"));
+    let job = job_id(&fleet.parallax(&["plan", "job.yaml", "--format", "json"]).await.json());
+
+    let mut child = fleet.command(&["run", "job.yaml"], &[]).spawn().unwrap();
+    wait_for_requests(&fleet, 20).await;
+    child.start_kill().unwrap(); // SIGKILL
+    child.wait().await.unwrap();
+    let before = fleet.requests_by_key();
+    assert!(before.len() < 80, "killed mid-run");
+
+    let out = fleet.parallax(&["run", "job.yaml"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let rows = fleet.parallax(&["results", &job, "--format", "jsonl"]).await.json_lines();
+    assert_eq!(rows.len(), 80);
+    assert!(rows.iter().all(|r| r["status"] == "succeeded"));
+
+    let attempts = fleet.parallax(&["results", &job, "--attempts", "--format", "jsonl"]).await.json_lines();
+    let after = fleet.requests_by_key();
+    assert_eq!(after.len(), 80, "every key was called");
+    let lost = attempts.iter().filter(|a| a["outcome"] == "lost").count();
+    assert!(lost > 0, "calls in flight at the kill are in the ledger as lost");
+    for r in &rows {
+        let key = r["idempotency_key"].as_str().unwrap();
+        let calls = after[key];
+        // Duplicates only for calls in flight at the kill, and each such call is accounted for.
+        let recorded = attempts
+            .iter()
+            .filter(|a| {
+                a["question_id"] == r["question_id"] && a["model_id"] == r["model_id"] && a["region"] == r["region"]
+            })
+            .count() as u64;
+        assert!(calls <= recorded, "{key}: {calls} upstream calls but {recorded} attempts recorded");
+        if calls > 1 {
+            assert!(before.contains_key(key), "a duplicate call must be one in flight at the kill");
+            assert_eq!(calls, 2);
+        }
+    }
+    let status = fleet.parallax(&["status", &job, "--format", "json"]).await.json();
+    assert_eq!(status["total"]["possibly_billed"].as_u64().unwrap(), lost as u64);
+}
+
+#[tokio::test]
+async fn ctrl_c_stops_claiming_records_in_flight_calls_and_exits_130() {
+    let fleet =
+        Fleet::start(&["us"], |_| StubConfig { latency: Duration::from_millis(400), ..StubConfig::default() }).await;
+    fleet.catalog(&[("a", "prov-a")], "");
+    fleet.write("job.yaml", &spec(40, &["a"], &["us"], "run: {concurrency: 4}\n"));
+    let job = job_id(&fleet.parallax(&["plan", "job.yaml", "--format", "json"]).await.json());
+    let mut child = fleet.command(&["run", "job.yaml"], &[]).spawn().unwrap();
+    wait_for_requests(&fleet, 4).await;
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let status = child.wait().await.unwrap();
+    assert_eq!(status.code(), Some(130));
+    let sent = fleet.total_requests();
+    assert!(sent < 40);
+    let rows = fleet.parallax(&["results", &job, "--format", "jsonl"]).await.json_lines();
+    let succeeded = rows.iter().filter(|r| r["status"] == "succeeded").count() as u64;
+    assert_eq!(succeeded, sent, "every call in flight finished and was recorded");
+    assert!(rows.iter().all(|r| r["status"] != "running"), "no lease left behind");
+
+    let out = fleet.parallax(&["run", "job.yaml"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(fleet.total_requests(), 40);
+    assert!(fleet.requests_by_key().values().all(|n| *n == 1));
+}

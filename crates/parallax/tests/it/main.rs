@@ -1,0 +1,10 @@
+//! Integration tests: the real `parallax` binary against stub OpenAI servers over real HTTP.
+//! One test binary (see matklad, "Delete Cargo Integration Tests").
+
+mod support;
+
+mod attribution;
+mod crash;
+mod faults;
+mod plan;
+mod run;

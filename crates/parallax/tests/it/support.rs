@@ -1,0 +1,146 @@
+//! A fleet of stub regions, files in a temp dir, and the real CLI.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use parallax_stub::{StubConfig, StubHandle};
+use tempfile::TempDir;
+
+pub struct Fleet {
+    pub dir: TempDir,
+    pub stubs: Vec<(String, StubHandle)>,
+}
+
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+            .collect()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("bad JSON {:?}: {e}", self.stdout))
+    }
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+impl Fleet {
+    /// One stub per region, configured by `config(region)`.
+    pub async fn start(regions: &[&str], config: impl Fn(&str) -> StubConfig) -> Fleet {
+        let mut stubs = Vec::new();
+        for region in regions {
+            let cfg = StubConfig { region: region.to_string(), ..config(region) };
+            stubs.push((region.to_string(), parallax_stub::spawn_on_loopback(cfg).await.expect("stub starts")));
+        }
+        Fleet { dir: tempfile::tempdir().expect("temp dir"), stubs }
+    }
+
+    pub fn stub(&self, region: &str) -> &StubHandle {
+        &self.stubs.iter().find(|(r, _)| r == region).expect("region").1
+    }
+
+    /// Writes a catalog with one `openai-chat` endpoint per region serving `models`
+    /// (`id: provider name`); `endpoint_extra` is added to every endpoint's mapping.
+    pub fn catalog(&self, models: &[(&str, &str)], endpoint_extra: &str) -> PathBuf {
+        let mut text = String::from("regions:\n");
+        for (region, stub) in &self.stubs {
+            text.push_str(&format!(
+                "  {region}:\n    - name: {region}-stub\n      kind: openai-chat\n      base_url: {}\n{endpoint_extra}      models:\n",
+                stub.base_url()
+            ));
+            for (id, name) in models {
+                text.push_str(&format!("        {id}: {name}\n"));
+            }
+        }
+        self.write("parallax.yaml", &text)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).expect("write file");
+        path
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("parallax.db")
+    }
+
+    /// Runs the CLI in the fleet's directory with its catalog and store.
+    pub async fn parallax(&self, args: &[&str]) -> Output {
+        self.parallax_env(args, &[]).await
+    }
+
+    pub async fn parallax_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let out = self.command(args, env).output().await.expect("run parallax");
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_parallax"));
+        cmd.current_dir(self.dir.path())
+            .args(args)
+            .env_remove("PARALLAX_DB")
+            .env_remove("PARALLAX_CONFIG")
+            .env_remove("RUST_LOG")
+            .env("PARALLAX_NO_PROGRESS", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Requests each stub received, per idempotency key, over the whole fleet.
+    pub fn requests_by_key(&self) -> HashMap<String, u64> {
+        let mut all = HashMap::new();
+        for (_, stub) in &self.stubs {
+            for (k, n) in stub.stats.requests_by_key() {
+                *all.entry(k).or_insert(0) += n;
+            }
+        }
+        all
+    }
+
+    pub fn total_requests(&self) -> u64 {
+        self.stubs.iter().map(|(_, s)| s.stats.total_requests()).sum()
+    }
+}
+
+/// A spec with `n` questions `q0..`, the given models and regions, and extra YAML.
+pub fn spec(n: usize, models: &[&str], regions: &[&str], extra: &str) -> String {
+    let mut s = String::from("name: it\nquestions:\n");
+    for i in 0..n {
+        s.push_str(&format!("  - id: q{i}\n    text: Question number {i}?\n"));
+    }
+    s.push_str(&format!("models: [{}]\nregions: [{}]\n{extra}", models.join(", "), regions.join(", ")));
+    s
+}
+
+pub fn job_id(plan_json: &serde_json::Value) -> String {
+    plan_json["job_id"].as_str().expect("job_id").to_owned()
+}
+
+#[allow(dead_code)]
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}
