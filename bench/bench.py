@@ -20,7 +20,7 @@ import os
 import platform
 import re
 import shutil
-import statistics
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -208,11 +208,17 @@ class Run:
     concurrency: int
     latency_ms: int
     wall_s: float
+    # From the ledger: first attempt opened -> last attempt closed (what the runner itself took).
     run_phase_s: float | None
+    # Process start -> job row written (start-up, spec, plan); job row -> first attempt (enqueue).
+    startup_s: float | None
+    enqueue_s: float | None
+    # Last attempt closed -> process exit (final status query, shutdown).
+    tail_s: float | None
     peak_rss_kib: int
     user_s: float | None
     sys_s: float | None
-    stub_max_in_flight: int
+    stub_max_in_flight: list[int]
     extra: dict = field(default_factory=dict)
 
     @property
@@ -279,11 +285,13 @@ def run_parallax(
     full = (["/usr/bin/time", "-v", "-o", str(timefile)] + cmd) if timev else cmd
     errfile = workdir / f"{label}.stderr"
     with errfile.open("w") as err:
+        epoch0 = time.time()
         t0 = time.perf_counter()
         proc = subprocess.Popen(full, stdout=subprocess.DEVNULL, stderr=err)
         poller = None if timev else VmHWMPoller(proc.pid)
         rc = proc.wait()
         wall = time.perf_counter() - t0
+        epoch1 = time.time()
     stderr = errfile.read_text()
     if rc != 0:
         raise BenchError(f"{label}: parallax run exited {rc}:\n{stderr}")
@@ -296,13 +304,16 @@ def run_parallax(
     else:
         peak = poller.stop()
     m = re.search(r"this run: (\d+) calls in ([\d.]+)s", stderr)
-    run_phase = float(m.group(2)) if m else None
     if m and int(m.group(1)) != executions:
         raise BenchError(f"{label}: parallax made {m.group(1)} calls, expected {executions}:\n{stderr}")
     job = re.search(r"starting job (\S+):", stderr)
     if not job:
         raise BenchError(f"{label}: cannot find the job id in parallax's output:\n{stderr}")
     max_in_flight = verify(parallax, catalog, db, job.group(1), stub, executions, label)
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        created = conn.execute("SELECT created_at_ms FROM jobs WHERE id = ?", (job.group(1),)).fetchone()[0]
+        first, last = conn.execute("SELECT min(started_at_ms), max(finished_at_ms) FROM attempts").fetchone()
+    conn.close()
     for suffix in ("", "-wal", "-shm"):
         Path(str(db) + suffix).unlink(missing_ok=True)
     return Run(
@@ -311,7 +322,10 @@ def run_parallax(
         concurrency=concurrency,
         latency_ms=stub.latency_ms,
         wall_s=wall,
-        run_phase_s=run_phase,
+        run_phase_s=(last - first) / 1000,
+        startup_s=created / 1000 - epoch0,
+        enqueue_s=(first - created) / 1000,
+        tail_s=epoch1 - last / 1000,
         peak_rss_kib=peak,
         user_s=user_s,
         sys_s=sys_s,
@@ -319,7 +333,7 @@ def run_parallax(
     )
 
 
-def verify(parallax: Path, catalog: Path, db: Path, job_id: str, stub: Stub, executions: int, label: str) -> int:
+def verify(parallax: Path, catalog: Path, db: Path, job_id: str, stub: Stub, executions: int, label: str) -> list[int]:
     """All succeeded, one attempt each, and exactly one upstream request per idempotency key."""
     out = subprocess.run(
         [str(parallax), "--db", str(db), "--config", str(catalog), "status", job_id, "--format", "json"],
@@ -338,11 +352,11 @@ def verify(parallax: Path, catalog: Path, db: Path, job_id: str, stub: Stub, exe
         problems.append(f"status: {total['attempts']} attempts for {executions} executions")
     requests = 0
     keys: dict[str, int] = {}
-    max_in_flight = 0
+    max_in_flight = []
     for region in REGIONS:
         s = stub.stats(region)
         requests += s["total_requests"]
-        max_in_flight += s["max_in_flight"]
+        max_in_flight.append(s["max_in_flight"])
         if s["requests_without_key"]:
             problems.append(f"stub {region}: {s['requests_without_key']} requests without an Idempotency-Key")
         for key, n in s["requests_by_key"].items():
@@ -436,8 +450,10 @@ def main() -> int:
         for i in range(args.repeat):
             r = run_parallax(parallax, catalog, spec, workdir, stub, f"{label}-{i + 1}", n, conc)
             log(
-                f"{label} #{i + 1}: {n} executions in {r.wall_s:.3f} s ({r.eps:,.0f}/s; run phase "
-                f"{r.run_phase_s}s), peak RSS {fmt_mib(r.peak_rss_kib)}, stub max in flight {r.stub_max_in_flight} — verified"
+                f"{label} #{i + 1}: {n} executions in {r.wall_s:.3f} s ({r.eps:,.0f}/s) = start-up {r.startup_s:.3f} + "
+                f"enqueue {r.enqueue_s:.3f} + run {r.run_phase_s:.3f} ({r.run_phase_eps:,.0f}/s) + tail {r.tail_s:.3f}; "
+                f"peak RSS {fmt_mib(r.peak_rss_kib)}; user {r.user_s} s sys {r.sys_s} s; "
+                f"stub max in flight per region {r.stub_max_in_flight} — verified"
             )
             runs.append(r)
         m = median_run(runs)

@@ -6,10 +6,12 @@
 //! byte for byte, and the same job id.
 
 pub mod catalog;
+pub mod classify;
 mod decode;
 pub mod diagnostic;
 pub mod plan;
 pub mod spec;
+pub mod stats;
 pub mod yaml;
 
 pub use catalog::{Catalog, Endpoint, EndpointKind, ModelEntry};

@@ -1,0 +1,1 @@
+//! Refusal classification: compliance, partial refusal or refusal, with the evidence.

@@ -1,0 +1,1 @@
+//! Statistics for comparing refusal rates: intervals, paired tests and multiple-comparison correction.
