@@ -7,6 +7,7 @@
 //! concurrency, each endpoint's concurrency and rate, and the spec's `delay_ms`.
 
 mod backoff;
+mod hooks;
 mod limits;
 
 use std::collections::{HashMap, HashSet};
@@ -18,6 +19,7 @@ use parallax_providers::{Provider, SendError, SendRequest};
 use parallax_store::{Applied, Claim, ClaimRequest, Next, Outcome, ResultRecord, Store, StoreError};
 use tokio::sync::{mpsc, watch};
 
+pub use crate::hooks::{CrashPoint, TestHooks};
 use crate::limits::TokenBucket;
 
 /// How one endpoint is reached and limited.
@@ -34,6 +36,8 @@ pub struct RunConfig {
     pub policy: RunPolicy,
     /// Keyed by the plan's endpoint name (`<region>/<endpoint>`).
     pub endpoints: HashMap<String, EndpointRuntime>,
+    /// Crash points for tests; the default does nothing.
+    pub hooks: TestHooks,
 }
 
 /// How far a shutdown has gone. The CLI raises it on Ctrl-C.
@@ -141,7 +145,8 @@ pub async fn run(
     let shared = Arc::new(Shared { in_flight: Mutex::new(HashMap::new()) });
     let (done_tx, done_rx) = mpsc::unbounded_channel::<Routed>();
     let (freed_tx, mut freed_rx) = mpsc::unbounded_channel::<usize>();
-    let writer = tokio::spawn(writer(store.clone(), done_rx, reporter.clone(), shared.clone(), freed_tx));
+    let writer =
+        tokio::spawn(writer(store.clone(), done_rx, reporter.clone(), shared.clone(), freed_tx, config.hooks.clone()));
     let heart = tokio::spawn(heartbeat(store.clone(), shared.clone(), lease));
 
     let mut summary = RunSummary::default();
@@ -192,6 +197,7 @@ pub async fn run(
                         park_possibly_billed: policy.on_possibly_billed == OnPossiblyBilled::Park,
                     })
                     .await?;
+                config.hooks.reached(CrashPoint::AfterClaim, batch.claims.len() as u64);
                 summary.lost_found += batch.lost_attempts;
                 summary.parked += batch.parked;
                 summary.failed += batch.failed;
@@ -214,8 +220,10 @@ pub async fn run(
                     let provider = providers[i].clone();
                     let done = done_tx.clone();
                     let policy = policy.clone();
+                    let hooks = config.hooks.clone();
                     calls.spawn(async move {
                         let d = call(provider.as_ref(), claim, timeout, &policy).await;
+                        hooks.reached(CrashPoint::AfterSend, 1);
                         let _ = done.send(d.with_endpoint(i));
                     });
                 }
@@ -254,10 +262,13 @@ pub async fn run(
                 }
             }
             tokio::select! {
-                Some(i) = freed_rx.recv() => {
-                    in_flight -= 1;
-                    in_flight_by_endpoint[i] -= 1;
-                }
+                freed = freed_rx.recv() => match freed {
+                    Some(i) => {
+                        in_flight -= 1;
+                        in_flight_by_endpoint[i] -= 1;
+                    }
+                    None => break, // the writer stopped: a store error, joined below
+                },
                 _ = tokio::time::sleep(sleep) => {}
                 _ = stop.changed() => {}
             }
@@ -407,6 +418,7 @@ async fn writer(
     reporter: Arc<dyn Reporter>,
     shared: Arc<Shared>,
     freed: mpsc::UnboundedSender<usize>,
+    hooks: TestHooks,
 ) -> Result<Tally, RunError> {
     const MAX_BATCH: usize = 1024;
     let mut tally = Tally::default();
@@ -421,6 +433,7 @@ async fn writer(
         }
         let outcomes: Vec<Outcome> = batch.iter().map(|r| r.done.outcome.clone()).collect();
         let applied = store.finish(outcomes).await?;
+        hooks.reached(CrashPoint::AfterFinish, applied.len() as u64);
         let mut map = shared.in_flight.lock().expect("in-flight map");
         for (routed, applied) in batch.drain(..).zip(applied) {
             map.remove(&routed.done.outcome.execution_id);

@@ -142,6 +142,13 @@ impl Store {
         blocking(move || s.next_wakeup(&job)).await
     }
 
+    /// Test hook: after `finishes` result batches, the store's connection turns read-only,
+    /// so every later write fails as a real store would.
+    #[doc(hidden)]
+    pub fn read_only_after(&self, finishes: u64) {
+        self.inner.read_only_after(finishes);
+    }
+
     pub fn now_ms(&self) -> i64 {
         self.inner.now_ms()
     }

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +25,8 @@ pub(crate) struct SqliteStore {
     path: PathBuf,
     conn: Mutex<Connection>,
     clock: Arc<dyn Clock>,
+    /// Test hook: result batches left before the connection turns read-only.
+    finishes_before_read_only: AtomicI64,
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -49,7 +52,7 @@ impl SqliteStore {
         conn.busy_timeout(Duration::from_secs(30)).at(&path)?;
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;").at(&path)?;
         migrate(&mut conn, &path)?;
-        Ok(SqliteStore { path, conn: Mutex::new(conn), clock })
+        Ok(SqliteStore { path, conn: Mutex::new(conn), clock, finishes_before_read_only: AtomicI64::new(i64::MAX) })
     }
 
     pub fn now_ms(&self) -> i64 {
@@ -299,9 +302,17 @@ impl SqliteStore {
         Ok(stale)
     }
 
+    pub fn read_only_after(&self, finishes: u64) {
+        self.finishes_before_read_only.store(finishes as i64, Ordering::SeqCst);
+    }
+
     pub fn finish(&self, outcomes: &[Outcome]) -> Result<Vec<Applied>> {
         let mut conn = self.conn();
         let p = &self.path;
+        if self.finishes_before_read_only.fetch_sub(1, Ordering::SeqCst) <= 0 {
+            // A real SQLite failure (SQLITE_READONLY) on the write path, for tests.
+            conn.execute_batch("PRAGMA query_only = ON").at(p)?;
+        }
         let now = self.now_ms();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).at(p)?;
         let mut applied = Vec::with_capacity(outcomes.len());

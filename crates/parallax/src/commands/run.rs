@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::anyhow;
 use parallax_providers::OpenAiProvider;
-use parallax_runner::{EndpointRuntime, RunConfig, Stop};
+use parallax_runner::{CrashPoint, EndpointRuntime, RunConfig, Stop, TestHooks};
 use tokio::sync::watch;
 
 use crate::cli::{Global, RunArgs};
@@ -60,6 +60,7 @@ pub async fn run(global: &Global, args: &RunArgs) -> Outcome {
     }
 
     let store = super::open_store(global).await?;
+    let hooks = test_hooks(&store)?;
     let job = store.enqueue(&plan, &spec.questions, args.fresh).await?;
     if args.retry_failed || args.retry_parked {
         let n = store.rearm(&job.id, args.retry_failed, args.retry_parked).await?;
@@ -111,7 +112,7 @@ pub async fn run(global: &Global, args: &RunArgs) -> Outcome {
     });
 
     let started = Instant::now();
-    let config = RunConfig { job_id: job.id.clone(), worker: worker_name(), policy, endpoints };
+    let config = RunConfig { job_id: job.id.clone(), worker: worker_name(), policy, endpoints, hooks };
     let result = parallax_runner::run(store.clone(), config, bar.clone(), stop_rx).await;
     bar.finish();
     signals.abort();
@@ -151,6 +152,25 @@ pub async fn run(global: &Global, args: &RunArgs) -> Outcome {
         return Ok(Code::Interrupted);
     }
     Ok(if t.counts.failed + t.counts.parked > 0 { Code::SomeFailed } else { Code::Success })
+}
+
+/// Test hooks for the crash table and store failures, from the environment:
+/// `PARALLAX_TEST_CRASH=after-claim|after-send|after-finish[:N]` aborts the process when
+/// the N-th execution reaches that point; `PARALLAX_TEST_STORE_READ_ONLY_AFTER=N` makes the
+/// store read-only after N result batches.
+fn test_hooks(store: &parallax_store::Store) -> Result<TestHooks, Failure> {
+    if let Ok(n) = std::env::var("PARALLAX_TEST_STORE_READ_ONLY_AFTER") {
+        let n = n.parse().map_err(|_| Failure::input(anyhow!("PARALLAX_TEST_STORE_READ_ONLY_AFTER: not a number")))?;
+        store.read_only_after(n);
+    }
+    let Ok(spec) = std::env::var("PARALLAX_TEST_CRASH") else { return Ok(TestHooks::default()) };
+    let (point, nth) = spec.split_once(':').unwrap_or((&spec, "1"));
+    match (CrashPoint::parse(point), nth.parse()) {
+        (Some(point), Ok(nth)) => Ok(TestHooks::crash_at(point, nth)),
+        _ => Err(Failure::input(anyhow!(
+            "PARALLAX_TEST_CRASH: expected after-claim|after-send|after-finish[:N], got `{spec}`"
+        ))),
+    }
 }
 
 /// Names this process in leases and attempts: host and pid.

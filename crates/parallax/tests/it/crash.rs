@@ -88,3 +88,85 @@ async fn ctrl_c_stops_claiming_records_in_flight_calls_and_exits_130() {
     assert_eq!(fleet.total_requests(), 40);
     assert!(fleet.requests_by_key().values().all(|n| *n == 1));
 }
+
+/// Runs `job.yaml` with a crash hook, then again without, and checks the ledger.
+/// Returns (requests per key before the resume, after it, the attempts' outcomes).
+async fn crash_then_resume(point: &str) -> (Fleet, Vec<serde_json::Value>, std::collections::HashMap<String, u64>) {
+    let fleet =
+        Fleet::start(&["us"], |_| StubConfig { latency: Duration::from_millis(100), ..StubConfig::default() }).await;
+    fleet.catalog(&[("a", "prov-a")], "");
+    fleet.write("job.yaml", &spec(12, &["a"], &["us"], "run: {concurrency: 4, lease_s: 1}\n"));
+    let job = job_id(&fleet.parallax(&["plan", "job.yaml", "--format", "json"]).await.json());
+    let crashed = fleet.parallax_env(&["run", "job.yaml"], &[("PARALLAX_TEST_CRASH", point)]).await;
+    assert_ne!(crashed.code, 0, "{crashed:?}");
+    assert!(crashed.stderr.contains("test hook: crashing"), "{crashed:?}");
+    let before = fleet.requests_by_key();
+    let out = fleet.parallax(&["run", "job.yaml"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let rows = fleet.parallax(&["results", &job, "--format", "jsonl"]).await.json_lines();
+    assert_eq!(rows.len(), 12);
+    assert!(rows.iter().all(|r| r["status"] == "succeeded"), "{rows:?}");
+    let attempts = fleet.parallax(&["results", &job, "--attempts", "--format", "jsonl"]).await.json_lines();
+    assert!(attempts.iter().all(|a| a["outcome"] != "open"), "no attempt left open");
+    assert_eq!(fleet.requests_by_key().len(), 12);
+    (fleet, attempts, before)
+}
+
+#[tokio::test]
+async fn crash_after_the_claim_before_sending_duplicates_nothing() {
+    let (fleet, attempts, before) = crash_then_resume("after-claim:1").await;
+    assert!(before.is_empty(), "nothing was sent before the crash");
+    let lost = attempts.iter().filter(|a| a["outcome"] == "lost").count();
+    assert!((1..=4).contains(&lost), "the claimed batch's attempts are lost: {lost}");
+    assert!(fleet.requests_by_key().values().all(|n| *n == 1), "no key was called twice");
+}
+
+#[tokio::test]
+async fn crash_after_an_answer_arrives_duplicates_only_calls_in_flight() {
+    let (fleet, attempts, before) = crash_then_resume("after-send:1").await;
+    let after = fleet.requests_by_key();
+    let lost = attempts.iter().filter(|a| a["outcome"] == "lost").count();
+    let duplicated: Vec<_> = after.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(!duplicated.is_empty(), "the answered call was lost and made again");
+    for (key, n) in &duplicated {
+        assert_eq!(**n, 2);
+        assert!(before.contains_key(*key), "only calls in flight at the crash are made twice");
+    }
+    assert!(duplicated.len() <= lost, "every duplicate is a lost attempt in the ledger");
+    assert_eq!(attempts.len() as u64, after.values().sum::<u64>() + (lost - duplicated.len()) as u64);
+}
+
+#[tokio::test]
+async fn crash_after_recording_never_calls_again() {
+    let (fleet, _attempts, before) = crash_then_resume("after-finish:1").await;
+    let after = fleet.requests_by_key();
+    assert!(!before.is_empty());
+    // Calls recorded before the crash are never made again; only those in flight may be.
+    let twice = after.values().filter(|n| **n > 1).count();
+    assert!(twice < before.len(), "recorded answers were not re-requested");
+}
+
+#[tokio::test]
+async fn a_failing_store_stops_the_run_with_exit_3_and_loses_nothing_reported() {
+    let fleet =
+        Fleet::start(&["us"], |_| StubConfig { latency: Duration::from_millis(50), ..StubConfig::default() }).await;
+    fleet.catalog(&[("a", "prov-a")], "");
+    fleet.write("job.yaml", &spec(30, &["a"], &["us"], "run: {concurrency: 4, lease_s: 1}\n"));
+    let job = job_id(&fleet.parallax(&["plan", "job.yaml", "--format", "json"]).await.json());
+    let out = fleet.parallax_env(&["run", "job.yaml"], &[("PARALLAX_TEST_STORE_READ_ONLY_AFTER", "2")]).await;
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(out.stderr.contains("store failed"), "{out:?}");
+    assert!(
+        out.stderr.contains("readonly") || out.stderr.contains("read-only") || out.stderr.contains("read only"),
+        "{out:?}"
+    );
+    let sent = fleet.total_requests();
+    assert!(sent < 30, "the run stopped early ({sent} calls)");
+
+    let out = fleet.parallax(&["run", "job.yaml"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let rows = fleet.parallax(&["results", &job, "--format", "jsonl"]).await.json_lines();
+    assert!(rows.iter().all(|r| r["status"] == "succeeded"));
+    let attempts = fleet.parallax(&["results", &job, "--attempts", "--format", "jsonl"]).await.json_lines();
+    assert_eq!(attempts.len() as u64, fleet.total_requests(), "every upstream call is in the ledger");
+}
