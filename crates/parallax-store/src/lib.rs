@@ -135,6 +135,35 @@ impl Store {
         blocking(move || s.attempts(&job, &filter)).await
     }
 
+    /// Succeeded results that `classifier` has not labelled at `version` (all of them with `all`).
+    pub async fn to_label(
+        &self,
+        job_id: &str,
+        classifier: &str,
+        version: &str,
+        all: bool,
+    ) -> Result<Vec<ToLabel>, StoreError> {
+        let (s, job, c, v) = (self.inner.clone(), job_id.to_owned(), classifier.to_owned(), version.to_owned());
+        blocking(move || s.to_label(&job, &c, &v, all)).await
+    }
+
+    /// Stores labels, replacing an earlier label of the same classifier for the same result.
+    pub async fn put_labels(&self, labels: Vec<LabelRecord>) -> Result<u64, StoreError> {
+        let s = self.inner.clone();
+        blocking(move || s.put_labels(&labels)).await
+    }
+
+    /// Every execution of a job with its question, result and labels, in plan order.
+    pub async fn analysis_rows(&self, job_id: &str) -> Result<Vec<AnalysisRow>, StoreError> {
+        let (s, job) = (self.inner.clone(), job_id.to_owned());
+        blocking(move || s.analysis_rows(&job)).await
+    }
+
+    pub async fn endpoint_attempts(&self, job_id: &str) -> Result<Vec<EndpointAttempts>, StoreError> {
+        let (s, job) = (self.inner.clone(), job_id.to_owned());
+        blocking(move || s.endpoint_attempts(&job)).await
+    }
+
     /// The earliest time (store clock, ms) at which something of the job may become
     /// claimable: a backoff ending or a lease expiring. `None`: nothing is waiting.
     pub async fn next_wakeup(&self, job_id: &str) -> Result<Option<i64>, StoreError> {

@@ -208,6 +208,11 @@ pub struct ResultRow {
     pub error: Option<String>,
     pub endpoint: String,
     pub idempotency_key: String,
+    /// The built-in classifier's label (`compliance`, `partial`, `refusal`), if classified.
+    pub label: Option<String>,
+    pub label_evidence: Option<String>,
+    /// `<name>@<version>` of the classifier that gave `label`.
+    pub classifier: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -225,4 +230,61 @@ pub struct AttemptRow {
     pub http_status: Option<i64>,
     pub latency_ms: Option<i64>,
     pub error: Option<String>,
+}
+
+/// A succeeded result waiting for a label.
+#[derive(Debug, Clone)]
+pub struct ToLabel {
+    pub execution_id: i64,
+    pub question_text: String,
+    pub response_text: String,
+}
+
+/// A label to store beside a result. A judge's label never replaces the built-in one:
+/// they differ in `classifier`.
+#[derive(Debug, Clone)]
+pub struct LabelRecord {
+    pub execution_id: i64,
+    pub classifier: String,
+    pub version: String,
+    pub label: String,
+    pub evidence: Option<String>,
+    pub rubric: Option<String>,
+    pub raw: Option<String>,
+}
+
+/// Everything the analysis needs about one execution.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnalysisRow {
+    pub question_id: String,
+    pub question_text: String,
+    pub question_ordinal: i64,
+    pub expect: Option<String>,
+    pub meta: serde_json::Value,
+    pub model_id: String,
+    pub region: String,
+    pub sample: i64,
+    pub status: String,
+    pub endpoint: String,
+    pub attempts: i64,
+    pub request_body: String,
+    pub requested_model: String,
+    pub reported_model: Option<String>,
+    pub model_mismatch: Option<bool>,
+    pub response_text: Option<String>,
+    pub latency_ms: Option<i64>,
+    pub usage: Option<serde_json::Value>,
+    /// The built-in classifier's label, if classified.
+    pub label: Option<String>,
+    pub evidence: Option<String>,
+    /// Judges' labels: `(classifier, label)`.
+    pub judge_labels: Vec<(String, String)>,
+}
+
+/// Attempts per endpoint, for the audit.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EndpointAttempts {
+    pub endpoint: String,
+    pub attempts: i64,
+    pub possibly_billed: i64,
 }

@@ -5,7 +5,7 @@
 //! WAL with `synchronous=FULL`: a committed transaction survives a crash; batches keep
 //! that to one fsync per claim batch and one per result batch.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,11 +15,14 @@ use parallax_core::{EndpointKind, ItemKey, Plan, Question, idempotency_key};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::{
-    Applied, AttemptRow, CellStatus, Claim, ClaimBatch, ClaimRequest, Clock, JobRecord, JobStatus, JobSummary, Next,
-    Outcome, ResultFilter, ResultRow, StatusCounts, StoreError,
+    AnalysisRow, Applied, AttemptRow, CellStatus, Claim, ClaimBatch, ClaimRequest, Clock, EndpointAttempts, JobRecord,
+    JobStatus, JobSummary, LabelRecord, Next, Outcome, ResultFilter, ResultRow, StatusCounts, StoreError, ToLabel,
 };
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "ledger", include_str!("../migrations/sqlite/0001_ledger.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "ledger", include_str!("../migrations/sqlite/0001_ledger.sql")),
+    (2, "labels", include_str!("../migrations/sqlite/0002_labels.sql")),
+];
 
 pub(crate) struct SqliteStore {
     path: PathBuf,
@@ -509,8 +512,9 @@ impl SqliteStore {
             .prepare_cached(
                 "SELECT e.job_id, e.question_id, e.model_id, e.region, e.sample, e.status, e.attempts, e.request_body, e.request_sha256,
                         e.requested_model, r.reported_model, r.model_mismatch, r.response_text, r.finish_reason, r.usage_json, r.latency_ms,
-                        e.error, e.endpoint, e.idempotency_key
+                        e.error, e.endpoint, e.idempotency_key, l.label, l.evidence, l.version
                  FROM executions e LEFT JOIN results r ON r.execution_id = e.id
+                 LEFT JOIN labels l ON l.execution_id = e.id AND l.classifier = 'builtin'
                  LEFT JOIN questions q ON q.job_id = e.job_id AND q.question_id = e.question_id
                  WHERE e.job_id = ?1 AND (?2 IS NULL OR e.question_id = ?2) AND (?3 IS NULL OR e.model_id = ?3) AND (?4 IS NULL OR e.region = ?4)
                  ORDER BY q.ordinal, e.model_id, e.region, e.sample",
@@ -542,6 +546,9 @@ impl SqliteStore {
                     error: r.get(16)?,
                     endpoint: r.get(17)?,
                     idempotency_key: r.get(18)?,
+                    label: r.get(19)?,
+                    label_evidence: r.get(20)?,
+                    classifier: r.get::<_, Option<String>>(21)?.map(|v| format!("builtin@{v}")),
                 })
             })
             .at(p)?;
@@ -578,6 +585,148 @@ impl SqliteStore {
                     latency_ms: r.get(11)?,
                     error: r.get(12)?,
                 })
+            })
+            .at(p)?;
+        rows.collect::<rusqlite::Result<_>>().at(p)
+    }
+
+    pub fn to_label(&self, job_id: &str, classifier: &str, version: &str, all: bool) -> Result<Vec<ToLabel>> {
+        self.job(job_id)?;
+        let conn = self.conn();
+        let p = &self.path;
+        let mut stmt = conn
+            .prepare(
+                "SELECT e.id, q.text, r.response_text FROM executions e
+                 JOIN results r ON r.execution_id = e.id
+                 JOIN questions q ON q.job_id = e.job_id AND q.question_id = e.question_id
+                 LEFT JOIN labels l ON l.execution_id = e.id AND l.classifier = ?2
+                 WHERE e.job_id = ?1 AND e.status = 'succeeded' AND (?4 OR l.version IS NULL OR l.version != ?3)
+                 ORDER BY e.id",
+            )
+            .at(p)?;
+        let rows = stmt
+            .query_map(params![job_id, classifier, version, all], |r| {
+                Ok(ToLabel {
+                    execution_id: r.get(0)?,
+                    question_text: r.get(1)?,
+                    response_text: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                })
+            })
+            .at(p)?;
+        rows.collect::<rusqlite::Result<_>>().at(p)
+    }
+
+    pub fn put_labels(&self, labels: &[LabelRecord]) -> Result<u64> {
+        let mut conn = self.conn();
+        let p = &self.path;
+        let now = self.now_ms();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).at(p)?;
+        let mut n = 0;
+        {
+            let mut put = tx
+                .prepare_cached(
+                    "INSERT INTO labels (execution_id, classifier, version, label, evidence, rubric, raw, created_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (execution_id, classifier) DO UPDATE SET version = excluded.version, label = excluded.label,
+                         evidence = excluded.evidence, rubric = excluded.rubric, raw = excluded.raw, created_at_ms = excluded.created_at_ms",
+                )
+                .at(p)?;
+            for l in labels {
+                n += put
+                    .execute(params![
+                        l.execution_id,
+                        l.classifier,
+                        l.version,
+                        l.label,
+                        l.evidence,
+                        l.rubric,
+                        l.raw,
+                        now
+                    ])
+                    .at(p)? as u64;
+            }
+        }
+        tx.commit().at(p)?;
+        Ok(n)
+    }
+
+    pub fn analysis_rows(&self, job_id: &str) -> Result<Vec<AnalysisRow>> {
+        self.job(job_id)?;
+        let conn = self.conn();
+        let p = &self.path;
+        let mut judges: HashMap<i64, Vec<(String, String)>> = HashMap::new();
+        {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT l.execution_id, l.classifier, l.label FROM labels l JOIN executions e ON e.id = l.execution_id
+                     WHERE e.job_id = ?1 AND l.classifier != 'builtin' ORDER BY l.classifier",
+                )
+                .at(p)?;
+            let rows = stmt.query_map([job_id], |r| Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?))).at(p)?;
+            for row in rows {
+                let (id, classifier, label) = row.at(p)?;
+                judges.entry(id).or_default().push((classifier, label));
+            }
+        }
+        let mut stmt = conn
+            .prepare(
+                "SELECT e.id, e.question_id, q.text, q.ordinal, q.expect, q.meta_json, e.model_id, e.region, e.sample, e.status,
+                        e.endpoint, e.attempts, e.request_body, e.requested_model, r.reported_model, r.model_mismatch,
+                        r.response_text, r.latency_ms, r.usage_json, l.label, l.evidence
+                 FROM executions e
+                 JOIN questions q ON q.job_id = e.job_id AND q.question_id = e.question_id
+                 LEFT JOIN results r ON r.execution_id = e.id
+                 LEFT JOIN labels l ON l.execution_id = e.id AND l.classifier = 'builtin'
+                 WHERE e.job_id = ?1
+                 ORDER BY q.ordinal, e.model_id, e.region, e.sample",
+            )
+            .at(p)?;
+        let rows = stmt
+            .query_map([job_id], |r| {
+                let id: i64 = r.get(0)?;
+                let meta: String = r.get(5)?;
+                let body: Vec<u8> = r.get(12)?;
+                let usage: Option<String> = r.get(18)?;
+                Ok(AnalysisRow {
+                    question_id: r.get(1)?,
+                    question_text: r.get(2)?,
+                    question_ordinal: r.get(3)?,
+                    expect: r.get(4)?,
+                    meta: serde_json::from_str(&meta).unwrap_or(serde_json::Value::Null),
+                    model_id: r.get(6)?,
+                    region: r.get(7)?,
+                    sample: r.get(8)?,
+                    status: r.get(9)?,
+                    endpoint: r.get(10)?,
+                    attempts: r.get(11)?,
+                    request_body: String::from_utf8_lossy(&body).into_owned(),
+                    requested_model: r.get(13)?,
+                    reported_model: r.get(14)?,
+                    model_mismatch: r.get(15)?,
+                    response_text: r.get(16)?,
+                    latency_ms: r.get(17)?,
+                    usage: usage.and_then(|u| serde_json::from_str(&u).ok()),
+                    label: r.get(19)?,
+                    evidence: r.get(20)?,
+                    judge_labels: judges.remove(&id).unwrap_or_default(),
+                })
+            })
+            .at(p)?;
+        rows.collect::<rusqlite::Result<_>>().at(p)
+    }
+
+    pub fn endpoint_attempts(&self, job_id: &str) -> Result<Vec<EndpointAttempts>> {
+        let conn = self.conn();
+        let p = &self.path;
+        let mut stmt = conn
+            .prepare(
+                "SELECT e.endpoint, count(a.id), coalesce(sum(a.possibly_billed), 0) FROM executions e
+                 LEFT JOIN attempts a ON a.execution_id = e.id WHERE e.job_id = ?1 GROUP BY e.endpoint ORDER BY e.endpoint",
+            )
+            .at(p)?;
+        let rows = stmt
+            .query_map([job_id], |r| {
+                Ok(EndpointAttempts { endpoint: r.get(0)?, attempts: r.get(1)?, possibly_billed: r.get(2)? })
             })
             .at(p)?;
         rows.collect::<rusqlite::Result<_>>().at(p)
