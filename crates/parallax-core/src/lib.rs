@@ -12,6 +12,7 @@ pub mod diagnostic;
 pub mod plan;
 pub mod spec;
 pub mod stats;
+pub mod template;
 pub mod yaml;
 
 pub use catalog::{Catalog, Endpoint, EndpointKind, ModelEntry};
