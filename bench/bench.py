@@ -374,11 +374,13 @@ def verify(parallax: Path, catalog: Path, db: Path, job_id: str, stub: Stub, exe
 
 
 def median_run(runs: list[Run]) -> Run:
-    """The run with the median wall time (the middle one of an odd count)."""
+    """The run with the median wall time (the middle one of an odd count), with the median peak RSS."""
     ordered = sorted(runs, key=lambda r: r.wall_s)
     med = ordered[(len(ordered) - 1) // 2]
     med.extra["walls"] = [round(r.wall_s, 3) for r in runs]
     med.extra["rss_kib"] = [r.peak_rss_kib for r in runs]
+    # Peak RSS barely depends on timing: report its own median, not the median-wall run's.
+    med.peak_rss_kib = sorted(r.peak_rss_kib for r in runs)[(len(runs) - 1) // 2]
     return med
 
 
@@ -398,7 +400,15 @@ def machine() -> dict:
                 break
     except OSError:
         pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+        if commit and dirty.stdout.strip():
+            commit += " (+ uncommitted changes)"
+    except OSError:
+        commit = ""
     return {
+        "commit": commit or "unknown",
         "cores": os.cpu_count(),
         "cpu": cpu,
         "kernel": platform.release(),
@@ -435,6 +445,8 @@ def main() -> int:
     info = machine()
     print(f"# parallax bench — {dt.date.today()} — {info['cores']} cores, {info['cpu']}", file=sys.stderr)
     print(f"work dir: {workdir}; load average at start: {info['loadavg_at_start']}", file=sys.stderr)
+    if info["loadavg_at_start"][0] > 0.5 * (info["cores"] or 1):
+        print("warning: the machine is busy; figures will be pessimistic and noisy", file=sys.stderr)
 
     spec_base = write_job(workdir, args.questions, c)
     spec_big = write_job(workdir, args.questions * args.grow, c)
@@ -513,6 +525,9 @@ def main() -> int:
     def ok(b: bool) -> str:
         return "met" if b else "NOT met"
 
+    def rss_runs(r: Run) -> str:
+        return "runs: " + ", ".join(f"{k / 1024:.1f}" for k in r.extra["rss_kib"]) + " MiB"
+
     def rp(r: Run) -> str:
         return f"{r.run_phase_s:.3f} s" if r.run_phase_s else "n/a"
 
@@ -531,7 +546,7 @@ def main() -> int:
             f"{lat_run.wall_s / cap_time:.3f}×",
             ok(lat_run.wall_s / cap_time <= TARGET_CAPACITY_RATIO),
         ),
-        ("  peak RSS", fmt_mib(lat_run.peak_rss_kib), ""),
+        ("  peak RSS", fmt_mib(lat_run.peak_rss_kib), rss_runs(lat_run)),
         ("Stub capacity, wrk, c=%d, 0 ms latency" % c, f"{cap0['rps']:,.1f} req/s", ""),
         (
             f"0 ms, {base_n} executions, c={c}: executions/s (target ≥ 10,000)",
@@ -550,8 +565,9 @@ def main() -> int:
             f"{z_big.eps:,.0f}/s",
             f"wall {z_big.wall_s:.3f} s; run phase {rp(z_big)} = {z_big.run_phase_eps or 0:,.0f}/s",
         ),
-        (f"Peak RSS, {base_n} executions (0 ms, c={c})", fmt_mib(z_base.peak_rss_kib), ""),
-        (f"Peak RSS, {big_n} executions (0 ms, c={c})", fmt_mib(z_big.peak_rss_kib), ""),
+        (f"Peak RSS, {base_n} executions (0 ms, c={c})", fmt_mib(z_base.peak_rss_kib), rss_runs(z_base)),
+        (f"Peak RSS, {base_n} executions (0 ms, c={hc})", fmt_mib(z_high.peak_rss_kib), rss_runs(z_high)),
+        (f"Peak RSS, {big_n} executions (0 ms, c={c})", fmt_mib(z_big.peak_rss_kib), rss_runs(z_big)),
         (
             f"  memory ratio ×{args.grow} job ÷ base job (flat: ≤ {TARGET_MEMORY_RATIO}×)",
             f"{mem_ratio:.2f}×",
@@ -560,9 +576,11 @@ def main() -> int:
     ]
     table = ["| measure | value | notes |", "|---|---:|---|"] + [f"| {a} | {b} | {n} |" for a, b, n in rows]
     md = "\n".join(table) + "\n"
+    results["loadavg_at_end"] = os.getloadavg()
     footer = (
-        f"\n{dt.date.today()}, {info['cores']} cores ({info['cpu']}), load average at start "
-        f"{', '.join(f'{x:.2f}' for x in info['loadavg_at_start'])}; median of {args.repeat} runs each; "
+        f"\n{dt.date.today()}, commit {info['commit']}, {info['cores']} cores ({info['cpu']}), load average at start "
+        f"{', '.join(f'{x:.2f}' for x in info['loadavg_at_start'])}, at end "
+        f"{', '.join(f'{x:.2f}' for x in results['loadavg_at_end'])}; median of {args.repeat} runs each; "
         "every run verified (all succeeded, 1 attempt and 1 upstream request per key).\n"
     )
     print(md + footer)
