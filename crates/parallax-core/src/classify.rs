@@ -1,1 +1,0 @@
-//! Refusal classification: compliance, partial refusal or refusal, with the evidence.
