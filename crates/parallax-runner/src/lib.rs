@@ -11,13 +11,14 @@ mod hooks;
 mod limits;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use parallax_core::{ItemKey, OnPossiblyBilled, RunPolicy};
 use parallax_providers::{Provider, SendError, SendRequest};
 use parallax_store::{Applied, Claim, ClaimRequest, Next, Outcome, ResultRecord, Store, StoreError};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 pub use crate::hooks::{CrashPoint, TestHooks};
 use crate::limits::TokenBucket;
@@ -121,6 +122,8 @@ struct Done {
 struct Shared {
     /// Leases held by calls in flight: execution id → (token, claim), for heartbeats and aborts.
     in_flight: Mutex<HashMap<i64, Claim>>,
+    /// Signalled after each committed batch: the store's state moved on.
+    committed: Notify,
 }
 
 /// Runs the job until nothing is claimable and nothing is in flight, or until stopped.
@@ -142,11 +145,22 @@ pub async fn run(
     let providers: Vec<Arc<dyn Provider>> = endpoints.iter().map(|(_, e)| e.provider.clone()).collect();
     let mut in_flight_by_endpoint = vec![0usize; endpoints.len()];
 
-    let shared = Arc::new(Shared { in_flight: Mutex::new(HashMap::new()) });
-    let (done_tx, done_rx) = mpsc::unbounded_channel::<Routed>();
+    let shared = Arc::new(Shared { in_flight: Mutex::new(HashMap::new()), committed: Notify::new() });
+    let (done_tx, done_rx) = mpsc::unbounded_channel::<Done>();
+    // A call's slot is freed when its HTTP call returns; its outcome is reported done only
+    // after the writer commits it. `uncommitted` bounds the outcomes waiting for the writer.
     let (freed_tx, mut freed_rx) = mpsc::unbounded_channel::<usize>();
-    let writer =
-        tokio::spawn(writer(store.clone(), done_rx, reporter.clone(), shared.clone(), freed_tx, config.hooks.clone()));
+    let uncommitted = Arc::new(AtomicUsize::new(0));
+    let max_uncommitted = policy.concurrency.max(256) * 2;
+    let mut writer = tokio::spawn(writer(
+        store.clone(),
+        done_rx,
+        reporter.clone(),
+        shared.clone(),
+        uncommitted.clone(),
+        config.hooks.clone(),
+    ));
+    let mut writer_result = None;
     let heart = tokio::spawn(heartbeat(store.clone(), shared.clone(), lease));
 
     let mut summary = RunSummary::default();
@@ -167,8 +181,9 @@ pub async fn run(
             if writer.is_finished() {
                 break; // the writer only ends early on a store error; joined below
             }
+            let backlog_full = uncommitted.load(Ordering::SeqCst) >= max_uncommitted;
             let limit_left = policy.limit.map_or(usize::MAX, |l| (l as usize).saturating_sub(claimed_ids.len()));
-            let free = policy.concurrency.saturating_sub(in_flight).min(limit_left);
+            let free = if backlog_full { 0 } else { policy.concurrency.saturating_sub(in_flight).min(limit_left) };
             let paced = pacing.as_mut().map_or(usize::MAX, |b| b.available());
             let mut wants = Vec::new();
             if free > 0 && paced > 0 {
@@ -221,10 +236,14 @@ pub async fn run(
                     let done = done_tx.clone();
                     let policy = policy.clone();
                     let hooks = config.hooks.clone();
+                    let freed = freed_tx.clone();
+                    let uncommitted = uncommitted.clone();
                     calls.spawn(async move {
                         let d = call(provider.as_ref(), claim, timeout, &policy).await;
                         hooks.reached(CrashPoint::AfterSend, 1);
-                        let _ = done.send(d.with_endpoint(i));
+                        uncommitted.fetch_add(1, Ordering::SeqCst);
+                        let _ = done.send(d);
+                        let _ = freed.send(i);
                     });
                 }
             }
@@ -254,21 +273,29 @@ pub async fn run(
                             sleep = refill.unwrap_or(Duration::from_millis(5));
                         } else {
                             sleep = wait;
-                            if in_flight == 0 && wait > Duration::from_secs(1) {
+                            if in_flight == 0
+                                && uncommitted.load(Ordering::SeqCst) == 0
+                                && wait > Duration::from_secs(1)
+                            {
                                 reporter.event(Event::Waiting { wait, held_elsewhere: true });
                             }
                         }
                     }
                 }
             }
+            if backlog_full {
+                sleep = sleep.min(Duration::from_millis(1));
+            }
             tokio::select! {
-                freed = freed_rx.recv() => match freed {
-                    Some(i) => {
-                        in_flight -= 1;
-                        in_flight_by_endpoint[i] -= 1;
-                    }
-                    None => break, // the writer stopped: a store error, joined below
-                },
+                Some(i) = freed_rx.recv() => {
+                    in_flight -= 1;
+                    in_flight_by_endpoint[i] -= 1;
+                }
+                _ = shared.committed.notified() => {}
+                result = &mut writer, if writer_result.is_none() => {
+                    writer_result = Some(result);
+                    break; // the writer only ends early on a store error
+                }
                 _ = tokio::time::sleep(sleep) => {}
                 _ = stop.changed() => {}
             }
@@ -295,7 +322,6 @@ pub async fn run(
             while calls.join_next().await.is_some() {}
             let abandoned: Vec<Claim> = shared.in_flight.lock().expect("in-flight map").values().cloned().collect();
             for claim in abandoned {
-                let i = index.get(&claim.endpoint).copied().unwrap_or(0);
                 let outcome = Outcome {
                     execution_id: claim.execution_id,
                     attempt_id: claim.attempt_id,
@@ -306,15 +332,19 @@ pub async fn run(
                     error: Some("aborted by the user while in flight (the request may have been sent)".into()),
                     next: Next::Aborted,
                 };
-                let _ =
-                    done_tx.send(Done { outcome, key: claim.key.clone(), settled: Settled::Retrying }.with_endpoint(i));
+                let _ = done_tx.send(Done { outcome, key: claim.key.clone(), settled: Settled::Retrying });
             }
             break;
         }
     }
     drop(done_tx);
+    drop(freed_tx);
     heart.abort();
-    let tally = writer.await.map_err(|e| RunError::Store(StoreError::Task(e.to_string())))??;
+    let joined = match writer_result {
+        Some(r) => r,
+        None => writer.await,
+    };
+    let tally = joined.map_err(|e| RunError::Store(StoreError::Task(e.to_string())))??;
     result?;
     summary.succeeded += tally.succeeded;
     summary.failed += tally.failed;
@@ -322,17 +352,6 @@ pub async fn run(
     summary.retried += tally.retried;
     summary.stale += tally.stale;
     Ok(summary)
-}
-
-struct Routed {
-    done: Done,
-    endpoint: usize,
-}
-
-impl Done {
-    fn with_endpoint(self, endpoint: usize) -> Routed {
-        Routed { done: self, endpoint }
-    }
 }
 
 /// Makes one call and decides what it means.
@@ -411,18 +430,18 @@ struct Tally {
     stale: u64,
 }
 
-/// Commits outcomes in batches; only then are they reported and their slots freed.
+/// Commits outcomes in batches; only then are they reported done.
 async fn writer(
     store: Store,
-    mut rx: mpsc::UnboundedReceiver<Routed>,
+    mut rx: mpsc::UnboundedReceiver<Done>,
     reporter: Arc<dyn Reporter>,
     shared: Arc<Shared>,
-    freed: mpsc::UnboundedSender<usize>,
+    uncommitted: Arc<AtomicUsize>,
     hooks: TestHooks,
 ) -> Result<Tally, RunError> {
     const MAX_BATCH: usize = 1024;
     let mut tally = Tally::default();
-    let mut batch: Vec<Routed> = Vec::new();
+    let mut batch: Vec<Done> = Vec::new();
     while let Some(first) = rx.recv().await {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -431,13 +450,13 @@ async fn writer(
                 Err(_) => break,
             }
         }
-        let outcomes: Vec<Outcome> = batch.iter().map(|r| r.done.outcome.clone()).collect();
+        let outcomes: Vec<Outcome> = batch.iter().map(|d| d.outcome.clone()).collect();
         let applied = store.finish(outcomes).await?;
         hooks.reached(CrashPoint::AfterFinish, applied.len() as u64);
         let mut map = shared.in_flight.lock().expect("in-flight map");
-        for (routed, applied) in batch.drain(..).zip(applied) {
-            map.remove(&routed.done.outcome.execution_id);
-            let settled = if applied == Applied::Stale { Settled::Stale } else { routed.done.settled };
+        for (done, applied) in batch.drain(..).zip(applied) {
+            map.remove(&done.outcome.execution_id);
+            let settled = if applied == Applied::Stale { Settled::Stale } else { done.settled };
             match settled {
                 Settled::Succeeded => tally.succeeded += 1,
                 Settled::Failed => tally.failed += 1,
@@ -445,9 +464,11 @@ async fn writer(
                 Settled::Retrying => tally.retried += 1,
                 Settled::Stale => tally.stale += 1,
             }
-            let _ = freed.send(routed.endpoint);
-            reporter.event(Event::Settled { key: routed.done.key, settled });
+            uncommitted.fetch_sub(1, Ordering::SeqCst);
+            reporter.event(Event::Settled { key: done.key, settled });
         }
+        drop(map);
+        shared.committed.notify_one();
     }
     Ok(tally)
 }

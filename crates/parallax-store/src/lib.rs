@@ -115,6 +115,12 @@ impl Store {
         blocking(move || s.job(&job)).await
     }
 
+    /// The canonical JSON that names the job: questions, models, regions, prompt, sampling, samples.
+    pub async fn job_identity(&self, job_id: &str) -> Result<serde_json::Value, StoreError> {
+        let (s, job) = (self.inner.clone(), job_id.to_owned());
+        blocking(move || s.job_identity(&job)).await
+    }
+
     pub async fn jobs(&self, limit: usize) -> Result<Vec<JobSummary>, StoreError> {
         let s = self.inner.clone();
         blocking(move || s.jobs(limit)).await

@@ -22,6 +22,7 @@ use crate::{
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "ledger", include_str!("../migrations/sqlite/0001_ledger.sql")),
     (2, "labels", include_str!("../migrations/sqlite/0002_labels.sql")),
+    (3, "claim_indexes", include_str!("../migrations/sqlite/0003_claim_indexes.sql")),
 ];
 
 pub(crate) struct SqliteStore {
@@ -174,13 +175,18 @@ impl SqliteStore {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).at(p)?;
         let mut batch = ClaimBatch::default();
         {
-            let mut pick = tx
+            // Expired leases first (their holders are gone), then due pending rows in plan order.
+            let mut pick_expired = tx
                 .prepare_cached(
-                    "SELECT id, status, attempts, attempts_base, lease_token FROM executions
-                     WHERE job_id = ?1 AND endpoint = ?2
-                       AND ((status = 'pending' AND (not_before_ms IS NULL OR not_before_ms <= ?3))
-                         OR (status = 'running' AND lease_until_ms < ?3))
-                     ORDER BY not_before_ms IS NOT NULL, not_before_ms, id LIMIT ?4",
+                    "SELECT id, status, attempts, attempts_base FROM executions
+                     WHERE job_id = ?1 AND status = 'running' AND lease_until_ms < ?3 AND endpoint = ?2 LIMIT ?4",
+                )
+                .at(p)?;
+            let mut pick_pending = tx
+                .prepare_cached(
+                    "SELECT id, status, attempts, attempts_base FROM executions
+                     WHERE job_id = ?1 AND endpoint = ?2 AND status = 'pending' AND (not_before_ms IS NULL OR not_before_ms <= ?3)
+                     ORDER BY id LIMIT ?4",
                 )
                 .at(p)?;
             let mut lose = tx
@@ -207,77 +213,95 @@ impl SqliteStore {
                     "INSERT INTO attempts (execution_id, number, lease_token, worker, started_at_ms, outcome) VALUES (?1, ?2, ?3, ?4, ?5, 'open')",
                 )
                 .at(p)?;
-            for (endpoint, n) in &req.wants {
-                let n = (*n).min(req.max_total.saturating_sub(batch.claims.len()));
-                if n == 0 {
-                    continue;
-                }
-                let rows: Vec<(i64, String, i64, i64)> = pick
-                    .query_map(params![req.job_id, endpoint, now, n as i64], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                    })
-                    .at(p)?
-                    .collect::<rusqlite::Result<_>>()
-                    .at(p)?;
-                for (id, status, attempts, base) in rows {
-                    if status == "running" {
-                        // The previous holder's lease ran out: its open attempt may have been sent.
-                        let lost = lose.execute(params![id, now]).at(p)? as u64;
-                        batch.lost_attempts += lost;
-                        if lost > 0 && req.park_possibly_billed {
-                            settle
-                                .execute(params![
-                                    id,
-                                    "parked",
-                                    "parked: an attempt may have been billed (lease expired mid-call)"
-                                ])
-                                .at(p)?;
-                            batch.parked += 1;
-                            continue;
-                        }
-                        if attempts - base >= i64::from(req.max_attempts) {
-                            settle
-                                .execute(params![
-                                    id,
-                                    "failed",
-                                    format!("attempt budget of {} spent; the last attempt was lost", req.max_attempts)
-                                ])
-                                .at(p)?;
-                            batch.failed += 1;
-                            continue;
-                        }
+            // Fair shares first, so one endpoint cannot take every free slot; then the rest.
+            let share = req.max_total.div_ceil(req.wants.len().max(1));
+            let mut taken = vec![0usize; req.wants.len()];
+            for pass in 0..2 {
+                for (w, (endpoint, cap)) in req.wants.iter().enumerate() {
+                    let quota = if pass == 0 { share.min(*cap) } else { *cap };
+                    let n = quota.saturating_sub(taken[w]).min(req.max_total.saturating_sub(batch.claims.len()));
+                    if n == 0 {
+                        continue;
                     }
-                    let token = new_token();
-                    let claim = take
-                        .query_row(params![id, token, lease_until, req.worker], |r| {
-                            let kind: String = r.get(5)?;
-                            let aliases: String = r.get(7)?;
-                            let attempts: i64 = r.get(10)?;
-                            let base: i64 = r.get(11)?;
-                            Ok(Claim {
-                                execution_id: id,
-                                attempt_id: 0,
-                                lease_token: token.clone(),
-                                key: ItemKey {
-                                    question_id: r.get(0)?,
-                                    model_id: r.get(1)?,
-                                    region: r.get(2)?,
-                                    sample: r.get(3)?,
-                                },
-                                endpoint: r.get(4)?,
-                                kind: EndpointKind::parse(&kind).unwrap_or(EndpointKind::OpenAiChat),
-                                requested_model: r.get(6)?,
-                                model_aliases: serde_json::from_str(&aliases).unwrap_or_default(),
-                                request_body: r.get(8)?,
-                                idempotency_key: r.get(9)?,
-                                attempt_in_budget: (attempts - base).max(1) as u32,
+                    let mut rows: Vec<(i64, String, i64, i64)> = Vec::new();
+                    for pick in [&mut pick_expired, &mut pick_pending] {
+                        let left = n - rows.len();
+                        if left == 0 {
+                            break;
+                        }
+                        let more = pick
+                            .query_map(params![req.job_id, endpoint, now, left as i64], |r| {
+                                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                             })
-                        })
-                        .at(p)?;
-                    let number = i64::from(claim.attempt_in_budget) + base;
-                    open.execute(params![id, number, token, req.worker, now]).at(p)?;
-                    let attempt_id = tx.last_insert_rowid();
-                    batch.claims.push(Claim { attempt_id, ..claim });
+                            .at(p)?
+                            .collect::<rusqlite::Result<Vec<_>>>()
+                            .at(p)?;
+                        rows.extend(more);
+                    }
+                    taken[w] += rows.len();
+                    for (id, status, attempts, base) in rows {
+                        if status == "running" {
+                            // The previous holder's lease ran out: its open attempt may have been sent.
+                            let lost = lose.execute(params![id, now]).at(p)? as u64;
+                            batch.lost_attempts += lost;
+                            if lost > 0 && req.park_possibly_billed {
+                                settle
+                                    .execute(params![
+                                        id,
+                                        "parked",
+                                        "parked: an attempt may have been billed (lease expired mid-call)"
+                                    ])
+                                    .at(p)?;
+                                batch.parked += 1;
+                                continue;
+                            }
+                            if attempts - base >= i64::from(req.max_attempts) {
+                                settle
+                                    .execute(params![
+                                        id,
+                                        "failed",
+                                        format!(
+                                            "attempt budget of {} spent; the last attempt was lost",
+                                            req.max_attempts
+                                        )
+                                    ])
+                                    .at(p)?;
+                                batch.failed += 1;
+                                continue;
+                            }
+                        }
+                        let token = new_token();
+                        let claim = take
+                            .query_row(params![id, token, lease_until, req.worker], |r| {
+                                let kind: String = r.get(5)?;
+                                let aliases: String = r.get(7)?;
+                                let attempts: i64 = r.get(10)?;
+                                let base: i64 = r.get(11)?;
+                                Ok(Claim {
+                                    execution_id: id,
+                                    attempt_id: 0,
+                                    lease_token: token.clone(),
+                                    key: ItemKey {
+                                        question_id: r.get(0)?,
+                                        model_id: r.get(1)?,
+                                        region: r.get(2)?,
+                                        sample: r.get(3)?,
+                                    },
+                                    endpoint: r.get(4)?,
+                                    kind: EndpointKind::parse(&kind).unwrap_or(EndpointKind::OpenAiChat),
+                                    requested_model: r.get(6)?,
+                                    model_aliases: serde_json::from_str(&aliases).unwrap_or_default(),
+                                    request_body: r.get(8)?,
+                                    idempotency_key: r.get(9)?,
+                                    attempt_in_budget: (attempts - base).max(1) as u32,
+                                })
+                            })
+                            .at(p)?;
+                        let number = i64::from(claim.attempt_in_budget) + base;
+                        open.execute(params![id, number, token, req.worker, now]).at(p)?;
+                        let attempt_id = tx.last_insert_rowid();
+                        batch.claims.push(Claim { attempt_id, ..claim });
+                    }
                 }
             }
         }
@@ -409,6 +433,19 @@ impl SqliteStore {
         .optional()
         .at(&self.path)?
         .ok_or_else(|| StoreError::NoSuchJob(job_id.to_owned()))
+    }
+
+    pub fn job_identity(&self, job_id: &str) -> Result<serde_json::Value> {
+        let conn = self.conn();
+        let text: Option<String> = conn
+            .query_row("SELECT identity_json FROM jobs WHERE id = ?1", [job_id], |r| r.get(0))
+            .optional()
+            .at(&self.path)?;
+        let text = text.ok_or_else(|| StoreError::NoSuchJob(job_id.to_owned()))?;
+        serde_json::from_str(&text).map_err(|e| StoreError::Inconsistent {
+            job: job_id.to_owned(),
+            detail: format!("identity is not JSON: {e}"),
+        })
     }
 
     pub fn jobs(&self, limit: usize) -> Result<Vec<JobSummary>> {
@@ -734,9 +771,12 @@ impl SqliteStore {
 
     pub fn next_wakeup(&self, job_id: &str) -> Result<Option<i64>> {
         let conn = self.conn();
+        // NULL sorts first: a pending row without backoff is due now (0).
         conn.query_row(
             "SELECT min(t) FROM (
-                SELECT min(coalesce(not_before_ms, 0)) AS t FROM executions WHERE job_id = ?1 AND status = 'pending'
+                SELECT coalesce((SELECT not_before_ms FROM executions WHERE job_id = ?1 AND status = 'pending'
+                                 ORDER BY not_before_ms LIMIT 1), 0) AS t
+                WHERE EXISTS (SELECT 1 FROM executions WHERE job_id = ?1 AND status = 'pending')
                 UNION ALL SELECT min(lease_until_ms) FROM executions WHERE job_id = ?1 AND status = 'running')",
             [job_id],
             |r| r.get(0),
