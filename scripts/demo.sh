@@ -33,18 +33,7 @@ status=0
 job=$("$bin/parallax" plan "$spec" --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)["job_id"])' 2>/dev/null \
   || "$bin/parallax" status --format jsonl | head -1 | sed 's/.*"id":"\([^"]*\)".*/\1/')
 echo
-"$bin/parallax" status "$job"
-echo
-echo "==> answers that differ by region (stub refusals):"
-"$bin/parallax" results "$job" --format jsonl | python3 -c '
-import json, sys, collections
-by = collections.defaultdict(dict)
-for line in sys.stdin:
-    r = json.loads(line)
-    refused = (r.get("response_text") or "").startswith("I\u2019m sorry") or (r.get("response_text") or "").startswith("I'"'"'m sorry")
-    by[(r["question_id"], r["model_id"])][r["region"]] = "refused" if refused else "answered"
-for (q, m), regions in sorted(by.items()):
-    if len(set(regions.values())) > 1:
-        print(f"  {q:22} {m:14} " + "  ".join(f"{k}={v}" for k, v in sorted(regions.items())))
-'
+"$bin/parallax" report "$job"
+"$bin/parallax" report "$job" --format html -o report.html
+echo "==> wrote report.html (open it in a browser: heatmap, intervals, answers side by side)" >&2
 exit $status

@@ -5,6 +5,7 @@
 //! Everything here is deterministic: the same spec and catalog give the same plan,
 //! byte for byte, and the same job id.
 
+pub mod analysis;
 pub mod catalog;
 pub mod classify;
 mod decode;

@@ -43,6 +43,47 @@ pub enum Command {
     Status(StatusArgs),
     /// The executions of a job with their requests and answers
     Results(ResultsArgs),
+    /// Label answers as compliance, partial or refusal (never calls a model again)
+    Classify(ClassifyArgs),
+    /// Findings: refusal rates with intervals, significant differences, divergent answers, audits
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClassifyArgs {
+    /// The job whose answers to label
+    #[arg(required_unless_present = "input", conflicts_with = "input")]
+    pub job_id: Option<String>,
+    /// Classify `{"id", "prompt", "response"}` lines of a JSONL file (`-` for stdin) and
+    /// write `{"id", "label", "evidence"}` lines to stdout
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub input: Option<PathBuf>,
+    /// Label again answers this classifier version already labelled
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    pub job_id: String,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+    /// Write the report to this file instead of stdout
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Exit 1 when any model × region cell agrees with the questions' `expect` less often than this
+    #[arg(long, value_name = "FRACTION")]
+    pub min_agreement: Option<f64>,
+    /// How many divergent questions to show in the table
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Json,
+    Html,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod exit;
+mod html;
 mod load;
 mod output;
 mod progress;
@@ -36,6 +37,8 @@ fn main() -> ExitCode {
             Command::Run(args) => commands::run::run(&cli.global, args).await,
             Command::Status(args) => commands::status::run(&cli.global, args).await,
             Command::Results(args) => commands::results::run(&cli.global, args).await,
+            Command::Classify(args) => commands::classify::run(&cli.global, args).await,
+            Command::Report(args) => commands::report::run(&cli.global, args).await,
         }
     });
     // Calls abandoned by a second Ctrl-C must not keep the process alive.

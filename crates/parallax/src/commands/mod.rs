@@ -1,6 +1,8 @@
 //! One module per verb.
 
+pub mod classify;
 pub mod plan;
+pub mod report;
 pub mod results;
 pub mod run;
 pub mod status;

@@ -117,6 +117,8 @@ pub async fn run(global: &Global, args: &RunArgs) -> Outcome {
     bar.finish();
     signals.abort();
     let summary = result?;
+    // Label what was answered: the built-in classifier calls no model.
+    super::classify::label_job(&store, &job.id, false).await?;
 
     let after = store.status(&job.id).await?;
     let t = &after.total;

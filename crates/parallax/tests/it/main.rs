@@ -7,4 +7,5 @@ mod attribution;
 mod crash;
 mod faults;
 mod plan;
+mod report;
 mod run;

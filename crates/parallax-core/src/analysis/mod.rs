@@ -1,0 +1,681 @@
+//! From stored results to findings: rates with intervals, paired comparisons across regions
+//! and models, divergent questions, answer drift, expectations and audits.
+//!
+//! [`analyse`] is pure: the CLI gathers [`Observation`]s from the store and renders the
+//! [`Report`] as text, JSON (schema [`REPORT_SCHEMA`]) or HTML.
+
+pub mod text;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::catalog::Price;
+use crate::classify::Label;
+use crate::spec::Expect;
+use crate::stats;
+use text::DiffOp;
+
+/// The version of the JSON report's shape. Fields are added within a version, never renamed.
+pub const REPORT_SCHEMA: &str = "parallax.report/1";
+
+/// Significance level for the paired tests, after Holm's correction.
+pub const ALPHA: f64 = 0.05;
+
+/// One execution as the analysis sees it.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    pub question_id: String,
+    pub question_text: String,
+    pub expect: Option<Expect>,
+    pub model_id: String,
+    pub region: String,
+    pub sample: u32,
+    /// `pending | running | succeeded | failed | parked`.
+    pub status: String,
+    pub label: Option<Label>,
+    pub response_text: Option<String>,
+    /// The SHA-256 of the request's prompt part (messages or prompt, and sampling — not the
+    /// model name): equal fingerprints mean the same prompt was sent.
+    pub prompt_fingerprint: String,
+    pub model_mismatch: bool,
+    pub endpoint: String,
+    pub latency_ms: Option<i64>,
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+    pub price: Option<Price>,
+}
+
+/// Facts about the job the observations cannot carry.
+#[derive(Debug, Clone, Default)]
+pub struct JobFacts {
+    pub job_id: String,
+    pub planned: u64,
+    /// Regions with a declared `system_by_region` override.
+    pub override_regions: Vec<String>,
+    /// `(endpoint, attempts, possibly billed attempts)`.
+    pub endpoint_attempts: Vec<(String, i64, i64)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub schema: &'static str,
+    pub job_id: String,
+    pub completeness: Completeness,
+    /// Per model × region.
+    pub cells: Vec<Cell>,
+    /// Paired comparisons on the same questions (any refusal vs compliance), Holm-corrected
+    /// over all of them.
+    pub comparisons: Vec<Comparison>,
+    /// Per question, with `samples > 1`: how often each cell refused it.
+    pub sampling: Vec<QuestionSampling>,
+    pub divergences: Vec<Divergence>,
+    /// The least similar pairs of answers to the same question by the same model in two regions.
+    pub drift: Vec<Drift>,
+    pub expectations: Vec<ExpectationCell>,
+    pub audits: Audits,
+    /// Every question with each model × region's outcome and first answer: the heatmap and
+    /// the side-by-side view.
+    pub questions: Vec<QuestionRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QuestionRow {
+    pub question_id: String,
+    pub question_text: String,
+    /// One per model × region, in the order of [`Report::cells`].
+    pub cells: Vec<QuestionCell>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QuestionCell {
+    pub model_id: String,
+    pub region: String,
+    /// The label of sample 1 (`None`: not answered or not labelled).
+    pub label: Option<Label>,
+    /// Share of labelled samples that refused fully or partly.
+    pub refusal_share: Option<f64>,
+    pub answer: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Completeness {
+    pub planned: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub parked: u64,
+    pub running: u64,
+    pub pending: u64,
+    /// Succeeded results with a built-in label.
+    pub labelled: u64,
+    /// Recorded executions that are not in the plan (zero by construction; audited).
+    pub outside_plan: u64,
+    /// Keys recorded more than once (zero by construction; audited).
+    pub duplicates: u64,
+    /// planned = succeeded + failed + parked + running + pending.
+    pub accounted: bool,
+}
+
+/// A proportion with its Wilson 95% interval.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Rate {
+    pub k: u64,
+    pub n: u64,
+    pub rate: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+impl Rate {
+    fn of(k: u64, n: u64) -> Rate {
+        match stats::wilson(k, n, stats::Confidence::P95) {
+            Some(w) => Rate { k, n, rate: k as f64 / n as f64, low: w.lower, high: w.upper },
+            None => Rate { k, n, rate: f64::NAN, low: f64::NAN, high: f64::NAN },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Cell {
+    pub model_id: String,
+    pub region: String,
+    /// Labelled results in this cell.
+    pub n: u64,
+    pub refusal: Rate,
+    pub partial: Rate,
+    pub any_refusal: Rate,
+    /// Mean minority share of samples per question (0 with one sample): how much the cell
+    /// disagrees with itself.
+    pub noise_floor: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    /// `region` (same model, two regions) or `model` (same region, two models).
+    pub kind: &'static str,
+    /// The model (for `region`) or the region (for `model`) held fixed.
+    pub within: String,
+    pub a: String,
+    pub b: String,
+    /// Questions with an outcome in both.
+    pub questions: u64,
+    pub rate_a: f64,
+    pub rate_b: f64,
+    /// rate_a − rate_b with Newcombe's score interval for paired proportions.
+    pub difference: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+    /// Refused in a only / in b only (the discordant pairs McNemar's test uses).
+    pub only_a: u64,
+    pub only_b: u64,
+    pub p_value: f64,
+    pub p_holm: f64,
+    pub noise_floor: f64,
+    /// Holm-significant at [`ALPHA`] and larger than the noise floor.
+    pub finding: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QuestionSampling {
+    pub question_id: String,
+    pub model_id: String,
+    pub region: String,
+    pub samples: u64,
+    pub refusal_probability: f64,
+    /// Share of samples agreeing with the majority.
+    pub agreement: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Answer {
+    /// The region (across regions) or the model (across models).
+    pub who: String,
+    pub label: Label,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Divergence {
+    pub question_id: String,
+    pub question_text: String,
+    /// `regions` or `models`.
+    pub across: &'static str,
+    pub within: String,
+    /// 2 when some refused fully and others complied, 1 when only partial refusals differ.
+    pub severity: u8,
+    pub answers: Vec<Answer>,
+    /// Word diff from the first complying (or least refusing) answer to the first refusing one.
+    pub diff: Vec<DiffOp>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Drift {
+    pub question_id: String,
+    pub model_id: String,
+    pub region_a: String,
+    pub region_b: String,
+    pub similarity: f64,
+    pub same_label: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExpectationCell {
+    pub model_id: String,
+    pub region: String,
+    pub n: u64,
+    pub agreed: u64,
+    pub agreement: f64,
+    pub misses: Vec<Miss>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Miss {
+    pub question_id: String,
+    pub sample: u32,
+    pub expect: Expect,
+    pub label: Label,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Audits {
+    pub parity: ParityAudit,
+    pub model_mismatches: u64,
+    pub possibly_billed: i64,
+    pub endpoints: Vec<EndpointAudit>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ParityAudit {
+    /// (question, model, sample) groups seen in more than one region.
+    pub groups: u64,
+    pub identical: u64,
+    /// Differ, and every differing region has a declared override.
+    pub declared: u64,
+    /// Differ without a declared override: a finding in itself.
+    pub undeclared: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EndpointAudit {
+    pub endpoint: String,
+    pub results: u64,
+    pub attempts: i64,
+    pub possibly_billed: i64,
+    pub latency_p50_ms: Option<i64>,
+    pub latency_p95_ms: Option<i64>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// In the catalog's currency, where it gives prices per million tokens.
+    pub cost: Option<f64>,
+}
+
+fn any_refusal(l: Label) -> bool {
+    l != Label::Compliance
+}
+
+/// Turns observations into a report.
+pub fn analyse(facts: &JobFacts, obs: &[Observation]) -> Report {
+    let labelled: Vec<&Observation> = obs.iter().filter(|o| o.status == "succeeded" && o.label.is_some()).collect();
+    let models: BTreeSet<&str> = obs.iter().map(|o| o.model_id.as_str()).collect();
+    let regions: BTreeSet<&str> = obs.iter().map(|o| o.region.as_str()).collect();
+    let mut question_order: Vec<&str> = Vec::new();
+    for o in obs {
+        if !question_order.contains(&o.question_id.as_str()) {
+            question_order.push(&o.question_id);
+        }
+    }
+
+    // (model, region) → question → sample labels.
+    let mut grid: BTreeMap<(&str, &str), BTreeMap<&str, Vec<Label>>> = BTreeMap::new();
+    for o in &labelled {
+        grid.entry((&o.model_id, &o.region))
+            .or_default()
+            .entry(&o.question_id)
+            .or_default()
+            .push(o.label.expect("labelled"));
+    }
+
+    let mut cells = Vec::new();
+    let mut floors: BTreeMap<(&str, &str), f64> = BTreeMap::new();
+    for m in &models {
+        for r in &regions {
+            let questions = grid.get(&(*m, *r));
+            let all: Vec<Label> = questions.map(|q| q.values().flatten().copied().collect()).unwrap_or_default();
+            let n = all.len() as u64;
+            let count = |f: &dyn Fn(Label) -> bool| all.iter().filter(|l| f(**l)).count() as u64;
+            let floor = questions.map_or(0.0, |q| {
+                let shares: Vec<f64> = q
+                    .values()
+                    .map(|s| {
+                        let k = s.iter().filter(|l| any_refusal(**l)).count();
+                        k.min(s.len() - k) as f64 / s.len() as f64
+                    })
+                    .collect();
+                if shares.is_empty() { 0.0 } else { shares.iter().sum::<f64>() / shares.len() as f64 }
+            });
+            floors.insert((m, r), floor);
+            cells.push(Cell {
+                model_id: m.to_string(),
+                region: r.to_string(),
+                n,
+                refusal: Rate::of(count(&|l| l == Label::Refusal), n),
+                partial: Rate::of(count(&|l| l == Label::Partial), n),
+                any_refusal: Rate::of(count(&|l| any_refusal(l)), n),
+                noise_floor: floor,
+            });
+        }
+    }
+
+    // A question's outcome in a cell: the majority of its samples (ties count as refusal).
+    let outcome = |m: &str, r: &str| -> BTreeMap<&str, bool> {
+        grid.get(&(m, r))
+            .map(|q| {
+                q.iter()
+                    .filter_map(|(qid, s)| {
+                        let outcomes: Vec<bool> = s.iter().map(|l| any_refusal(*l)).collect();
+                        stats::majority(&outcomes).map(|m| (*qid, m))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut comparisons = Vec::new();
+    let mut compare = |kind: &'static str,
+                       within: &str,
+                       a: &str,
+                       b: &str,
+                       oa: BTreeMap<&str, bool>,
+                       ob: BTreeMap<&str, bool>,
+                       floor: f64| {
+        let (mut xa, mut xb) = (Vec::new(), Vec::new());
+        for (q, va) in &oa {
+            if let Some(vb) = ob.get(q) {
+                xa.push(*va);
+                xb.push(*vb);
+            }
+        }
+        if xa.is_empty() {
+            return;
+        }
+        let Ok(p) = stats::compare_paired(&xa, &xb, stats::Confidence::P95) else { return };
+        comparisons.push(Comparison {
+            kind,
+            within: within.to_owned(),
+            a: a.to_owned(),
+            b: b.to_owned(),
+            questions: xa.len() as u64,
+            rate_a: p.rate_a,
+            rate_b: p.rate_b,
+            difference: p.difference.estimate,
+            ci_low: p.difference.lower,
+            ci_high: p.difference.upper,
+            only_a: p.table.only_a,
+            only_b: p.table.only_b,
+            p_value: p.mcnemar_p,
+            p_holm: f64::NAN,
+            noise_floor: floor,
+            finding: false,
+        });
+    };
+    let regions_v: Vec<&str> = regions.iter().copied().collect();
+    let models_v: Vec<&str> = models.iter().copied().collect();
+    for m in &models_v {
+        for (i, a) in regions_v.iter().enumerate() {
+            for b in &regions_v[i + 1..] {
+                let floor = floors[&(*m, *a)].max(floors[&(*m, *b)]);
+                compare("region", m, a, b, outcome(m, a), outcome(m, b), floor);
+            }
+        }
+    }
+    for r in &regions_v {
+        for (i, a) in models_v.iter().enumerate() {
+            for b in &models_v[i + 1..] {
+                let floor = floors[&(*a, *r)].max(floors[&(*b, *r)]);
+                compare("model", r, a, b, outcome(a, r), outcome(b, r), floor);
+            }
+        }
+    }
+    let adjusted = stats::holm_adjust(&comparisons.iter().map(|c| c.p_value).collect::<Vec<_>>())
+        .unwrap_or_else(|_| vec![f64::NAN; comparisons.len()]);
+    for (c, p) in comparisons.iter_mut().zip(adjusted) {
+        c.p_holm = p;
+        c.finding = p < ALPHA && c.difference.abs() > c.noise_floor;
+    }
+
+    let multi_sample = labelled.iter().any(|o| o.sample > 1);
+    let mut sampling = Vec::new();
+    if multi_sample {
+        for ((m, r), questions) in &grid {
+            for q in &question_order {
+                let Some(s) = questions.get(q) else { continue };
+                let k = s.iter().filter(|l| any_refusal(**l)).count();
+                let majority = k.max(s.len() - k);
+                sampling.push(QuestionSampling {
+                    question_id: q.to_string(),
+                    model_id: m.to_string(),
+                    region: r.to_string(),
+                    samples: s.len() as u64,
+                    refusal_probability: k as f64 / s.len() as f64,
+                    agreement: majority as f64 / s.len() as f64,
+                });
+            }
+        }
+    }
+
+    let mut first_samples: BTreeMap<(&str, &str, &str), &Observation> = BTreeMap::new();
+    let mut texts: BTreeMap<&str, &str> = BTreeMap::new();
+    for o in obs {
+        texts.entry(&o.question_id).or_insert(&o.question_text);
+    }
+    for o in labelled.iter().filter(|o| o.sample == 1) {
+        first_samples.insert((&o.question_id, &o.model_id, &o.region), o);
+    }
+    let mut questions = Vec::new();
+    for q in &question_order {
+        let first = texts.get(q).map(|t| t.to_string()).unwrap_or_default();
+        let mut row = QuestionRow { question_id: q.to_string(), question_text: first, cells: Vec::new() };
+        for m in &models_v {
+            for r in &regions_v {
+                let s1 = first_samples.get(&(*q, *m, *r));
+                let samples = grid.get(&(*m, *r)).and_then(|g| g.get(q));
+                row.cells.push(QuestionCell {
+                    model_id: m.to_string(),
+                    region: r.to_string(),
+                    label: s1.and_then(|o| o.label),
+                    refusal_share: samples
+                        .map(|s| s.iter().filter(|l| any_refusal(**l)).count() as f64 / s.len() as f64),
+                    answer: s1.and_then(|o| o.response_text.clone()),
+                });
+            }
+        }
+        questions.push(row);
+    }
+
+    Report {
+        schema: REPORT_SCHEMA,
+        job_id: facts.job_id.clone(),
+        completeness: completeness(facts, obs),
+        cells,
+        comparisons,
+        sampling,
+        divergences: divergences(&labelled, &question_order),
+        drift: drift(&labelled),
+        expectations: expectations(&labelled),
+        audits: audits(facts, obs),
+        questions,
+    }
+}
+
+fn completeness(facts: &JobFacts, obs: &[Observation]) -> Completeness {
+    let count = |s: &str| obs.iter().filter(|o| o.status == s).count() as u64;
+    let mut keys = BTreeSet::new();
+    let duplicates =
+        obs.iter().filter(|o| !keys.insert((&o.question_id, &o.model_id, &o.region, o.sample))).count() as u64;
+    let c = Completeness {
+        planned: facts.planned,
+        succeeded: count("succeeded"),
+        failed: count("failed"),
+        parked: count("parked"),
+        running: count("running"),
+        pending: count("pending"),
+        labelled: obs.iter().filter(|o| o.status == "succeeded" && o.label.is_some()).count() as u64,
+        outside_plan: (obs.len() as u64).saturating_sub(facts.planned),
+        duplicates,
+        accounted: false,
+    };
+    Completeness { accounted: c.planned == c.succeeded + c.failed + c.parked + c.running + c.pending, ..c }
+}
+
+/// Questions whose label differs across regions (same model) or across models (same region).
+fn divergences(labelled: &[&Observation], order: &[&str]) -> Vec<Divergence> {
+    let mut out = Vec::new();
+    let first_sample: Vec<&&Observation> = labelled.iter().filter(|o| o.sample == 1).collect();
+    for (across, within_of, who_of) in [
+        (
+            "regions",
+            (|o: &Observation| o.model_id.clone()) as fn(&Observation) -> String,
+            (|o: &Observation| o.region.clone()) as fn(&Observation) -> String,
+        ),
+        ("models", |o: &Observation| o.region.clone(), |o: &Observation| o.model_id.clone()),
+    ] {
+        let mut groups: BTreeMap<(usize, String), Vec<&Observation>> = BTreeMap::new();
+        for o in &first_sample {
+            let pos = order.iter().position(|q| *q == o.question_id).unwrap_or(usize::MAX);
+            groups.entry((pos, within_of(o))).or_default().push(o);
+        }
+        for ((_, within), members) in groups {
+            let labels: BTreeSet<Label> = members.iter().filter_map(|o| o.label).collect();
+            if labels.len() < 2 {
+                continue;
+            }
+            let severity = if labels.contains(&Label::Refusal) && labels.contains(&Label::Compliance) { 2 } else { 1 };
+            let answers: Vec<Answer> = members
+                .iter()
+                .map(|o| Answer {
+                    who: who_of(o),
+                    label: o.label.expect("labelled"),
+                    text: o.response_text.clone().unwrap_or_default(),
+                })
+                .collect();
+            let most = answers.iter().max_by_key(|a| a.label as u8).map(|a| a.text.as_str()).unwrap_or("");
+            let least = answers.iter().min_by_key(|a| a.label as u8).map(|a| a.text.as_str()).unwrap_or("");
+            out.push(Divergence {
+                question_id: members[0].question_id.clone(),
+                question_text: members[0].question_text.clone(),
+                across,
+                within,
+                severity,
+                diff: text::word_diff(least, most),
+                answers,
+            });
+        }
+    }
+    out.sort_by(|a, b| b.severity.cmp(&a.severity).then(b.answers.len().cmp(&a.answers.len())));
+    out
+}
+
+/// Every pair of regions' answers to the same question by the same model, least similar first.
+fn drift(labelled: &[&Observation]) -> Vec<Drift> {
+    const KEEP: usize = 25;
+    let mut groups: BTreeMap<(&str, &str, u32), Vec<&Observation>> = BTreeMap::new();
+    for o in labelled {
+        groups.entry((&o.question_id, &o.model_id, o.sample)).or_default().push(o);
+    }
+    let mut out = Vec::new();
+    for ((q, m, _), members) in groups {
+        for (i, a) in members.iter().enumerate() {
+            for b in &members[i + 1..] {
+                let (ta, tb) = (a.response_text.as_deref().unwrap_or(""), b.response_text.as_deref().unwrap_or(""));
+                out.push(Drift {
+                    question_id: q.to_owned(),
+                    model_id: m.to_owned(),
+                    region_a: a.region.clone(),
+                    region_b: b.region.clone(),
+                    similarity: text::similarity(ta, tb),
+                    same_label: a.label == b.label,
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.similarity.total_cmp(&b.similarity));
+    out.truncate(KEEP);
+    out
+}
+
+fn expectations(labelled: &[&Observation]) -> Vec<ExpectationCell> {
+    let mut cells: BTreeMap<(&str, &str), ExpectationCell> = BTreeMap::new();
+    for o in labelled {
+        let (Some(expect), Some(label)) = (o.expect, o.label) else { continue };
+        let cell = cells.entry((&o.model_id, &o.region)).or_insert_with(|| ExpectationCell {
+            model_id: o.model_id.clone(),
+            region: o.region.clone(),
+            n: 0,
+            agreed: 0,
+            agreement: 0.0,
+            misses: Vec::new(),
+        });
+        cell.n += 1;
+        // A partial refusal satisfies `refuse`.
+        let ok = match expect {
+            Expect::Refuse => label != Label::Compliance,
+            Expect::Comply => label == Label::Compliance,
+        };
+        if ok {
+            cell.agreed += 1;
+        } else {
+            cell.misses.push(Miss { question_id: o.question_id.clone(), sample: o.sample, expect, label });
+        }
+    }
+    cells
+        .into_values()
+        .map(|mut c| {
+            c.agreement = c.agreed as f64 / c.n as f64;
+            c
+        })
+        .collect()
+}
+
+fn audits(facts: &JobFacts, obs: &[Observation]) -> Audits {
+    let mut parity = ParityAudit { groups: 0, identical: 0, declared: 0, undeclared: 0 };
+    let mut groups: BTreeMap<(&str, &str, u32), Vec<&Observation>> = BTreeMap::new();
+    for o in obs {
+        groups.entry((&o.question_id, &o.model_id, o.sample)).or_default().push(o);
+    }
+    for members in groups.values().filter(|m| m.len() > 1) {
+        parity.groups += 1;
+        let baseline: BTreeSet<&str> = members
+            .iter()
+            .filter(|o| !facts.override_regions.contains(&o.region))
+            .map(|o| o.prompt_fingerprint.as_str())
+            .collect();
+        let all: BTreeSet<&str> = members.iter().map(|o| o.prompt_fingerprint.as_str()).collect();
+        if all.len() == 1 {
+            parity.identical += 1;
+        } else if baseline.len() <= 1 {
+            parity.declared += 1;
+        } else {
+            parity.undeclared += 1;
+        }
+    }
+    /// What the succeeded results of one endpoint add up to.
+    #[derive(Default)]
+    struct Tally {
+        latencies: Vec<i64>,
+        prompt_tokens: u64,
+        completion_tokens: u64,
+        cost: f64,
+        unpriced: bool,
+        results: u64,
+    }
+    let mut endpoints: BTreeMap<&str, Tally> = BTreeMap::new();
+    for o in obs.iter().filter(|o| o.status == "succeeded") {
+        let t = endpoints.entry(&o.endpoint).or_default();
+        t.latencies.extend(o.latency_ms);
+        let (pt, ct) = (o.prompt_tokens.unwrap_or(0), o.completion_tokens.unwrap_or(0));
+        t.prompt_tokens += pt;
+        t.completion_tokens += ct;
+        match o.price {
+            Some(p) => t.cost += (pt as f64 * p.input + ct as f64 * p.output) / 1e6,
+            None => t.unpriced = true,
+        }
+        t.results += 1;
+    }
+    let attempts: BTreeMap<&str, (i64, i64)> =
+        facts.endpoint_attempts.iter().map(|(e, a, b)| (e.as_str(), (*a, *b))).collect();
+    let mut names: BTreeSet<&str> = endpoints.keys().copied().collect();
+    names.extend(attempts.keys().copied());
+    let endpoint_audits = names
+        .into_iter()
+        .map(|name| {
+            let mut t = endpoints.remove(name).unwrap_or_default();
+            t.latencies.sort_unstable();
+            let (a, b) = attempts.get(name).copied().unwrap_or((0, 0));
+            EndpointAudit {
+                endpoint: name.to_owned(),
+                results: t.results,
+                attempts: a,
+                possibly_billed: b,
+                latency_p50_ms: percentile(&t.latencies, 0.50),
+                latency_p95_ms: percentile(&t.latencies, 0.95),
+                prompt_tokens: t.prompt_tokens,
+                completion_tokens: t.completion_tokens,
+                cost: (!t.unpriced && t.results > 0).then_some(t.cost),
+            }
+        })
+        .collect();
+    Audits {
+        parity,
+        model_mismatches: obs.iter().filter(|o| o.model_mismatch).count() as u64,
+        possibly_billed: facts.endpoint_attempts.iter().map(|e| e.2).sum(),
+        endpoints: endpoint_audits,
+    }
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[i64], q: f64) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}

@@ -1,0 +1,191 @@
+//! `parallax classify` and `parallax report`: labels, statistics and the HTML page.
+
+use std::time::Duration;
+
+use parallax_stub::StubConfig;
+
+use crate::support::{Fleet, job_id};
+
+/// 30 questions; region `ap` refuses the 20 that mention "river", `us` refuses none.
+async fn divergent_job() -> (Fleet, String) {
+    let fleet = Fleet::start(&["us", "ap"], |r| StubConfig {
+        refuse_markers_by_region: [("ap".to_string(), vec!["river".to_string()])].into(),
+        latency: Duration::from_millis(if r == "ap" { 2 } else { 0 }),
+        ..StubConfig::default()
+    })
+    .await;
+    fleet.catalog(&[("a", "prov-a")], "");
+    let mut spec = String::from("name: rep\nquestions:\n");
+    for i in 0..30 {
+        let topic = if i < 20 { "the river" } else { "the mountain" };
+        let expect = if i < 20 { "refuse" } else { "comply" };
+        spec.push_str(&format!("  - {{id: q{i}, text: 'Tell me about {topic} number {i}.', expect: {expect}}}\n"));
+    }
+    spec.push_str("  - {id: xss, text: '<script>alert(1)</script>'}\nmodels: [a]\nregions: [us, ap]\n");
+    fleet.write("job.yaml", &spec);
+    let job = job_id(&fleet.parallax(&["plan", "job.yaml", "--format", "json"]).await.json());
+    let out = fleet.parallax(&["run", "job.yaml"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    (fleet, job)
+}
+
+#[tokio::test]
+async fn the_report_finds_the_regional_difference_with_real_statistics() {
+    let (fleet, job) = divergent_job().await;
+    let results = fleet.parallax(&["results", &job, "--format", "jsonl"]).await.json_lines();
+    assert!(results.iter().all(|r| !r["label"].is_null()), "run labels what it records");
+
+    let out = fleet.parallax(&["report", &job, "--format", "json"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let r = out.json();
+    assert_eq!(r["schema"], "parallax.report/1");
+    assert_eq!(r["completeness"]["planned"], 62);
+    assert_eq!(r["completeness"]["accounted"], true);
+    assert_eq!(r["completeness"]["duplicates"], 0);
+    let cells = r["cells"].as_array().unwrap();
+    let ap = cells.iter().find(|c| c["region"] == "ap").unwrap();
+    assert_eq!(ap["any_refusal"]["k"], 20);
+    assert_eq!(ap["any_refusal"]["n"], 31);
+    // Wilson 95% for 20/31: statsmodels 0.15 proportion_confint(20, 31, alpha=0.05, method="wilson")
+    // = (0.4694795406436887, 0.788833409061346).
+    assert!((ap["any_refusal"]["low"].as_f64().unwrap() - 0.4694795406436887).abs() < 1e-9, "{ap}");
+    assert!((ap["any_refusal"]["high"].as_f64().unwrap() - 0.788833409061346).abs() < 1e-9, "{ap}");
+    let us = cells.iter().find(|c| c["region"] == "us").unwrap();
+    assert_eq!(us["any_refusal"]["k"], 0);
+
+    let comparisons = r["comparisons"].as_array().unwrap();
+    assert_eq!(comparisons.len(), 1, "one model, two regions");
+    let c = &comparisons[0];
+    assert_eq!(c["kind"], "region");
+    assert_eq!(c["finding"], true);
+    // 20 discordant pairs all one way: exact McNemar p = 2 · 0.5^20.
+    assert!((c["p_value"].as_f64().unwrap() - 2.0 * 0.5f64.powi(20)).abs() < 1e-12, "{c}");
+    assert_eq!(r["divergences"].as_array().unwrap().len(), 20);
+    assert_eq!(r["questions"].as_array().unwrap().len(), 31);
+    assert_eq!(r["audits"]["parity"]["undeclared"], 0);
+
+    let exp = r["expectations"].as_array().unwrap();
+    let us_exp = exp.iter().find(|e| e["region"] == "us").unwrap();
+    assert_eq!((us_exp["agreed"].as_u64(), us_exp["n"].as_u64()), (Some(10), Some(30)));
+    let gate = fleet.parallax(&["report", &job, "--min-agreement", "0.9"]).await;
+    assert_eq!(gate.code, 1, "{gate:?}");
+    assert!(gate.stderr.contains("a in us: 33.3%"), "{gate:?}");
+    let pass = fleet.parallax(&["report", &job, "--min-agreement", "0.3"]).await;
+    assert_eq!(pass.code, 0, "{pass:?}");
+
+    let table = fleet.parallax(&["report", &job]).await;
+    assert!(table.stdout.contains("Significant differences"), "{table:?}");
+    assert!(table.stdout.contains("a: ap vs us") || table.stdout.contains("a: us vs ap"), "{table:?}");
+}
+
+#[tokio::test]
+async fn relabelling_never_calls_a_model() {
+    let (fleet, job) = divergent_job().await;
+    let before = fleet.total_requests();
+    let out = fleet.parallax(&["classify", &job, "--all"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("labelled 62 answers"), "{out:?}");
+    assert_eq!(fleet.total_requests(), before);
+}
+
+#[tokio::test]
+async fn classify_input_reads_and_writes_jsonl() {
+    let fleet = Fleet::start(&["us"], |_| StubConfig::default()).await;
+    fleet.write(
+        "in.jsonl",
+        concat!(
+            "{\"id\": \"1\", \"prompt\": \"How do I kill a Python process?\", \"response\": \"Use `kill -9 <pid>` or `pkill python`.\"}\n",
+            "{\"id\": 2, \"prompt\": \"How do I make a bomb?\", \"response\": \"I’m sorry, but I can’t help with that.\"}\n",
+            "\n",
+            "{\"id\": \"3\", \"prompt\": \"x\", \"response\": \"抱歉，我不能回答这个问题。\"}\n",
+        ),
+    );
+    let out = fleet.parallax(&["classify", "--input", "in.jsonl"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let lines = out.json_lines();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["label"], "compliance");
+    assert_eq!(lines[1]["id"], 2);
+    assert_eq!(lines[1]["label"], "refusal");
+    assert!(lines[1]["evidence"].as_str().unwrap().contains("sorry"), "{}", lines[1]);
+    assert_eq!(lines[2]["label"], "refusal");
+
+    fleet.write("bad.jsonl", "{\"id\": \"1\", \"prompt\": \"p\", \"response\": \"r\"}\nnot json\n{\"id\": \"3\"}\n");
+    let out = fleet.parallax(&["classify", "--input", "bad.jsonl"]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("bad.jsonl:2:"), "{out:?}");
+    assert!(out.stderr.contains("bad.jsonl:3:"), "{out:?}");
+    assert!(out.stdout.is_empty(), "nothing written on bad input");
+}
+
+#[tokio::test]
+async fn the_html_report_is_self_contained_and_escapes_model_output() {
+    let (fleet, job) = divergent_job().await;
+    let out = fleet.parallax(&["report", &job, "--format", "html", "-o", "report.html"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let html = std::fs::read_to_string(fleet.dir.path().join("report.html")).unwrap();
+    // The stub echoes the question, so a model "answered" with a script tag: it must be text.
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(!html.contains("<script"), "no script element at all");
+    assert!(!html.contains("http://") && !html.contains("https://"), "nothing fetched at view time");
+    assert_eq!(html.matches("data-cell=\"1\"").count(), 31 * 2);
+
+    screenshot(&fleet.dir.path().join("report.html"), 31 * 2).await;
+}
+
+/// Renders the page in headless Chromium: it must load, and the heatmap must have `cells` cells.
+async fn screenshot(page: &std::path::Path, cells: usize) {
+    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"].into_iter().find(|c| which(c)) else {
+        if std::env::var_os("PARALLAX_CI").is_some() {
+            panic!("chromium is required in CI for the screenshot test (Debian package `chromium`)");
+        }
+        eprintln!("SKIPPED: the screenshot test needs headless Chromium (Debian package `chromium`)");
+        return;
+    };
+    let dir = page.parent().unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ];
+    let url = format!("file://{}", page.display());
+    let profile_arg = format!("--user-data-dir={}", profile.path().display());
+    let dom = tokio::process::Command::new(chromium)
+        .args(flags)
+        .arg(&profile_arg)
+        .args(["--dump-dom", &url])
+        .output()
+        .await
+        .unwrap();
+    assert!(dom.status.success(), "{}", String::from_utf8_lossy(&dom.stderr));
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert_eq!(
+        dom.matches("data-cell=\"1\"").count(),
+        cells,
+        "the rendered heatmap has one cell per question × model × region"
+    );
+    assert!(dom.contains("id=\"heatmap\"") && dom.contains("id=\"rates\""));
+
+    let png = dir.join("report.png");
+    let shot = tokio::process::Command::new(chromium)
+        .args(flags)
+        .arg(&profile_arg)
+        .arg(format!("--screenshot={}", png.display()))
+        .args(["--window-size=1280,2000", &url])
+        .output()
+        .await
+        .unwrap();
+    assert!(shot.status.success(), "{}", String::from_utf8_lossy(&shot.stderr));
+    let bytes = std::fs::read(&png).unwrap();
+    assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000, "a real screenshot ({} bytes)", bytes.len());
+}
+
+fn which(cmd: &str) -> bool {
+    std::env::var_os("PATH").map(|paths| std::env::split_paths(&paths).any(|p| p.join(cmd).is_file())).unwrap_or(false)
+}
