@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::catalog::{Catalog, EndpointKind};
 use crate::diagnostic::Diagnostics;
-use crate::spec::{JobSpec, Mode};
+use crate::spec::{JobSpec, Mode, Question};
 
 /// An execution's identity within a job. With the job id it is the unique key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -53,6 +53,10 @@ impl PlanItem {
 }
 
 /// The exact plan of a job spec against a catalog.
+///
+/// Items are rendered on demand by [`Plan::items`], always in the same order and to the
+/// same bytes, so a plan of a million executions costs memory for its questions, not for
+/// its requests.
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub name: String,
@@ -60,8 +64,18 @@ pub struct Plan {
     pub base_job_id: String,
     /// The canonical JSON of everything that shapes the requests; its SHA-256 names the job.
     pub identity: Json,
-    pub items: Vec<PlanItem>,
     pub parity: Parity,
+    spec: JobSpec,
+    /// Per (model, region), models outer: where and as what each is sent.
+    cells: Vec<ResolvedCell>,
+}
+
+#[derive(Debug, Clone)]
+struct ResolvedCell {
+    endpoint: String,
+    kind: EndpointKind,
+    requested_model: String,
+    model_aliases: Vec<String>,
 }
 
 /// Whether every region sends the same messages for the same question and model.
@@ -159,36 +173,82 @@ impl Plan {
         let hash = hex::encode(Sha256::digest(canonical_json(&identity).as_bytes()));
         let base_job_id = format!("{}-{}", spec.name, &hash[..12]);
 
-        let mut items =
-            Vec::with_capacity(spec.questions.len() * spec.models.len() * spec.regions.len() * spec.samples as usize);
-        for question in &spec.questions {
-            for model in &spec.models {
-                for region in &spec.regions {
-                    let (endpoint, entry) = catalog.resolve(model, region).expect("resolved above");
-                    let (system, regional_override) = spec.prompt.system_for(region);
-                    for sample in 1..=spec.samples {
-                        let body = render_request(spec, &entry.name, system, &question.text, sample);
-                        items.push(PlanItem {
-                            key: ItemKey {
-                                question_id: question.id.clone(),
-                                model_id: model.clone(),
-                                region: region.clone(),
-                                sample,
-                            },
-                            endpoint: format!("{region}/{}", endpoint.name),
-                            kind: endpoint.kind,
-                            requested_model: entry.name.clone(),
-                            model_aliases: entry.aliases.clone(),
-                            request_sha256: sha256_hex(body.as_bytes()),
-                            request_body: body,
-                            regional_override,
-                        });
-                    }
-                }
+        let mut cells = Vec::with_capacity(spec.models.len() * spec.regions.len());
+        for model in &spec.models {
+            for region in &spec.regions {
+                let (endpoint, entry) = catalog.resolve(model, region).expect("resolved above");
+                cells.push(ResolvedCell {
+                    endpoint: format!("{region}/{}", endpoint.name),
+                    kind: endpoint.kind,
+                    requested_model: entry.name.clone(),
+                    model_aliases: entry.aliases.clone(),
+                });
             }
         }
-        let parity = parity(&items);
-        Ok(Plan { name: spec.name.clone(), base_job_id, identity, items, parity })
+        let mut plan = Plan {
+            name: spec.name.clone(),
+            base_job_id,
+            identity,
+            parity: Parity {
+                groups: 0,
+                identical: 0,
+                declared_overrides: 0,
+                undeclared: 0,
+                override_regions: Vec::new(),
+            },
+            spec: spec.clone(),
+            cells,
+        };
+        plan.parity = parity(&plan);
+        Ok(plan)
+    }
+
+    /// The number of executions: questions × models × regions × samples.
+    pub fn len(&self) -> usize {
+        self.cells.len() * self.spec.questions.len() * self.spec.samples as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The questions, in spec order.
+    pub fn questions(&self) -> &[Question] {
+        &self.spec.questions
+    }
+
+    /// Every execution with its rendered request, in plan order: questions, then models,
+    /// then regions, then samples.
+    pub fn items(&self) -> impl ExactSizeIterator<Item = PlanItem> + '_ {
+        (0..self.len()).map(move |i| self.item(i))
+    }
+
+    fn item(&self, i: usize) -> PlanItem {
+        let spec = &self.spec;
+        let samples = spec.samples as usize;
+        let per_question = self.cells.len() * samples;
+        let (q, rest) = (i / per_question, i % per_question);
+        let (c, s) = (rest / samples, rest % samples);
+        let (m, r) = (c / spec.regions.len(), c % spec.regions.len());
+        let (question, region, cell) = (&spec.questions[q], &spec.regions[r], &self.cells[c]);
+        let sample = s as u32 + 1;
+        let (system, regional_override) = spec.prompt.system_for(region);
+        let body = render_request(spec, &cell.requested_model, system, &question.text, sample);
+        PlanItem {
+            key: ItemKey {
+                question_id: question.id.clone(),
+                model_id: spec.models[m].clone(),
+                region: region.clone(),
+                sample,
+            },
+            endpoint: cell.endpoint.clone(),
+            kind: cell.kind,
+            requested_model: cell.requested_model.clone(),
+            model_aliases: cell.model_aliases.clone(),
+            request_sha256: sha256_hex(body.as_bytes()),
+            request_body: body,
+            regional_override,
+        }
     }
 }
 
@@ -292,35 +352,34 @@ fn prompt_part(body: &str) -> Json {
     v
 }
 
-fn parity(items: &[PlanItem]) -> Parity {
-    let mut groups: BTreeMap<(&str, &str, u32), Vec<&PlanItem>> = BTreeMap::new();
-    for item in items {
-        groups.entry((&item.key.question_id, &item.key.model_id, item.key.sample)).or_default().push(item);
-    }
-    let mut parity = Parity {
-        groups: groups.len(),
-        identical: 0,
-        declared_overrides: 0,
-        undeclared: 0,
-        override_regions: Vec::new(),
-    };
-    for members in groups.values() {
-        let baseline: Vec<&&PlanItem> = members.iter().filter(|i| !i.regional_override).collect();
-        let prompts: Vec<Json> = members.iter().map(|i| prompt_part(&i.request_body)).collect();
-        if prompts.windows(2).all(|w| w[0] == w[1]) {
-            parity.identical += 1;
-            continue;
+/// Compares, for every (question, model, sample), the prompt each region would get.
+/// Items of one (question, model) are adjacent in plan order, so this streams.
+fn parity(plan: &Plan) -> Parity {
+    let mut parity =
+        Parity { groups: 0, identical: 0, declared_overrides: 0, undeclared: 0, override_regions: Vec::new() };
+    let block = plan.spec.regions.len() * plan.spec.samples as usize;
+    let mut items = plan.items().peekable();
+    while items.peek().is_some() {
+        let members: Vec<PlanItem> = items.by_ref().take(block).collect();
+        for sample in 1..=plan.spec.samples {
+            let group: Vec<&PlanItem> = members.iter().filter(|i| i.key.sample == sample).collect();
+            parity.groups += 1;
+            let all_same = |items: &[&&PlanItem]| {
+                let prompts: Vec<Json> = items.iter().map(|i| prompt_part(&i.request_body)).collect();
+                prompts.windows(2).all(|w| w[0] == w[1])
+            };
+            let all: Vec<&&PlanItem> = group.iter().collect();
+            let baseline: Vec<&&PlanItem> = group.iter().filter(|i| !i.regional_override).collect();
+            if all_same(&all) {
+                parity.identical += 1;
+            } else if all_same(&baseline) {
+                parity.declared_overrides += 1;
+            } else {
+                parity.undeclared += 1;
+            }
         }
-        let base_prompts: Vec<Json> = baseline.iter().map(|i| prompt_part(&i.request_body)).collect();
-        if base_prompts.windows(2).all(|w| w[0] == w[1]) {
-            parity.declared_overrides += 1;
-        } else {
-            parity.undeclared += 1;
-        }
     }
-    let mut regions: Vec<String> = items.iter().filter(|i| i.regional_override).map(|i| i.key.region.clone()).collect();
-    regions.sort();
-    regions.dedup();
-    parity.override_regions = regions;
+    parity.override_regions =
+        plan.spec.regions.iter().filter(|r| plan.spec.prompt.system_by_region.contains_key(*r)).cloned().collect();
     parity
 }

@@ -46,13 +46,15 @@ proptest! {
     ) {
         let questions: Vec<String> = questions.into_iter().map(|q| format!("Q {q}")).collect();
         let plan = build(&spec(&questions, models, regions, samples, 8), models, regions);
-        prop_assert_eq!(plan.items.len(), questions.len() * models * regions * samples as usize);
-        let mut keys: Vec<_> = plan.items.iter().map(|i| i.key.clone()).collect();
+        let items: Vec<_> = plan.items().collect();
+        prop_assert_eq!(items.len(), questions.len() * models * regions * samples as usize);
+        prop_assert_eq!(plan.len(), items.len());
+        let mut keys: Vec<_> = items.iter().map(|i| i.key.clone()).collect();
         keys.sort();
         keys.dedup();
-        prop_assert_eq!(keys.len(), plan.items.len());
+        prop_assert_eq!(keys.len(), items.len());
         prop_assert_eq!(plan.parity.undeclared, 0);
-        for item in &plan.items {
+        for item in &items {
             // The stored bytes are valid JSON that carries the question verbatim.
             let q = &questions[item.key.question_id[1..].parse::<usize>().unwrap()];
             let request = item.request();
@@ -68,7 +70,7 @@ proptest! {
         let a = build(&spec(&questions, 2, 2, 1, c1), 2, 2);
         let b = build(&spec(&questions, 2, 2, 1, c2), 2, 2);
         prop_assert_eq!(&a.base_job_id, &b.base_job_id);
-        let bodies = |p: &Plan| p.items.iter().map(|i| i.request_body.clone()).collect::<Vec<_>>();
+        let bodies = |p: &Plan| p.items().map(|i| i.request_body).collect::<Vec<_>>();
         prop_assert_eq!(bodies(&a), bodies(&b));
     }
 }

@@ -181,7 +181,7 @@ fn mode_and_endpoint_kind_must_pair() {
         parse("name: x\nquestions: [{id: a, text: hi}]\nmodels: [base]\nregions: [eu-west]\nprompt: {mode: raw}\n")
             .unwrap();
     let plan = Plan::build(&raw, &catalog()).unwrap();
-    assert_eq!(plan.items[0].request()["prompt"], "hi");
+    assert_eq!(plan.items().next().unwrap().request()["prompt"], "hi");
 }
 
 #[test]
@@ -201,15 +201,16 @@ fn a_secret_in_api_key_env_is_refused() {
 #[test]
 fn the_plan_renders_each_request_once_with_per_sample_seeds() {
     let plan = Plan::build(&parse(GOOD).unwrap(), &catalog()).unwrap();
-    assert_eq!(plan.items.len(), 2 * 2 * 2 * 2);
-    let first = &plan.items[0];
+    let items: Vec<_> = plan.items().collect();
+    assert_eq!((items.len(), plan.len()), (2 * 2 * 2 * 2, 16));
+    let first = &items[0];
     assert_eq!(
         first.request_body,
         r#"{"model":"Qwen/Qwen2.5-1.5B-Instruct","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"What is the capital of France?"}],"temperature":0.0,"max_tokens":256,"seed":7}"#
     );
     assert_eq!(first.request_sha256, parallax_core::sha256_hex(first.request_body.as_bytes()));
-    assert_eq!(plan.items[1].key.sample, 2);
-    assert_eq!(plan.items[1].request()["seed"], 8);
+    assert_eq!(items[1].key.sample, 2);
+    assert_eq!(items[1].request()["seed"], 8);
     assert_eq!(plan.parity.undeclared, 0);
     assert_eq!(plan.parity.identical, plan.parity.groups);
     assert!(plan.base_job_id.starts_with("regional-") && plan.base_job_id.len() == "regional-".len() + 12);
@@ -243,5 +244,5 @@ fn a_json_spec_is_accepted() {
     let spec =
         parse(r#"{"name": "j", "questions": [{"id": "a", "text": "hi"}], "models": ["qwen"], "regions": ["us-east"]}"#)
             .unwrap();
-    assert_eq!(Plan::build(&spec, &catalog()).unwrap().items.len(), 1);
+    assert_eq!(Plan::build(&spec, &catalog()).unwrap().items().count(), 1);
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 pub use clock::{Clock, SystemClock};
 pub use model::*;
-use parallax_core::{Plan, Question};
+use parallax_core::Plan;
 
 /// Errors from the store. Every one of them stops a run: nothing is lost silently.
 #[derive(Debug, thiserror::Error)]
@@ -71,9 +71,9 @@ impl Store {
     /// Records a job and every execution of its plan, idempotently, and returns the job.
     /// Without `fresh`, the latest generation of the plan's job is continued (created if
     /// new); with it, a new generation starts (`<base>-2`, `-3`, …).
-    pub async fn enqueue(&self, plan: &Plan, questions: &[Question], fresh: bool) -> Result<JobRecord, StoreError> {
-        let (s, plan, questions) = (self.inner.clone(), plan.clone(), questions.to_vec());
-        blocking(move || s.enqueue(&plan, &questions, fresh)).await
+    pub async fn enqueue(&self, plan: Arc<Plan>, fresh: bool) -> Result<JobRecord, StoreError> {
+        let s = self.inner.clone();
+        blocking(move || s.enqueue(&plan, fresh)).await
     }
 
     /// The job a plan would continue, if the store has one.

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use parallax_core::{EndpointKind, ItemKey, Plan, Question, idempotency_key};
+use parallax_core::{EndpointKind, ItemKey, Plan, idempotency_key};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::{
@@ -74,7 +74,7 @@ impl SqliteStore {
         latest_generation(&conn, base_id).at(&self.path)
     }
 
-    pub fn enqueue(&self, plan: &Plan, questions: &[Question], fresh: bool) -> Result<JobRecord> {
+    pub fn enqueue(&self, plan: &Plan, fresh: bool) -> Result<JobRecord> {
         let mut conn = self.conn();
         let p = &self.path;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).at(p)?;
@@ -91,7 +91,7 @@ impl SqliteStore {
                 let now = self.now_ms();
                 tx.execute(
                     "INSERT INTO jobs (id, base_id, generation, name, identity_json, planned, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    params![id, plan.base_job_id, generation, plan.name, parallax_core::canonical_json(&plan.identity), plan.items.len() as i64, now],
+                    params![id, plan.base_job_id, generation, plan.name, parallax_core::canonical_json(&plan.identity), plan.len() as i64, now],
                 )
                 .at(p)?;
                 JobRecord {
@@ -99,23 +99,23 @@ impl SqliteStore {
                     base_id: plan.base_job_id.clone(),
                     generation,
                     name: plan.name.clone(),
-                    planned: plan.items.len() as i64,
+                    planned: plan.len() as i64,
                     created_at_ms: now,
                     inserted: 0,
                 }
             }
         };
-        if job.planned != plan.items.len() as i64 {
+        if job.planned != plan.len() as i64 {
             return Err(StoreError::Inconsistent {
                 job: job.id,
-                detail: format!("recorded with {} executions, the plan has {}", job.planned, plan.items.len()),
+                detail: format!("recorded with {} executions, the plan has {}", job.planned, plan.len()),
             });
         }
         {
             let mut q = tx
                 .prepare_cached("INSERT OR IGNORE INTO questions (job_id, question_id, ordinal, text, expect, meta_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
                 .at(p)?;
-            for (i, question) in questions.iter().enumerate() {
+            for (i, question) in plan.questions().iter().enumerate() {
                 let expect =
                     question.expect.map(|e| serde_json::to_value(e).ok().and_then(|v| v.as_str().map(str::to_owned)));
                 q.execute(params![
@@ -134,7 +134,7 @@ impl SqliteStore {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'pending')",
                 )
                 .at(p)?;
-            for item in &plan.items {
+            for item in plan.items() {
                 let k = &item.key;
                 job.inserted += ins
                     .execute(params![
@@ -157,10 +157,10 @@ impl SqliteStore {
         // Enqueue N, see N: the store must hold exactly the plan, whatever was there before.
         let count: i64 =
             tx.query_row("SELECT count(*) FROM executions WHERE job_id = ?1", [&job.id], |r| r.get(0)).at(p)?;
-        if count != plan.items.len() as i64 {
+        if count != plan.len() as i64 {
             return Err(StoreError::Inconsistent {
                 job: job.id,
-                detail: format!("{count} executions stored, the plan has {}", plan.items.len()),
+                detail: format!("{count} executions stored, the plan has {}", plan.len()),
             });
         }
         tx.commit().at(p)?;

@@ -20,7 +20,7 @@ impl TestClock {
     }
 }
 
-fn plan(questions: usize) -> (Plan, JobSpec) {
+fn plan(questions: usize) -> Arc<Plan> {
     let catalog = Catalog::parse(
         "regions:\n  r1:\n    - {name: e1, kind: openai-chat, base_url: 'http://127.0.0.1:1/v1', models: {m: provider-m}}\n  r2:\n    - {name: e2, kind: openai-chat, base_url: 'http://127.0.0.1:2/v1', models: {m: provider-m}}\n",
         Path::new("c.yaml"),
@@ -33,7 +33,7 @@ fn plan(questions: usize) -> (Plan, JobSpec) {
     spec.push_str("models: [m]\nregions: [r1, r2]\n");
     let mut read = |_: &Path| Err(std::io::Error::from(std::io::ErrorKind::NotFound));
     let spec = JobSpec::parse(&spec, Path::new("s.yaml"), &mut read).unwrap();
-    (Plan::build(&spec, &catalog).unwrap(), spec)
+    Arc::new(Plan::build(&spec, &catalog).unwrap())
 }
 
 async fn store() -> (Store, Arc<TestClock>, tempfile::TempDir) {
@@ -78,23 +78,23 @@ fn success(claim: &parallax_store::Claim, text: &str) -> Outcome {
 #[tokio::test]
 async fn enqueue_is_idempotent_and_fresh_starts_a_new_generation() {
     let (store, _, _dir) = store().await;
-    let (plan, spec) = plan(3);
-    let first = store.enqueue(&plan, &spec.questions, false).await.unwrap();
+    let plan = plan(3);
+    let first = store.enqueue(plan.clone(), false).await.unwrap();
     assert_eq!((first.id.as_str(), first.inserted), (plan.base_job_id.as_str(), 6));
-    let again = store.enqueue(&plan, &spec.questions, false).await.unwrap();
+    let again = store.enqueue(plan.clone(), false).await.unwrap();
     assert_eq!((again.id, again.inserted), (first.id.clone(), 0));
-    let fresh = store.enqueue(&plan, &spec.questions, true).await.unwrap();
+    let fresh = store.enqueue(plan.clone(), true).await.unwrap();
     assert_eq!(fresh.id, format!("{}-2", plan.base_job_id));
     assert_eq!(fresh.inserted, 6);
     // A plain enqueue now continues the newest generation.
-    assert_eq!(store.enqueue(&plan, &spec.questions, false).await.unwrap().id, fresh.id);
+    assert_eq!(store.enqueue(plan.clone(), false).await.unwrap().id, fresh.id);
 }
 
 #[tokio::test]
 async fn a_claim_records_its_attempt_and_each_key_is_claimed_once() {
     let (store, _, _dir) = store().await;
-    let (plan, spec) = plan(5);
-    let job = store.enqueue(&plan, &spec.questions, false).await.unwrap();
+    let plan = plan(5);
+    let job = store.enqueue(plan.clone(), false).await.unwrap();
     let a = store.claim(claim_request(&job.id, 3)).await.unwrap();
     let b = store.claim(claim_request(&job.id, 3)).await.unwrap();
     let c = store.claim(claim_request(&job.id, 3)).await.unwrap();
@@ -108,15 +108,15 @@ async fn a_claim_records_its_attempt_and_each_key_is_claimed_once() {
     assert!(attempts.iter().all(|a| a.outcome == "open"));
     // The stored bytes are the planned bytes.
     let first = &a.claims[0];
-    let planned = plan.items.iter().find(|i| i.key == first.key).unwrap();
+    let planned = plan.items().find(|i| i.key == first.key).unwrap();
     assert_eq!(first.request_body, planned.request_body.as_bytes());
 }
 
 #[tokio::test]
 async fn a_stale_lease_cannot_write_and_the_new_holder_can() {
     let (store, clock, _dir) = store().await;
-    let (plan, spec) = plan(1);
-    let job = store.enqueue(&plan, &spec.questions, false).await.unwrap();
+    let plan = plan(1);
+    let job = store.enqueue(plan.clone(), false).await.unwrap();
     let mut req = claim_request(&job.id, 1);
     req.wants.truncate(1);
     let old = store.claim(req.clone()).await.unwrap().claims.remove(0);
@@ -155,8 +155,8 @@ async fn a_stale_lease_cannot_write_and_the_new_holder_can() {
 #[tokio::test]
 async fn a_late_answer_whose_token_is_still_current_is_kept() {
     let (store, clock, _dir) = store().await;
-    let (plan, spec) = plan(1);
-    let job = store.enqueue(&plan, &spec.questions, false).await.unwrap();
+    let plan = plan(1);
+    let job = store.enqueue(plan.clone(), false).await.unwrap();
     let claim = store.claim(claim_request(&job.id, 1)).await.unwrap().claims.remove(0);
     clock.advance(Duration::from_secs(60)); // expired, but nobody reclaimed
     assert_eq!(store.finish(vec![success(&claim, "late but ours")]).await.unwrap(), vec![Applied::Applied]);
@@ -165,8 +165,8 @@ async fn a_late_answer_whose_token_is_still_current_is_kept() {
 #[tokio::test]
 async fn lost_attempts_park_under_the_park_policy_and_fail_when_the_budget_is_spent() {
     let (store, clock, _dir) = store().await;
-    let (plan, spec) = plan(1);
-    let job = store.enqueue(&plan, &spec.questions, false).await.unwrap();
+    let plan = plan(1);
+    let job = store.enqueue(plan.clone(), false).await.unwrap();
     let mut req = claim_request(&job.id, 1);
     req.park_possibly_billed = true;
     store.claim(req.clone()).await.unwrap();
@@ -189,8 +189,8 @@ async fn lost_attempts_park_under_the_park_policy_and_fail_when_the_budget_is_sp
 #[tokio::test]
 async fn retries_wait_out_their_backoff_and_results_are_unique() {
     let (store, clock, _dir) = store().await;
-    let (plan, spec) = plan(1);
-    let job = store.enqueue(&plan, &spec.questions, false).await.unwrap();
+    let plan = plan(1);
+    let job = store.enqueue(plan.clone(), false).await.unwrap();
     let claims = store.claim(claim_request(&job.id, 1)).await.unwrap().claims;
     let retry: Vec<Outcome> = claims
         .iter()

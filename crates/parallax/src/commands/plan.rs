@@ -16,10 +16,9 @@ pub async fn run(global: &Global, args: &PlanArgs) -> Outcome {
     match args.format {
         PlanFormat::Json => {
             let items: Vec<_> = plan
-                .items
-                .iter()
+                .items()
                 .map(|i| {
-                    let mut v = serde_json::to_value(i).unwrap_or_default();
+                    let mut v = serde_json::to_value(&i).unwrap_or_default();
                     if let Some(obj) = v.as_object_mut() {
                         obj.insert("request".into(), i.request());
                     }
@@ -29,7 +28,7 @@ pub async fn run(global: &Global, args: &PlanArgs) -> Outcome {
             let doc = json!({
                 "job_id": job_id,
                 "recorded": recorded.is_some(),
-                "executions": plan.items.len(),
+                "executions": plan.len(),
                 "questions": spec.questions.len(),
                 "models": spec.models,
                 "regions": spec.regions,
@@ -51,7 +50,7 @@ pub async fn run(global: &Global, args: &PlanArgs) -> Outcome {
                 s(spec.models.len(), "model"),
                 s(spec.regions.len(), "region"),
                 s(spec.samples as usize, "sample"),
-                plan.items.len()
+                plan.len()
             ));
             let p = &plan.parity;
             if p.undeclared > 0 {
@@ -74,8 +73,7 @@ pub async fn run(global: &Global, args: &PlanArgs) -> Outcome {
             }
             out.push('\n');
             let rows: Vec<Vec<String>> = plan
-                .items
-                .iter()
+                .items()
                 .map(|i| {
                     vec![
                         i.key.question_id.clone(),

@@ -29,18 +29,18 @@ pub async fn run(global: &Global, args: &RunArgs) -> Outcome {
 
     // Providers before the store: a missing API key is bad input and must write nothing.
     let mut endpoints = HashMap::new();
-    for item in &plan.items {
-        if endpoints.contains_key(&item.endpoint) {
+    for (model, region) in spec.models.iter().flat_map(|m| spec.regions.iter().map(move |r| (m, r))) {
+        let (endpoint, _) = catalog.resolve(model, region).expect("the plan resolved every model and region");
+        let name = format!("{region}/{}", endpoint.name);
+        if endpoints.contains_key(&name) {
             continue;
         }
-        let (endpoint, _) =
-            catalog.resolve(&item.key.model_id, &item.key.region).expect("the plan resolved every item");
         let api_key = match &endpoint.api_key_env {
             Some(var) => Some(std::env::var(var).map_err(|_| {
                 Failure::input(anyhow!(
                     "the environment variable `{var}` is not set\n\nhint: endpoint `{}` of region `{}` in `{}` reads its API key from it",
                     endpoint.name,
-                    item.key.region,
+                    region,
                     global.config.display()
                 ))
             })?),
@@ -50,7 +50,7 @@ pub async fn run(global: &Global, args: &RunArgs) -> Outcome {
         let provider = OpenAiProvider::new(&endpoint.base_url, api_key, max_connections)
             .map_err(|e| Failure::Internal(e.into()))?;
         endpoints.insert(
-            item.endpoint.clone(),
+            name,
             EndpointRuntime {
                 provider: Arc::new(provider),
                 concurrency: endpoint.concurrency,
@@ -61,7 +61,7 @@ pub async fn run(global: &Global, args: &RunArgs) -> Outcome {
 
     let store = super::open_store(global).await?;
     let hooks = test_hooks(&store)?;
-    let job = store.enqueue(&plan, &spec.questions, args.fresh).await?;
+    let job = store.enqueue(Arc::new(plan), args.fresh).await?;
     if args.retry_failed || args.retry_parked {
         let n = store.rearm(&job.id, args.retry_failed, args.retry_parked).await?;
         if !global.quiet {
