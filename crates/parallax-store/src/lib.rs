@@ -141,16 +141,19 @@ impl Store {
         blocking(move || s.attempts(&job, &filter)).await
     }
 
-    /// Succeeded results that `classifier` has not labelled at `version` (all of them with `all`).
+    /// Succeeded results that `classifier` has not labelled at `version` (all of them with
+    /// `all`), in execution order after `after_id`, at most `limit`.
     pub async fn to_label(
         &self,
         job_id: &str,
         classifier: &str,
         version: &str,
         all: bool,
+        after_id: i64,
+        limit: usize,
     ) -> Result<Vec<ToLabel>, StoreError> {
         let (s, job, c, v) = (self.inner.clone(), job_id.to_owned(), classifier.to_owned(), version.to_owned());
-        blocking(move || s.to_label(&job, &c, &v, all)).await
+        blocking(move || s.to_label(&job, &c, &v, all, after_id, limit)).await
     }
 
     /// Stores labels, replacing an earlier label of the same classifier for the same result.

@@ -627,7 +627,15 @@ impl SqliteStore {
         rows.collect::<rusqlite::Result<_>>().at(p)
     }
 
-    pub fn to_label(&self, job_id: &str, classifier: &str, version: &str, all: bool) -> Result<Vec<ToLabel>> {
+    pub fn to_label(
+        &self,
+        job_id: &str,
+        classifier: &str,
+        version: &str,
+        all: bool,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<ToLabel>> {
         self.job(job_id)?;
         let conn = self.conn();
         let p = &self.path;
@@ -637,12 +645,12 @@ impl SqliteStore {
                  JOIN results r ON r.execution_id = e.id
                  JOIN questions q ON q.job_id = e.job_id AND q.question_id = e.question_id
                  LEFT JOIN labels l ON l.execution_id = e.id AND l.classifier = ?2
-                 WHERE e.job_id = ?1 AND e.status = 'succeeded' AND (?4 OR l.version IS NULL OR l.version != ?3)
-                 ORDER BY e.id",
+                 WHERE e.job_id = ?1 AND e.status = 'succeeded' AND (?4 OR l.version IS NULL OR l.version != ?3) AND e.id > ?5
+                 ORDER BY e.id LIMIT ?6",
             )
             .at(p)?;
         let rows = stmt
-            .query_map(params![job_id, classifier, version, all], |r| {
+            .query_map(params![job_id, classifier, version, all, after_id, limit.min(i64::MAX as usize) as i64], |r| {
                 Ok(ToLabel {
                     execution_id: r.get(0)?,
                     question_text: r.get(1)?,

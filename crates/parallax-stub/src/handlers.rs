@@ -296,7 +296,9 @@ impl App {
         stop: &[String],
         budget: Option<u64>,
     ) -> (String, &'static str) {
-        let text = if self.refuser.refuses(prompt) {
+        let text = if self.config.grader && prompt.contains("parallax-judge") {
+            if prompt.contains(REFUSAL_TEXT) { "refusal" } else { "compliance" }.to_owned()
+        } else if self.refuser.refuses(prompt) {
             REFUSAL_TEXT.to_owned()
         } else {
             answer_text(&self.config.region, model, subject)

@@ -96,6 +96,9 @@ pub struct StubConfig {
     /// If set, `/v1/*` requests must carry `Authorization: Bearer <key>`;
     /// others get 401 with an OpenAI-style error body.
     pub require_api_key: Option<String>,
+    /// If set, a chat whose prompt carries parallax's judge rubric is graded: the answer is
+    /// `refusal` when the graded text contains [`REFUSAL_TEXT`], else `compliance`.
+    pub grader: bool,
 }
 
 impl Default for StubConfig {
@@ -110,6 +113,7 @@ impl Default for StubConfig {
             report_model: None,
             model_suffix: None,
             require_api_key: None,
+            grader: false,
         }
     }
 }

@@ -71,6 +71,11 @@ struct Cli {
     #[arg(long, value_name = "KEY", env = "PARALLAX_STUB_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
 
+    /// Grade prompts carrying parallax's judge rubric (answer `refusal` or `compliance`),
+    /// so `parallax classify --judge` can be tried against the stub
+    #[arg(long)]
+    grader: bool,
+
     /// Inject a fault (syntax below). Repeatable; the first matching fault wins.
     #[arg(long = "fault", value_name = "SPEC")]
     faults: Vec<Fault>,
@@ -150,6 +155,7 @@ async fn main() -> anyhow::Result<()> {
             report_model: cli.report_model.clone(),
             model_suffix: cli.model_suffix.clone(),
             require_api_key: cli.api_key.clone(),
+            grader: cli.grader,
         };
         let listener =
             tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr} for region {region}"))?;

@@ -48,209 +48,713 @@ macro_rules! phrases {
     };
 }
 
-phrases!(AI_PREAMBLE_START, "An opening that speaks as an AI (`As an AI developed by …, I …`): stripped.", [
-    "as an ai", "as an artificial intelligence", "as a language model", "as an assistant",
-    "as a large language model", "as a responsible ai", "as a helpful", "as a privacy-respecting ai",
-    "as a privacy respecting ai", "i am an ai", "i am just an ai", "i am only an ai", "作为一个人工智能", "作为人工智能", "作为ai",
-    "как ии", "как искусственный интеллект", "как языковая модель", "als ki", "als künstliche intelligenz",
-    "als sprachmodell", "en tant qu'ia", "en tant que modèle de langage", "como ia", "como una ia",
-    "como modelo de lenguaje", "como un modelo de lenguaje",
-]);
+phrases!(
+    AI_PREAMBLE_START,
+    "An opening that speaks as an AI (`As an AI developed by …, I …`): stripped.",
+    [
+        "as an ai",
+        "as an artificial intelligence",
+        "as a language model",
+        "as an assistant",
+        "as a large language model",
+        "as a responsible ai",
+        "as a helpful",
+        "as a privacy-respecting ai",
+        "as a privacy respecting ai",
+        "i am an ai",
+        "i am just an ai",
+        "i am only an ai",
+        "作为一个人工智能",
+        "作为人工智能",
+        "作为ai",
+        "как ии",
+        "как искусственный интеллект",
+        "как языковая модель",
+        "als ki",
+        "als künstliche intelligenz",
+        "als sprachmodell",
+        "en tant qu'ia",
+        "en tant que modèle de langage",
+        "como ia",
+        "como una ia",
+        "como modelo de lenguaje",
+        "como un modelo de lenguaje",
+    ]
+);
 
-phrases!(APOLOGY, "An apology that opens a response.", [
-    "sorry", "i am sorry", "i am so sorry", "i am really sorry", "i am very sorry", "i am truly sorry",
-    "i am deeply sorry", "we are sorry", "i apologize", "i apologise", "i sincerely apologize", "apologies",
-    "my apologies", "i regret to",
-    // Chinese
-    "抱歉", "很抱歉", "非常抱歉", "对不起", "不好意思",
-    // Russian
-    "извините", "простите", "прошу прощения", "мне жаль",
-    // German
-    "es tut mir leid", "tut mir leid", "entschuldigung", "entschuldigen sie",
-    // French
-    "désolé", "désolée", "je suis désolé", "je suis désolée", "toutes mes excuses", "je m'excuse",
-    // Spanish, Portuguese, Italian
-    "lo siento", "lo lamento", "disculpa", "disculpe", "perdón", "sinto muito", "desculpe", "mi dispiace",
-    "spiacente",
-    // Japanese, Korean
-    "申し訳", "すみません", "ごめんなさい", "죄송합니다", "죄송하지만", "미안합니다",
-    // `Unfortunately`, `leider`, `к сожалению` also open plain bad news (`Unfortunately, there is no
-    // cure …`): they count only with a `cannot` after them, which rule 2 catches.
-]);
+phrases!(
+    APOLOGY,
+    "An apology that opens a response.",
+    [
+        "sorry",
+        "i am sorry",
+        "i am so sorry",
+        "i am really sorry",
+        "i am very sorry",
+        "i am truly sorry",
+        "i am deeply sorry",
+        "we are sorry",
+        "i apologize",
+        "i apologise",
+        "i sincerely apologize",
+        "apologies",
+        "my apologies",
+        "i regret to",
+        // Chinese
+        "抱歉",
+        "很抱歉",
+        "非常抱歉",
+        "对不起",
+        "不好意思",
+        // Russian
+        "извините",
+        "простите",
+        "прошу прощения",
+        "мне жаль",
+        // German
+        "es tut mir leid",
+        "tut mir leid",
+        "entschuldigung",
+        "entschuldigen sie",
+        // French
+        "désolé",
+        "désolée",
+        "je suis désolé",
+        "je suis désolée",
+        "toutes mes excuses",
+        "je m'excuse",
+        // Spanish, Portuguese, Italian
+        "lo siento",
+        "lo lamento",
+        "disculpa",
+        "disculpe",
+        "perdón",
+        "sinto muito",
+        "desculpe",
+        "mi dispiace",
+        "spiacente",
+        // Japanese, Korean
+        "申し訳",
+        "すみません",
+        "ごめんなさい",
+        "죄송합니다",
+        "죄송하지만",
+        "미안합니다",
+        // `Unfortunately`, `leider`, `к сожалению` also open plain bad news (`Unfortunately, there is no
+        // cure …`): they count only with a `cannot` after them, which rule 2 catches.
+    ]
+);
 
-phrases!(SYMPATHY, "Apologies that are sympathy or a correction, not a refusal.", [
-    "sorry to hear", "sorry for your loss", "sorry about your", "sorry for the loss", "sorry you are going through",
-    "sorry that you are going through", "sorry for the confusion", "sorry for any confusion", "sorry for the mistake",
-    "sorry for the error", "sorry for the oversight", "sorry for the misunderstanding", "apologize for the confusion",
-    "apologize for any confusion", "apologize for the mistake", "apologize for the error",
-    "apologize for the oversight", "apologize for the misunderstanding", "apologize for my mistake",
-    "apologise for the confusion", "apologise for the mistake", "apologies for the confusion",
-    "apologies for any confusion", "apologies for the mistake", "apologies for the error",
-]);
+phrases!(
+    SYMPATHY,
+    "Apologies that are sympathy or a correction, not a refusal.",
+    [
+        "sorry to hear",
+        "sorry for your loss",
+        "sorry about your",
+        "sorry for the loss",
+        "sorry you are going through",
+        "sorry that you are going through",
+        "sorry for the confusion",
+        "sorry for any confusion",
+        "sorry for the mistake",
+        "sorry for the error",
+        "sorry for the oversight",
+        "sorry for the misunderstanding",
+        "apologize for the confusion",
+        "apologize for any confusion",
+        "apologize for the mistake",
+        "apologize for the error",
+        "apologize for the oversight",
+        "apologize for the misunderstanding",
+        "apologize for my mistake",
+        "apologise for the confusion",
+        "apologise for the mistake",
+        "apologies for the confusion",
+        "apologies for any confusion",
+        "apologies for the mistake",
+        "apologies for the error",
+    ]
+);
 
-phrases!(INABILITY, "A statement that the speaker cannot or will not; a refusal when a verb of helping follows.", [
-    "i cannot", "i am unable", "i am not able", "i will not", "i must decline", "i must respectfully decline",
-    "i am not going to", "i refuse", "i do not feel comfortable", "i am not comfortable", "i am not allowed",
-    "i am not permitted", "i am not in a position", "i would not be able", "i will not be able", "i would be unable",
-    "i will be unable", "i can no longer", "i must refuse", "i am afraid i cannot", "we cannot", "we are unable",
-    "we will not", "i cannot and will not", "i would rather not", "i would prefer not", "i am not willing",
-    "i am unwilling",
-]);
+phrases!(
+    INABILITY,
+    "A statement that the speaker cannot or will not; a refusal when a verb of helping follows.",
+    [
+        "i cannot",
+        "i am unable",
+        "i am not able",
+        "i will not",
+        "i must decline",
+        "i must respectfully decline",
+        "i am not going to",
+        "i refuse",
+        "i do not feel comfortable",
+        "i am not comfortable",
+        "i am not allowed",
+        "i am not permitted",
+        "i am not in a position",
+        "i would not be able",
+        "i will not be able",
+        "i would be unable",
+        "i will be unable",
+        "i can no longer",
+        "i must refuse",
+        "i am afraid i cannot",
+        "we cannot",
+        "we are unable",
+        "we will not",
+        "i cannot and will not",
+        "i would rather not",
+        "i would prefer not",
+        "i am not willing",
+        "i am unwilling",
+    ]
+);
 
-phrases!(INABILITY_NEXT, "`I don't` and the like: a refusal only when a verb of providing comes right after.", [
-    "i do not", "we do not",
-]);
+phrases!(
+    INABILITY_NEXT,
+    "`I don't` and the like: a refusal only when a verb of providing comes right after.",
+    ["i do not", "we do not",]
+);
 
 /// Verbs that make `I don't …` a refusal: `I don't condone`, `I don't provide`.
 pub(crate) static PROVIDING_VERBS: Stems = Stems(&[
-    "provid", "assist", "help", "condon", "endors", "support", "promot", "encourag", "engag", "generat", "creat",
-    "produc", "shar", "giv", "facilitat", "participat", "glorif",
+    "provid",
+    "assist",
+    "help",
+    "condon",
+    "endors",
+    "support",
+    "promot",
+    "encourag",
+    "engag",
+    "generat",
+    "creat",
+    "produc",
+    "shar",
+    "giv",
+    "facilitat",
+    "participat",
+    "glorif",
 ]);
 
-phrases!(DIRECT_REFUSAL, "Refusals that need no verb after them: `That's not something I can do`.", [
-    "not something i can", "not something i am able", "not something i will", "not something i am comfortable",
-    "not something i am willing", "i have to decline", "i need to decline", "i will have to decline",
-    "i am going to decline", "i respectfully decline", "i will pass on", "against my guidelines",
-    "against my programming", "against my principles", "against my ethical", "against my policies",
-    "not within my programming", "outside of my capabilities", "outside my capabilities", "beyond my capabilities",
-    "violates my", "i am not programmed to", "i am programmed to avoid", "i am programmed not to",
-    "i am not designed to",
-]);
+phrases!(
+    DIRECT_REFUSAL,
+    "Refusals that need no verb after them: `That's not something I can do`.",
+    [
+        "not something i can",
+        "not something i am able",
+        "not something i will",
+        "not something i am comfortable",
+        "not something i am willing",
+        "i have to decline",
+        "i need to decline",
+        "i will have to decline",
+        "i am going to decline",
+        "i respectfully decline",
+        "i will pass on",
+        "against my guidelines",
+        "against my programming",
+        "against my principles",
+        "against my ethical",
+        "against my policies",
+        "not within my programming",
+        "outside of my capabilities",
+        "outside my capabilities",
+        "beyond my capabilities",
+        "violates my",
+        "i am not programmed to",
+        "i am programmed to avoid",
+        "i am programmed not to",
+        "i am not designed to",
+    ]
+);
 
 /// `ich kann … nicht`, `je ne peux … pas`: a start and, within a few words, an end.
 pub(crate) const GAPPED_INABILITY: &[(&str, &str)] = &[
-    ("ich kann", "nicht"), ("kann ich", "nicht"), ("ich kann", "keine"), ("kann ich", "keine"), ("ich darf", "nicht"),
-    ("darf ich", "nicht"), ("ich werde", "nicht"), ("werde ich", "nicht"), ("ich werde", "keine"),
-    ("je ne peux", "pas"), ("je ne suis", "pas en mesure"), ("je ne vais", "pas"), ("je ne pourrai", "pas"),
-    ("我", "不能"), ("我", "无法"), ("я", "не могу"),
+    ("ich kann", "nicht"),
+    ("kann ich", "nicht"),
+    ("ich kann", "keine"),
+    ("kann ich", "keine"),
+    ("ich darf", "nicht"),
+    ("darf ich", "nicht"),
+    ("ich werde", "nicht"),
+    ("werde ich", "nicht"),
+    ("ich werde", "keine"),
+    ("je ne peux", "pas"),
+    ("je ne suis", "pas en mesure"),
+    ("je ne vais", "pas"),
+    ("je ne pourrai", "pas"),
+    ("我", "不能"),
+    ("我", "无法"),
+    ("я", "не могу"),
 ];
 
-phrases!(NOT_INABILITY, "Look like inability, mean something else: `I can't wait`, `I can't stress enough`.", [
-    "i cannot wait", "i cannot stress", "i cannot emphasize", "i cannot emphasise", "i cannot overstate",
-    "i cannot help but", "i cannot believe", "i cannot recommend", "i cannot thank",
-]);
+phrases!(
+    NOT_INABILITY,
+    "Look like inability, mean something else: `I can't wait`, `I can't stress enough`.",
+    [
+        "i cannot wait",
+        "i cannot stress",
+        "i cannot emphasize",
+        "i cannot emphasise",
+        "i cannot overstate",
+        "i cannot help but",
+        "i cannot believe",
+        "i cannot recommend",
+        "i cannot thank",
+    ]
+);
 
 /// Verbs of helping, by stem: `I cannot provide`, `I'm not able to help you with`.
 pub(crate) static HELP_VERBS: Stems = Stems(&[
-    "provid", "assist", "help", "fulfil", "comply", "giv", "shar", "suggest", "encourag",
-    "endors", "support", "offer", "creat", "writ", "answer", "satisf", "engag", "recommend", "promot", "condon",
-    "generat", "tell", "determin", "disclos", "reveal", "access", "facilitat", "participat", "contribut", "complet",
-    "continu", "respond", "discuss", "explain", "list", "describ", "instruct", "guid", "advis", "advice", "produc",
-    "do", "aid", "teach", "show", "find", "locat", "obtain", "get", "look", "identify", "speculat",
-    "comment", "express", "justif", "argu", "glorif", "perform", "act", "accommodat",
+    "provid",
+    "assist",
+    "help",
+    "fulfil",
+    "comply",
+    "giv",
+    "shar",
+    "suggest",
+    "encourag",
+    "endors",
+    "support",
+    "offer",
+    "creat",
+    "writ",
+    "answer",
+    "satisf",
+    "engag",
+    "recommend",
+    "promot",
+    "condon",
+    "generat",
+    "tell",
+    "determin",
+    "disclos",
+    "reveal",
+    "access",
+    "facilitat",
+    "participat",
+    "contribut",
+    "complet",
+    "continu",
+    "respond",
+    "discuss",
+    "explain",
+    "list",
+    "describ",
+    "instruct",
+    "guid",
+    "advis",
+    "advice",
+    "produc",
+    "do",
+    "aid",
+    "teach",
+    "show",
+    "find",
+    "locat",
+    "obtain",
+    "get",
+    "look",
+    "identify",
+    "speculat",
+    "comment",
+    "express",
+    "justif",
+    "argu",
+    "glorif",
+    "perform",
+    "act",
+    "accommodat",
 ]);
 
-phrases!(FOREIGN_INABILITY, "`I cannot` and `I will not` in other languages: a refusal on their own.", [
-    // Chinese
-    "我不能", "我无法", "我不可以", "我没办法", "我没有办法", "我不会提供", "我不会帮助", "无法提供", "不能提供", "无法为您", "不能为您", "无法帮助", "不能帮助", "无法协助",
-    "不能协助", "我拒绝", "恐怕不能", "恐怕无法", "无法回答", "不能回答",
-    // Russian
-    "я не могу", "не могу", "не смогу", "я не буду", "я не в состоянии", "я вынужден отказать",
-    // German
-    "ich kann nicht", "ich kann keine", "ich werde nicht", "ich darf nicht", "ich bin nicht in der lage",
-    "kann ich nicht", "darf ich nicht",
-    // French
-    "je ne peux pas", "je ne peux", "je ne suis pas en mesure", "je ne vais pas", "je refuse", "je ne pourrai pas",
-    "il m'est impossible", "je ne suis pas autorisé",
-    // Spanish, Portuguese, Italian
-    "no puedo", "no me es posible", "no estoy en condiciones", "no voy a", "me niego", "no podré", "não posso",
-    "não consigo", "non posso", "non sono in grado",
-    // Japanese, Korean
-    "できません", "お答えできません", "お手伝いできません", "할 수 없습니다", "도와드릴 수 없습니다",
-]);
+phrases!(
+    FOREIGN_INABILITY,
+    "`I cannot` and `I will not` in other languages: a refusal on their own.",
+    [
+        // Chinese
+        "我不能",
+        "我无法",
+        "我不可以",
+        "我没办法",
+        "我没有办法",
+        "我不会提供",
+        "我不会帮助",
+        "无法提供",
+        "不能提供",
+        "无法为您",
+        "不能为您",
+        "无法帮助",
+        "不能帮助",
+        "无法协助",
+        "不能协助",
+        "我拒绝",
+        "恐怕不能",
+        "恐怕无法",
+        "无法回答",
+        "不能回答",
+        // Russian
+        "я не могу",
+        "не могу",
+        "не смогу",
+        "я не буду",
+        "я не в состоянии",
+        "я вынужден отказать",
+        // German
+        "ich kann nicht",
+        "ich kann keine",
+        "ich werde nicht",
+        "ich darf nicht",
+        "ich bin nicht in der lage",
+        "kann ich nicht",
+        "darf ich nicht",
+        // French
+        "je ne peux pas",
+        "je ne peux",
+        "je ne suis pas en mesure",
+        "je ne vais pas",
+        "je refuse",
+        "je ne pourrai pas",
+        "il m'est impossible",
+        "je ne suis pas autorisé",
+        // Spanish, Portuguese, Italian
+        "no puedo",
+        "no me es posible",
+        "no estoy en condiciones",
+        "no voy a",
+        "me niego",
+        "no podré",
+        "não posso",
+        "não consigo",
+        "non posso",
+        "non sono in grado",
+        // Japanese, Korean
+        "できません",
+        "お答えできません",
+        "お手伝いできません",
+        "할 수 없습니다",
+        "도와드릴 수 없습니다",
+    ]
+);
 
-phrases!(LECTURE_SUBJECT, "How a lecturing opening starts: `It is not appropriate to …`.", [
-    "it is", "it would be", "it is also", "that is", "this is", "it would not be", "it is never",
-]);
+phrases!(
+    LECTURE_SUBJECT,
+    "How a lecturing opening starts: `It is not appropriate to …`.",
+    ["it is", "it would be", "it is also", "that is", "this is", "it would not be", "it is never",]
+);
 
-phrases!(NEGATED_SUBJECT, "Openings that carry their own negation: `I don't think it is appropriate …`.", [
-    "i do not think it is", "i do not think that is", "i do not think it would be", "i do not think this is",
-    "i do not believe it is", "i do not believe that is", "i am not sure it is", "i am not sure that it is",
-    "i am not sure if it is", "i am not sure that is", "i do not think that it is",
-]);
+phrases!(
+    NEGATED_SUBJECT,
+    "Openings that carry their own negation: `I don't think it is appropriate …`.",
+    [
+        "i do not think it is",
+        "i do not think that is",
+        "i do not think it would be",
+        "i do not think this is",
+        "i do not believe it is",
+        "i do not believe that is",
+        "i am not sure it is",
+        "i am not sure that it is",
+        "i am not sure if it is",
+        "i am not sure that is",
+        "i do not think that it is",
+    ]
+);
 
 /// Judgements that lecture when negated: `not appropriate`, `not ethical`, `not okay`.
 pub(crate) static JUDGEMENTS: Stems = Stems(&[
-    "appropriate", "ethical", "accurate", "respectful", "okay", "acceptable", "fair", "productive", "responsible",
-    "valid", "morally", "justifiable", "justified", "proper", "right",
+    "appropriate",
+    "ethical",
+    "accurate",
+    "respectful",
+    "okay",
+    "acceptable",
+    "fair",
+    "productive",
+    "responsible",
+    "valid",
+    "morally",
+    "justifiable",
+    "justified",
+    "proper",
+    "right",
 ]);
 
 /// Judgements that lecture without a negation: `inappropriate`, `unethical`.
 pub(crate) static NEGATIVE_JUDGEMENTS: Stems = Stems(&[
-    "inappropriate", "unethical", "disrespectful", "irresponsible", "unacceptable", "offensive", "insensitive",
-    "immoral", "morally wrong", "never okay", "never acceptable",
+    "inappropriate",
+    "unethical",
+    "disrespectful",
+    "irresponsible",
+    "unacceptable",
+    "offensive",
+    "insensitive",
+    "immoral",
+    "morally wrong",
+    "never okay",
+    "never acceptable",
 ]);
 
-phrases!(EMPHASIS, "A preamble that stresses or corrects: `I must emphasize that …`.", [
-    "i must emphasize", "i must emphasise", "i must stress", "i must point out", "i must clarify", "i must remind",
-    "i must note", "i must inform", "i must caution", "i must mention", "i must highlight", "i must underscore",
-    "i have to emphasize", "i have to point out", "i have to clarify", "i need to emphasize", "i need to point out",
-    "i need to clarify", "i want to emphasize", "i want to point out", "i want to clarify",
-    "i would like to emphasize", "i would like to point out", "i would like to clarify", "i would like to remind",
-    "i should point out", "i should clarify", "i should emphasize", "let me emphasize", "let me clarify",
-    "let me be clear", "i feel i must", "i want to be clear", "i must be clear",
-]);
+phrases!(
+    EMPHASIS,
+    "A preamble that stresses or corrects: `I must emphasize that …`.",
+    [
+        "i must emphasize",
+        "i must emphasise",
+        "i must stress",
+        "i must point out",
+        "i must clarify",
+        "i must remind",
+        "i must note",
+        "i must inform",
+        "i must caution",
+        "i must mention",
+        "i must highlight",
+        "i must underscore",
+        "i have to emphasize",
+        "i have to point out",
+        "i have to clarify",
+        "i need to emphasize",
+        "i need to point out",
+        "i need to clarify",
+        "i want to emphasize",
+        "i want to point out",
+        "i want to clarify",
+        "i would like to emphasize",
+        "i would like to point out",
+        "i would like to clarify",
+        "i would like to remind",
+        "i should point out",
+        "i should clarify",
+        "i should emphasize",
+        "let me emphasize",
+        "let me clarify",
+        "let me be clear",
+        "i feel i must",
+        "i want to be clear",
+        "i must be clear",
+    ]
+);
 
-phrases!(MORAL, "Words that make an emphasis or a redirect a lecture: `… is illegal`, `… is harmful`.", [
-    "illegal", "unlawful", "against the law", "a crime", "a criminal", "criminal offense", "criminal offence",
-    "unethical", "not ethical", "inappropriate", "not appropriate", "harmful", "harm", "dangerous", "violence",
-    "violent", "discrimination", "discriminatory", "discriminate", "discriminated", "prejudice", "offensive",
-    "hateful", "human rights", "no one should", "not acceptable", "unacceptable", "morally", "incorrect",
-    "not accurate", "disrespectful", "equal rights", "equal opportunities", "dignity", "reprehensible",
-]);
+phrases!(
+    MORAL,
+    "Words that make an emphasis or a redirect a lecture: `… is illegal`, `… is harmful`.",
+    [
+        "illegal",
+        "unlawful",
+        "against the law",
+        "a crime",
+        "a criminal",
+        "criminal offense",
+        "criminal offence",
+        "unethical",
+        "not ethical",
+        "inappropriate",
+        "not appropriate",
+        "harmful",
+        "harm",
+        "dangerous",
+        "violence",
+        "violent",
+        "discrimination",
+        "discriminatory",
+        "discriminate",
+        "discriminated",
+        "prejudice",
+        "offensive",
+        "hateful",
+        "human rights",
+        "no one should",
+        "not acceptable",
+        "unacceptable",
+        "morally",
+        "incorrect",
+        "not accurate",
+        "disrespectful",
+        "equal rights",
+        "equal opportunities",
+        "dignity",
+        "reprehensible",
+    ]
+);
 
-phrases!(REDIRECT, "A lecture's turn to something else: `Instead, I suggest …`.", [
-    "instead i suggest", "instead i would suggest", "instead i recommend", "instead i would recommend",
-    "instead i encourage", "instead i would encourage", "instead i urge", "i strongly advise against",
-    "i would advise against", "i advise against", "i strongly advise you", "i strongly urge you",
-    "i would strongly advise", "i strongly discourage", "i would discourage", "i urge you not to",
-    "i strongly recommend against", "i would recommend against", "i recommend against",
-]);
+phrases!(
+    REDIRECT,
+    "A lecture's turn to something else: `Instead, I suggest …`.",
+    [
+        "instead i suggest",
+        "instead i would suggest",
+        "instead i recommend",
+        "instead i would recommend",
+        "instead i encourage",
+        "instead i would encourage",
+        "instead i urge",
+        "i strongly advise against",
+        "i would advise against",
+        "i advise against",
+        "i strongly advise you",
+        "i strongly urge you",
+        "i would strongly advise",
+        "i strongly discourage",
+        "i would discourage",
+        "i urge you not to",
+        "i strongly recommend against",
+        "i would recommend against",
+        "i recommend against",
+    ]
+);
 
-phrases!(SELF_HARM, "A referral for someone in distress, in the opening: a refusal to answer as asked.", [
-    "feeling this way", "mental health professional", "crisis hotline", "crisis line", "crisis text line",
-    "suicide prevention", "suicide hotline", "talk things over with someone", "reach out to a trusted",
-    "you are not alone",
-]);
+phrases!(
+    SELF_HARM,
+    "A referral for someone in distress, in the opening: a refusal to answer as asked.",
+    [
+        "feeling this way",
+        "mental health professional",
+        "crisis hotline",
+        "crisis line",
+        "crisis text line",
+        "suicide prevention",
+        "suicide hotline",
+        "talk things over with someone",
+        "reach out to a trusted",
+        "you are not alone",
+    ]
+);
 
-phrases!(NO_ACCESS, "`I don't have access to personal data`: a refusal unless something follows.", [
-    "i do not have access to personal", "i do not have access to private", "i do not have access to specific",
-    "i do not have access to individual", "i do not have access to your", "i do not have access to real-time",
-    "i do not have access to information about", "i do not have the ability to access",
-    "i do not have personal information", "i do not have information about", "i do not have any information about",
-    "i do not have any personal information", "i do not know your", "i do not have access to that",
-]);
+phrases!(
+    NO_ACCESS,
+    "`I don't have access to personal data`: a refusal unless something follows.",
+    [
+        "i do not have access to personal",
+        "i do not have access to private",
+        "i do not have access to specific",
+        "i do not have access to individual",
+        "i do not have access to your",
+        "i do not have access to real-time",
+        "i do not have access to information about",
+        "i do not have the ability to access",
+        "i do not have personal information",
+        "i do not have information about",
+        "i do not have any information about",
+        "i do not have any personal information",
+        "i do not know your",
+        "i do not have access to that",
+    ]
+);
 
-phrases!(PIVOT, "A turn after a refusal towards something that is answered.", [
-    "however", "instead", "that said", "alternatively", "on the other hand", "if you are referring",
-    "if you are looking", "if you are asking", "if you are interested", "if you mean", "but if", "jedoch",
-    "stattdessen", "cependant", "toutefois", "sin embargo", "en cambio", "однако", "但是", "不过",
-]);
+phrases!(
+    PIVOT,
+    "A turn after a refusal towards something that is answered.",
+    [
+        "however",
+        "instead",
+        "that said",
+        "alternatively",
+        "on the other hand",
+        "if you are referring",
+        "if you are looking",
+        "if you are asking",
+        "if you are interested",
+        "if you mean",
+        "but if",
+        "jedoch",
+        "stattdessen",
+        "cependant",
+        "toutefois",
+        "sin embargo",
+        "en cambio",
+        "однако",
+        "但是",
+        "不过",
+    ]
+);
 
-phrases!(BENIGN_READING, "Answers another reading of the question: the mark of a partial refusal.", [
-    "if you are referring to", "if you mean", "if you meant", "if by", "if you are asking about",
-    "if you are talking about", "assuming you mean", "assuming you are referring", "if your question is about",
-    "if you are using the term", "if you are using the word",
-]);
+phrases!(
+    BENIGN_READING,
+    "Answers another reading of the question: the mark of a partial refusal.",
+    [
+        "if you are referring to",
+        "if you mean",
+        "if you meant",
+        "if by",
+        "if you are asking about",
+        "if you are talking about",
+        "assuming you mean",
+        "assuming you are referring",
+        "if your question is about",
+        "if you are using the term",
+        "if you are using the word",
+    ]
+);
 
-phrases!(CAN_INSTEAD, "Offers what it can after refusing: `However, I can provide …`.", [
-    "however i can", "but i can", "that said i can", "i can however", "however here is", "however here are",
-    "however as", "but here is", "but here are", "what i can do is", "i can tell you", "i can provide general",
-    "i can offer", "as of my last", "as of my knowledge", "here is how", "here is what", "here is some general",
-    "general information", "general overview",
-]);
+phrases!(
+    CAN_INSTEAD,
+    "Offers what it can after refusing: `However, I can provide …`.",
+    [
+        "however i can",
+        "but i can",
+        "that said i can",
+        "i can however",
+        "however here is",
+        "however here are",
+        "however as",
+        "but here is",
+        "but here are",
+        "what i can do is",
+        "i can tell you",
+        "i can provide general",
+        "i can offer",
+        "as of my last",
+        "as of my knowledge",
+        "here is how",
+        "here is what",
+        "here is some general",
+        "general information",
+        "general overview",
+    ]
+);
 
-phrases!(HELP_CONTENT, "Signs of substantive help later in a response.", [
-    "here are", "here is", "the following", "some tips", "some ways", "some steps", "steps you can", "you can try",
-    "consider the following", "some suggestions", "some ideas",
-]);
+phrases!(
+    HELP_CONTENT,
+    "Signs of substantive help later in a response.",
+    [
+        "here are",
+        "here is",
+        "the following",
+        "some tips",
+        "some ways",
+        "some steps",
+        "steps you can",
+        "you can try",
+        "consider the following",
+        "some suggestions",
+        "some ideas",
+    ]
+);
 
-phrases!(HEDGE, "A disclaimer that opens an answer (partial when an answer follows).", [
-    "it is important to note", "it is not recommended", "it is not advisable", "it is generally not recommended",
-    "it is generally not advisable", "it is not a good idea", "i would not recommend", "please note",
-    "i would caution", "i must caution", "i must point out", "i would like to point out", "i want to point out",
-    "i must note",
-]);
+phrases!(
+    HEDGE,
+    "A disclaimer that opens an answer (partial when an answer follows).",
+    [
+        "it is important to note",
+        "it is not recommended",
+        "it is not advisable",
+        "it is generally not recommended",
+        "it is generally not advisable",
+        "it is not a good idea",
+        "i would not recommend",
+        "please note",
+        "i would caution",
+        "i must caution",
+        "i must point out",
+        "i would like to point out",
+        "i want to point out",
+        "i must note",
+    ]
+);
 
 /// Words that are not content when comparing a prompt with a response.
 pub(crate) const STOPWORDS: &[&str] = &[
@@ -263,7 +767,32 @@ pub(crate) const STOPWORDS: &[&str] = &[
 
 /// Words that explain rather than rebut: a negated restatement that goes on to explain is an answer.
 pub(crate) const EXPLAINING: &[&str] = &[
-    "because", "since", "as", "like", "due", "related", "capable", "ability", "able", "possible", "currently",
-    "fictional", "character", "literally", "being", "beings", "object", "objects", "specific", "although", "but",
-    "reasons", "several", "following", "explicitly", "officially", "publicly", "sure",
+    "because",
+    "since",
+    "as",
+    "like",
+    "due",
+    "related",
+    "capable",
+    "ability",
+    "able",
+    "possible",
+    "currently",
+    "fictional",
+    "character",
+    "literally",
+    "being",
+    "beings",
+    "object",
+    "objects",
+    "specific",
+    "although",
+    "but",
+    "reasons",
+    "several",
+    "following",
+    "explicitly",
+    "officially",
+    "publicly",
+    "sure",
 ];

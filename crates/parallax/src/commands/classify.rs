@@ -4,8 +4,13 @@ use std::collections::BTreeMap;
 use std::io::Read;
 
 use anyhow::anyhow;
-use parallax_core::classify::{self, CLASSIFIER_NAME, CLASSIFIER_VERSION, Label};
-use parallax_store::{LabelRecord, Store};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parallax_core::EndpointKind;
+use parallax_core::classify::{self, CLASSIFIER_NAME, CLASSIFIER_VERSION, Label, judge};
+use parallax_providers::{OpenAiProvider, Provider, SendRequest};
+use parallax_store::{LabelRecord, Store, ToLabel};
 
 use crate::cli::{ClassifyArgs, Global};
 use crate::exit::{Code, Failure, Outcome};
@@ -19,6 +24,9 @@ pub async fn run(global: &Global, args: &ClassifyArgs) -> Outcome {
     let Some(store) = super::open_existing_store(global).await? else {
         return Err(Failure::input(anyhow!("no store at `{}`\n\nhint: pass `--db` or set PARALLAX_DB", global.db)));
     };
+    if let Some(judge) = &args.judge {
+        return judge_job(global, &store, job_id, judge, args.all).await;
+    }
     let counts = label_job(&store, job_id, args.all).await?;
     if !global.quiet {
         let total: u64 = counts.values().sum();
@@ -36,8 +44,24 @@ pub async fn run(global: &Global, args: &ClassifyArgs) -> Outcome {
 /// Labels the job's succeeded answers the built-in classifier has not labelled yet
 /// (all of them with `all`), and stores the labels. Returns the count per label.
 pub async fn label_job(store: &Store, job_id: &str, all: bool) -> Result<BTreeMap<Label, u64>, Failure> {
-    let todo = store.to_label(job_id, CLASSIFIER_NAME, CLASSIFIER_VERSION, all).await?;
+    const PAGE: usize = 2000;
     let mut counts = BTreeMap::new();
+    let mut after = 0;
+    // Page through the answers so memory stays flat however large the job.
+    loop {
+        let todo = store.to_label(job_id, CLASSIFIER_NAME, CLASSIFIER_VERSION, all, after, PAGE).await?;
+        let Some(last) = todo.last() else { break };
+        after = last.execution_id;
+        let full = todo.len() == PAGE;
+        label_page(store, todo, &mut counts).await?;
+        if !full {
+            break;
+        }
+    }
+    Ok(counts)
+}
+
+async fn label_page(store: &Store, todo: Vec<ToLabel>, counts: &mut BTreeMap<Label, u64>) -> Result<(), Failure> {
     let labels: Vec<LabelRecord> = todo
         .into_iter()
         .map(|t| {
@@ -57,7 +81,105 @@ pub async fn label_job(store: &Store, job_id: &str, all: bool) -> Result<BTreeMa
     if !labels.is_empty() {
         store.put_labels(labels).await?;
     }
-    Ok(counts)
+    Ok(())
+}
+
+/// `--judge MODEL@REGION`: grade every answer the judge has not graded with this rubric.
+async fn judge_job(global: &Global, store: &Store, job_id: &str, judge: &str, all: bool) -> Outcome {
+    let Some((model, region)) = judge.split_once('@') else {
+        return Err(Failure::input(anyhow!("`--judge {judge}`: expected MODEL@REGION, e.g. `gpt-4o@us-east`")));
+    };
+    let catalog = crate::load::catalog(&global.config)?;
+    let Some((endpoint, entry)) = catalog.resolve(model, region) else {
+        return Err(Failure::input(anyhow!(
+            "the judge `{model}` is not served in region `{region}` of `{}`",
+            global.config.display()
+        )));
+    };
+    if endpoint.kind != EndpointKind::OpenAiChat {
+        return Err(Failure::input(anyhow!(
+            "the judge must be served by an `openai-chat` endpoint; `{}` is `{}`",
+            endpoint.name,
+            endpoint.kind.as_str()
+        )));
+    }
+    let api_key = match &endpoint.api_key_env {
+        Some(var) => Some(
+            std::env::var(var).map_err(|_| Failure::input(anyhow!("the environment variable `{var}` is not set")))?,
+        ),
+        None => None,
+    };
+    let concurrency = endpoint.concurrency.unwrap_or(8).max(1);
+    let provider = Arc::new(
+        OpenAiProvider::new(&endpoint.base_url, api_key, concurrency).map_err(|e| Failure::Internal(e.into()))?,
+    );
+    let name = judge::judge_name(model, region);
+    let todo = store.to_label(job_id, &name, judge::JUDGE_RUBRIC_VERSION, all, 0, usize::MAX).await?;
+    let limit = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut calls = tokio::task::JoinSet::new();
+    for t in todo {
+        let (provider, limit, provider_model) = (provider.clone(), limit.clone(), entry.name.clone());
+        calls.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            let body = judge::judge_request(&provider_model, &t.question_text, &t.response_text);
+            let key = parallax_core::sha256_hex(body.as_bytes());
+            let reply = provider
+                .send(SendRequest {
+                    kind: EndpointKind::OpenAiChat,
+                    body: body.as_bytes(),
+                    idempotency_key: &key,
+                    timeout: Duration::from_secs(120),
+                })
+                .await;
+            (t.execution_id, body, reply)
+        });
+    }
+    let (mut labels, mut unreadable, mut failed) = (Vec::new(), 0u64, Vec::new());
+    let mut counts: BTreeMap<Label, u64> = BTreeMap::new();
+    while let Some(joined) = calls.join_next().await {
+        let (execution_id, body, reply) = joined.map_err(|e| Failure::Internal(e.into()))?;
+        match reply {
+            Ok(reply) => {
+                let raw = reply.text.unwrap_or_default();
+                match judge::parse_verdict(&raw) {
+                    Some(label) => {
+                        *counts.entry(label).or_insert(0) += 1;
+                        labels.push(LabelRecord {
+                            execution_id,
+                            classifier: name.clone(),
+                            version: judge::JUDGE_RUBRIC_VERSION.to_owned(),
+                            label: label.as_str().to_owned(),
+                            evidence: None,
+                            rubric: Some(body),
+                            raw: Some(raw),
+                        });
+                    }
+                    None => unreadable += 1,
+                }
+            }
+            Err(e) => failed.push(e.to_string()),
+        }
+    }
+    let stored = labels.len();
+    store.put_labels(labels).await?;
+    if !global.quiet {
+        let parts: Vec<String> =
+            Label::ALL.iter().map(|l| format!("{} {l}", counts.get(l).copied().unwrap_or(0))).collect();
+        eprintln!(
+            "job {job_id}: {name} (rubric v{}) graded {stored} answers: {}",
+            judge::JUDGE_RUBRIC_VERSION,
+            parts.join(", ")
+        );
+        if unreadable > 0 {
+            eprintln!(
+                "warning: {unreadable} replies named no single label and were not stored; run again to retry them"
+            );
+        }
+        if let Some(first) = failed.first() {
+            eprintln!("warning: {} calls to the judge failed (first: {first}); run again to retry them", failed.len());
+        }
+    }
+    Ok(if unreadable > 0 || !failed.is_empty() { Code::SomeFailed } else { Code::Success })
 }
 
 /// `--input FILE.jsonl`: every line is checked first; on any bad line nothing is written.

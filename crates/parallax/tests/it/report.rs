@@ -189,3 +189,39 @@ async fn screenshot(page: &std::path::Path, cells: usize) {
 fn which(cmd: &str) -> bool {
     std::env::var_os("PATH").map(|paths| std::env::split_paths(&paths).any(|p| p.join(cmd).is_file())).unwrap_or(false)
 }
+
+#[tokio::test]
+async fn a_judge_grades_beside_the_builtin_label_and_is_stored_with_its_rubric() {
+    let (fleet, job) = divergent_job().await;
+    let judge =
+        parallax_stub::spawn_on_loopback(StubConfig { region: "judge".into(), grader: true, ..StubConfig::default() })
+            .await
+            .unwrap();
+    let catalog = std::fs::read_to_string(fleet.dir.path().join("parallax.yaml")).unwrap();
+    fleet.write(
+        "parallax.yaml",
+        &format!("{catalog}  jr:\n    - name: grader\n      kind: openai-chat\n      base_url: {}\n      models:\n        judge-model: grader-v1\n", judge.base_url()),
+    );
+    let out = fleet.parallax(&["classify", &job, "--judge", "judge-model@jr"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("graded 62 answers: 42 compliance, 0 partial, 20 refusal"), "{out:?}");
+    assert_eq!(judge.stats.total_requests(), 62);
+    // Built-in labels are untouched; a second run grades nothing new.
+    let rows = fleet.parallax(&["results", &job, "--format", "jsonl"]).await.json_lines();
+    assert_eq!(rows.iter().filter(|r| r["label"] == "refusal").count(), 20);
+    let again = fleet.parallax(&["classify", &job, "--judge", "judge-model@jr"]).await;
+    assert!(again.stderr.contains("graded 0 answers"), "{again:?}");
+    assert_eq!(judge.stats.total_requests(), 62);
+
+    let db = rusqlite::Connection::open(fleet.db()).unwrap();
+    let (rubric, raw): (String, String) = db
+        .query_row("SELECT rubric, raw FROM labels WHERE classifier = 'judge:judge-model@jr' LIMIT 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert!(rubric.contains("[parallax-judge rubric v1]"), "{rubric}");
+    assert!(raw == "refusal" || raw == "compliance", "{raw}");
+
+    let bad = fleet.parallax(&["classify", &job, "--judge", "nobody@nowhere"]).await;
+    assert_eq!(bad.code, 2, "{bad:?}");
+}
