@@ -39,10 +39,15 @@ pub struct Diagnostics(pub Vec<Diagnostic>);
 
 impl fmt::Display for Diagnostics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Past a screenful, more lines of the same mistake help nobody.
+        const SHOWN: usize = 25;
         let n = self.0.len();
         writeln!(f, "{n} problem{} found:", if n == 1 { "" } else { "s" })?;
-        for d in &self.0 {
+        for d in self.0.iter().take(SHOWN) {
             writeln!(f, "{d}")?;
+        }
+        if n > SHOWN {
+            writeln!(f, "… and {} more", n - SHOWN)?;
         }
         Ok(())
     }

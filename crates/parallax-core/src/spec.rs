@@ -139,7 +139,7 @@ pub enum OnPossiblyBilled {
 }
 
 const TOP_FIELDS: &[&str] = &["name", "questions", "models", "regions", "prompt", "sampling", "samples", "run"];
-const QUESTION_FIELDS: &[&str] = &["id", "text", "question", "expect", "file"];
+const QUESTION_FIELDS: &[&str] = &["id", "text", "question", "expect", "file", "id_prefix"];
 const PROMPT_FIELDS: &[&str] = &["system", "system_by_region", "mode"];
 const SAMPLING_FIELDS: &[&str] = &["temperature", "top_p", "max_tokens", "seed", "stop"];
 const RUN_FIELDS: &[&str] =
@@ -453,7 +453,7 @@ fn decode_questions(d: &mut Decoder<'_>, node: &Node, spec_path: &Path, read: Re
                 d.error(
                     item,
                     &field,
-                    "a `file:` entry takes no other fields",
+                    "a `file:` entry takes no fields but `id_prefix`",
                     Some("put inline questions in their own `- id: ...` items".into()),
                 );
                 ok = false;
@@ -477,9 +477,31 @@ fn decode_questions(d: &mut Decoder<'_>, node: &Node, spec_path: &Path, read: Re
                     continue;
                 }
             };
-            for (q, origin) in read_question_file(d, &path, &text) {
+            // Parallel sets often reuse ids (`q01` in English and in Chinese): a prefix keeps them apart.
+            let prefix = match f.get("id_prefix") {
+                Some(n) => match d.name(n, &join(&field, "id_prefix")) {
+                    Some(p) => p,
+                    None => {
+                        ok = false;
+                        continue;
+                    }
+                },
+                None => String::new(),
+            };
+            for (mut q, origin) in read_question_file(d, &path, &text) {
+                q.id.insert_str(0, &prefix);
                 ok &= add(d, q, origin);
             }
+            continue;
+        }
+        if let Some(n) = f.get("id_prefix") {
+            d.error(
+                n,
+                &join(&field, "id_prefix"),
+                "`id_prefix` applies to `file:` entries only",
+                Some("write the full `id` of an inline question".into()),
+            );
+            ok = false;
             continue;
         }
         let id = match f.get("id") {

@@ -134,6 +134,26 @@ fn question_files_jsonl_and_txt() {
 }
 
 #[test]
+fn id_prefixes_keep_parallel_sets_apart() {
+    let files = [
+        ("en.jsonl", "{\"id\": \"q1\", \"question\": \"Why?\"}\n"),
+        ("zh.jsonl", "{\"id\": \"q1\", \"question\": \"为什么？\"}\n"),
+    ];
+    let dup = parse_with(
+        "name: x\nquestions:\n  - file: en.jsonl\n  - file: zh.jsonl\nmodels: [qwen]\nregions: [us-east]\n",
+        &files,
+    );
+    assert!(dup.unwrap_err().to_string().contains("duplicate question id `q1`"));
+    let spec = parse_with(
+        "name: x\nquestions:\n  - file: en.jsonl\n  - {file: zh.jsonl, id_prefix: zh-}\nmodels: [qwen]\nregions: [us-east]\n",
+        &files,
+    )
+    .unwrap();
+    let ids: Vec<&str> = spec.questions.iter().map(|q| q.id.as_str()).collect();
+    assert_eq!(ids, ["q1", "zh-q1"]);
+}
+
+#[test]
 fn bad_jsonl_lines_name_their_own_file_and_line() {
     let err = parse_with(
         "name: x\nquestions:\n  - file: q.jsonl\nmodels: [qwen]\nregions: [us-east]\n",
