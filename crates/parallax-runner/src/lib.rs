@@ -119,9 +119,17 @@ struct Done {
     settled: Settled,
 }
 
+/// What the heartbeat and an abort need of a claim in flight (not its request body).
+#[derive(Clone)]
+struct Held {
+    attempt_id: i64,
+    lease_token: String,
+    key: ItemKey,
+}
+
 struct Shared {
     /// Leases held by calls in flight: execution id → (token, claim), for heartbeats and aborts.
-    in_flight: Mutex<HashMap<i64, Claim>>,
+    in_flight: Mutex<HashMap<i64, Held>>,
     /// Signalled after each committed batch: the store's state moved on.
     committed: Notify,
 }
@@ -231,7 +239,14 @@ pub async fn run(
                     summary.attempts += 1;
                     in_flight += 1;
                     in_flight_by_endpoint[i] += 1;
-                    shared.in_flight.lock().expect("in-flight map").insert(claim.execution_id, claim.clone());
+                    shared.in_flight.lock().expect("in-flight map").insert(
+                        claim.execution_id,
+                        Held {
+                            attempt_id: claim.attempt_id,
+                            lease_token: claim.lease_token.clone(),
+                            key: claim.key.clone(),
+                        },
+                    );
                     let provider = providers[i].clone();
                     let done = done_tx.clone();
                     let policy = policy.clone();
@@ -320,10 +335,11 @@ pub async fn run(
         if *stop.borrow() == Stop::Abort || result.is_err() {
             calls.abort_all();
             while calls.join_next().await.is_some() {}
-            let abandoned: Vec<Claim> = shared.in_flight.lock().expect("in-flight map").values().cloned().collect();
-            for claim in abandoned {
+            let abandoned: Vec<(i64, Held)> =
+                shared.in_flight.lock().expect("in-flight map").iter().map(|(id, h)| (*id, h.clone())).collect();
+            for (execution_id, claim) in abandoned {
                 let outcome = Outcome {
-                    execution_id: claim.execution_id,
+                    execution_id,
                     attempt_id: claim.attempt_id,
                     lease_token: claim.lease_token.clone(),
                     latency_ms: 0,
@@ -450,13 +466,18 @@ async fn writer(
                 Err(_) => break,
             }
         }
-        let outcomes: Vec<Outcome> = batch.iter().map(|d| d.outcome.clone()).collect();
+        // The outcomes (with their answers) move to the store; only what reporting needs stays.
+        let (outcomes, reports): (Vec<Outcome>, Vec<(i64, ItemKey, Settled)>) = batch
+            .drain(..)
+            .map(|d| (d.outcome.execution_id, d))
+            .map(|(id, d)| (d.outcome, (id, d.key, d.settled)))
+            .unzip();
         let applied = store.finish(outcomes).await?;
         hooks.reached(CrashPoint::AfterFinish, applied.len() as u64);
         let mut map = shared.in_flight.lock().expect("in-flight map");
-        for (done, applied) in batch.drain(..).zip(applied) {
-            map.remove(&done.outcome.execution_id);
-            let settled = if applied == Applied::Stale { Settled::Stale } else { done.settled };
+        for ((execution_id, key, settled), applied) in reports.into_iter().zip(applied) {
+            map.remove(&execution_id);
+            let settled = if applied == Applied::Stale { Settled::Stale } else { settled };
             match settled {
                 Settled::Succeeded => tally.succeeded += 1,
                 Settled::Failed => tally.failed += 1,
@@ -465,7 +486,7 @@ async fn writer(
                 Settled::Stale => tally.stale += 1,
             }
             uncommitted.fetch_sub(1, Ordering::SeqCst);
-            reporter.event(Event::Settled { key: done.key, settled });
+            reporter.event(Event::Settled { key, settled });
         }
         drop(map);
         shared.committed.notify_one();
@@ -483,8 +504,8 @@ async fn heartbeat(store: Store, shared: Arc<Shared>, lease: Duration) {
             .in_flight
             .lock()
             .expect("in-flight map")
-            .values()
-            .map(|c| (c.execution_id, c.lease_token.clone()))
+            .iter()
+            .map(|(id, held)| (*id, held.lease_token.clone()))
             .collect();
         if held.is_empty() {
             continue;
