@@ -170,3 +170,29 @@ async fn a_failing_store_stops_the_run_with_exit_3_and_loses_nothing_reported() 
     let attempts = fleet.parallax(&["results", &job, "--attempts", "--format", "jsonl"]).await.json_lines();
     assert_eq!(attempts.len() as u64, fleet.total_requests(), "every upstream call is in the ledger");
 }
+
+#[tokio::test]
+async fn a_second_ctrl_c_aborts_calls_in_flight_and_the_ledger_keeps_them() {
+    let fleet =
+        Fleet::start(&["us"], |_| StubConfig { latency: Duration::from_secs(30), ..StubConfig::default() }).await;
+    fleet.catalog(&[("a", "prov-a")], "");
+    fleet.write("job.yaml", &spec(10, &["a"], &["us"], "run: {concurrency: 4}\n"));
+    let job = job_id(&fleet.parallax(&["plan", "job.yaml", "--format", "json"]).await.json());
+    let mut child = fleet.command(&["run", "job.yaml"], &[]).spawn().unwrap();
+    wait_for_requests(&fleet, 4).await;
+    let pid = child.id().unwrap().to_string();
+    let started = std::time::Instant::now();
+    std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let status = child.wait().await.unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(started.elapsed() < Duration::from_secs(10), "did not wait for the 30 s calls");
+
+    let attempts = fleet.parallax(&["results", &job, "--attempts", "--format", "jsonl"]).await.json_lines();
+    let aborted: Vec<_> = attempts.iter().filter(|a| a["outcome"] == "aborted").collect();
+    assert_eq!(aborted.len(), 4, "{attempts:?}");
+    assert!(aborted.iter().all(|a| a["possibly_billed"] == true));
+    let rows = fleet.parallax(&["results", &job, "--format", "jsonl"]).await.json_lines();
+    assert!(rows.iter().all(|r| r["status"] == "pending"), "aborted items go back to pending at once");
+}
