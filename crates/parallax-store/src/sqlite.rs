@@ -54,6 +54,8 @@ impl SqliteStore {
     pub fn open(path: PathBuf, clock: Arc<dyn Clock>) -> Result<SqliteStore> {
         let mut conn = Connection::open(&path).at(&path)?;
         conn.busy_timeout(Duration::from_secs(30)).at(&path)?;
+        // Claims, finishes, heartbeats and reads together use more statements than the default 16.
+        conn.set_prepared_statement_cache_capacity(64);
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;").at(&path)?;
         migrate(&mut conn, &path)?;
         Ok(SqliteStore { path, conn: Mutex::new(conn), clock, finishes_before_read_only: AtomicI64::new(i64::MAX) })
