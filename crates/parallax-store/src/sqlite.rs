@@ -218,8 +218,16 @@ impl SqliteStore {
             // Fair shares first, so one endpoint cannot take every free slot; then the rest.
             let share = req.max_total.div_ceil(req.wants.len().max(1));
             let mut taken = vec![0usize; req.wants.len()];
+            // Endpoints that came up short in the first pass have nothing more to give.
+            let mut exhausted = vec![false; req.wants.len()];
             for pass in 0..2 {
+                if pass == 1 && (batch.claims.len() >= req.max_total || exhausted.iter().all(|e| *e)) {
+                    break;
+                }
                 for (w, (endpoint, cap)) in req.wants.iter().enumerate() {
+                    if exhausted[w] {
+                        continue;
+                    }
                     let quota = if pass == 0 { share.min(*cap) } else { *cap };
                     let n = quota.saturating_sub(taken[w]).min(req.max_total.saturating_sub(batch.claims.len()));
                     if n == 0 {
@@ -240,6 +248,7 @@ impl SqliteStore {
                             .at(p)?;
                         rows.extend(more);
                     }
+                    exhausted[w] = rows.len() < n;
                     taken[w] += rows.len();
                     for (id, status, attempts, base) in rows {
                         if status == "running" {
