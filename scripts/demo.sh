@@ -13,19 +13,28 @@ cargo build --quiet --release -p parallax -p parallax-stub
 bin=target/release
 
 stub_log=$(mktemp)
+catalog=$(mktemp --suffix=.yaml)
+# Free ports, so the demo never collides with anything already listening.
 "$bin/parallax-stub" \
-  --listen us-east=127.0.0.1:18001 --listen eu-west=127.0.0.1:18002 --listen ap-east=127.0.0.1:18003 \
+  --listen us-east=127.0.0.1:0 --listen eu-west=127.0.0.1:0 --listen ap-east=127.0.0.1:0 \
   --latency-ms 150 --refuse bomb --refuse-in ap-east=censor --refuse-in ap-east=tiananmen >"$stub_log" 2>&1 &
 stub=$!
-trap 'kill $stub 2>/dev/null || true; rm -f "$stub_log"' EXIT
+trap 'kill $stub 2>/dev/null || true; rm -f "$stub_log" "$catalog"' EXIT
 for _ in $(seq 50); do
   [ "$(grep -c '^listening' "$stub_log" || true)" = 3 ] && break
   kill -0 $stub 2>/dev/null || { cat "$stub_log" >&2; exit 3; }
   sleep 0.1
 done
-echo "==> stub fleet up: us-east :18001, eu-west :18002, ap-east :18003 (150 ms latency)" >&2
+# examples/parallax.yaml names ports 18001-18003; point it at the ports the stub got.
+cp examples/parallax.yaml "$catalog"
+for pair in us-east=18001 eu-west=18002 ap-east=18003; do
+  region=${pair%=*} port=${pair#*=}
+  addr=$(sed -n "s/^listening region=$region addr=//p" "$stub_log")
+  sed -i "s|http://127.0.0.1:$port/v1|http://$addr/v1|" "$catalog"
+done
+echo "==> stub fleet up: $(grep '^listening' "$stub_log" | tr '\n' ' ')(150 ms latency)" >&2
 
-export PARALLAX_CONFIG=examples/parallax.yaml PARALLAX_DB="${PARALLAX_DB:-parallax.db}"
+export PARALLAX_CONFIG="$catalog" PARALLAX_DB="${PARALLAX_DB:-parallax.db}"
 spec=examples/regional-refusals.yaml
 "$bin/parallax" plan "$spec" | head -4
 status=0
