@@ -59,10 +59,10 @@ pub enum Event {
         key: ItemKey,
         settled: Settled,
     },
-    /// Nothing is claimable now; the next item becomes claimable in `wait`.
+    /// Nothing of this run is in flight and nothing is claimable now: the next item
+    /// becomes claimable in `wait` (a backoff ends, or a lease held elsewhere expires).
     Waiting {
         wait: Duration,
-        held_elsewhere: bool,
     },
     Draining {
         in_flight: usize,
@@ -292,7 +292,7 @@ pub async fn run(
                                 && uncommitted.load(Ordering::SeqCst) == 0
                                 && wait > Duration::from_secs(1)
                             {
-                                reporter.event(Event::Waiting { wait, held_elsewhere: true });
+                                reporter.event(Event::Waiting { wait });
                             }
                         }
                     }

@@ -30,7 +30,7 @@ impl Reporter for Bar {
         match event {
             Event::Settled { settled: Settled::Succeeded | Settled::Failed | Settled::Parked, .. } => self.bar.inc(1),
             Event::Settled { .. } => {}
-            Event::Waiting { wait, .. } => {
+            Event::Waiting { wait } => {
                 self.bar
                     .set_message(format!("waiting {:.0}s for leases held elsewhere or backoffs", wait.as_secs_f64()));
             }

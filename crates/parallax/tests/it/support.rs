@@ -1,7 +1,7 @@
 //! A fleet of stub regions, files in a temp dir, and the real CLI.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 
 use parallax_stub::{StubConfig, StubHandle};
@@ -138,9 +138,4 @@ pub fn spec(n: usize, models: &[&str], regions: &[&str], extra: &str) -> String 
 
 pub fn job_id(plan_json: &serde_json::Value) -> String {
     plan_json["job_id"].as_str().expect("job_id").to_owned()
-}
-
-#[allow(dead_code)]
-pub fn exists(p: &Path) -> bool {
-    p.exists()
 }
