@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod classify;
 mod decode;
 pub mod diagnostic;
+pub mod gguf;
 pub mod plan;
 pub mod spec;
 pub mod stats;
