@@ -166,3 +166,42 @@ async fn an_unusable_store_is_exit_3() {
     assert_eq!(out.code, 3, "{out:?}");
     assert_eq!(fleet.total_requests(), 0);
 }
+
+#[tokio::test]
+async fn status_attempts_lists_the_ledger_and_delay_ms_paces_calls() {
+    let fleet = Fleet::start(&["us"], |_| StubConfig::default()).await;
+    fleet.catalog(&[("a", "prov-a")], "");
+    fleet.write("job.yaml", &spec(5, &["a"], &["us"], "run: {concurrency: 8, delay_ms: 100}\n"));
+    let job = job_id(&fleet.parallax(&["plan", "job.yaml", "--format", "json"]).await.json());
+    let started = std::time::Instant::now();
+    assert_eq!(fleet.parallax(&["run", "job.yaml"]).await.code, 0);
+    // Five calls at least 100 ms apart: at least 400 ms, whatever the concurrency.
+    assert!(started.elapsed() >= std::time::Duration::from_millis(390), "{:?}", started.elapsed());
+
+    let attempts = fleet.parallax(&["status", &job, "--attempts", "--format", "jsonl"]).await.json_lines();
+    assert_eq!(attempts.len(), 5);
+    assert!(attempts.iter().all(|a| a["outcome"] == "succeeded" && a["number"] == 1 && a["http_status"] == 200));
+    let table = fleet.parallax(&["status", &job, "--attempts"]).await;
+    assert!(table.stdout.starts_with("QUESTION") && table.stdout.contains("succeeded"), "{table:?}");
+}
+
+#[tokio::test]
+async fn plan_reports_a_declared_regional_override() {
+    let fleet = Fleet::start(&["us", "eu"], |_| StubConfig::default()).await;
+    fleet.catalog(&[("a", "prov-a")], "");
+    fleet.write(
+        "job.yaml",
+        &spec(
+            2,
+            &["a"],
+            &["us", "eu"],
+            "prompt:\n  system: Be helpful.\n  system_by_region: {eu: Seien Sie hilfreich.}\n",
+        ),
+    );
+    let out = fleet.parallax(&["plan", "job.yaml"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("2 of 2 question×model groups differ only by the declared system_by_region override (eu)"),
+        "{out:?}"
+    );
+}
