@@ -11,14 +11,14 @@ mod hooks;
 mod limits;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use parallax_core::{ItemKey, OnPossiblyBilled, RunPolicy};
 use parallax_providers::{Provider, SendError, SendRequest};
 use parallax_store::{Applied, Claim, ClaimRequest, Next, Outcome, ResultRecord, Store, StoreError};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 
 pub use crate::hooks::{CrashPoint, TestHooks};
 use crate::limits::TokenBucket;
@@ -125,6 +125,8 @@ struct Held {
     attempt_id: i64,
     lease_token: String,
     key: ItemKey,
+    /// Set when the call is about to leave; until then an abort releases the item unsent.
+    sent: Arc<AtomicBool>,
 }
 
 struct Shared {
@@ -151,6 +153,16 @@ pub async fn run(
     let mut pacing = (policy.delay_ms > 0).then(|| TokenBucket::with_capacity(1000.0 / policy.delay_ms as f64, 1.0));
     let index: HashMap<String, usize> = endpoints.iter().enumerate().map(|(i, (name, _))| (name.clone(), i)).collect();
     let providers: Vec<Arc<dyn Provider>> = endpoints.iter().map(|(_, e)| e.provider.clone()).collect();
+    // Claims run ahead of the calls: up to `concurrency` more items are claimed (their
+    // attempts recorded) while the calls before them are in flight, so a freed slot is
+    // refilled at once and claims come in large batches. Permits keep the calls
+    // themselves within the job's and each endpoint's concurrency. Under `park`, where a
+    // crash's recorded-but-unsent attempts would park items, nothing is claimed ahead.
+    let claim_ahead = if policy.on_possibly_billed == OnPossiblyBilled::Park { 0 } else { policy.concurrency };
+    let send_permits = Arc::new(Semaphore::new(policy.concurrency));
+    let endpoint_permits: Vec<Option<Arc<Semaphore>>> =
+        endpoints.iter().map(|(_, e)| e.concurrency.map(|c| Arc::new(Semaphore::new(c)))).collect();
+    let stopping = Arc::new(AtomicBool::new(false));
     let mut in_flight_by_endpoint = vec![0usize; endpoints.len()];
 
     let shared = Arc::new(Shared { in_flight: Mutex::new(HashMap::new()), committed: Notify::new() });
@@ -191,14 +203,21 @@ pub async fn run(
             }
             let backlog_full = uncommitted.load(Ordering::SeqCst) >= max_uncommitted;
             let limit_left = policy.limit.map_or(usize::MAX, |l| (l as usize).saturating_sub(claimed_ids.len()));
-            let free = if backlog_full { 0 } else { policy.concurrency.saturating_sub(in_flight).min(limit_left) };
+            let free = if backlog_full {
+                0
+            } else {
+                (policy.concurrency + claim_ahead).saturating_sub(in_flight).min(limit_left)
+            };
             let paced = pacing.as_mut().map_or(usize::MAX, |b| b.available());
             let mut wants = Vec::new();
             if free > 0 && paced > 0 {
                 for k in 0..endpoints.len() {
                     let i = (rotate + k) % endpoints.len();
-                    let cap =
-                        endpoints[i].1.concurrency.map_or(usize::MAX, |c| c.saturating_sub(in_flight_by_endpoint[i]));
+                    let ahead = if claim_ahead > 0 { 2 } else { 1 };
+                    let cap = endpoints[i]
+                        .1
+                        .concurrency
+                        .map_or(usize::MAX, |c| (ahead * c).saturating_sub(in_flight_by_endpoint[i]));
                     let rate = buckets[i].as_mut().map_or(usize::MAX, |b| b.available());
                     let n = free.min(cap).min(rate).min(paced);
                     if n > 0 {
@@ -239,12 +258,14 @@ pub async fn run(
                     summary.attempts += 1;
                     in_flight += 1;
                     in_flight_by_endpoint[i] += 1;
+                    let sent = Arc::new(AtomicBool::new(false));
                     shared.in_flight.lock().expect("in-flight map").insert(
                         claim.execution_id,
                         Held {
                             attempt_id: claim.attempt_id,
                             lease_token: claim.lease_token.clone(),
                             key: claim.key.clone(),
+                            sent: sent.clone(),
                         },
                     );
                     let provider = providers[i].clone();
@@ -253,8 +274,20 @@ pub async fn run(
                     let hooks = config.hooks.clone();
                     let freed = freed_tx.clone();
                     let uncommitted = uncommitted.clone();
+                    let (send, local, stopping) = (send_permits.clone(), endpoint_permits[i].clone(), stopping.clone());
                     calls.spawn(async move {
-                        let d = call(provider.as_ref(), claim, timeout, &policy).await;
+                        let _send = send.acquire_owned().await;
+                        let _local = match local {
+                            Some(l) => Some(l.acquire_owned().await),
+                            None => None,
+                        };
+                        let d = if stopping.load(Ordering::SeqCst) {
+                            // Stopped before this call left: give the item back, unsent.
+                            release(claim)
+                        } else {
+                            sent.store(true, Ordering::SeqCst);
+                            call(provider.as_ref(), claim, timeout, &policy).await
+                        };
                         hooks.reached(CrashPoint::AfterSend, 1);
                         uncommitted.fetch_add(1, Ordering::SeqCst);
                         let _ = done.send(d);
@@ -320,6 +353,7 @@ pub async fn run(
     .await;
 
     // Drain (or abort) what is in flight, then let the writer commit everything.
+    stopping.store(true, Ordering::SeqCst);
     if *stop.borrow() >= Stop::Drain {
         summary.interrupted = true;
         reporter.event(Event::Draining { in_flight: calls.len() });
@@ -337,18 +371,23 @@ pub async fn run(
             while calls.join_next().await.is_some() {}
             let abandoned: Vec<(i64, Held)> =
                 shared.in_flight.lock().expect("in-flight map").iter().map(|(id, h)| (*id, h.clone())).collect();
-            for (execution_id, claim) in abandoned {
+            for (execution_id, held) in abandoned {
+                let sent = held.sent.load(Ordering::SeqCst);
                 let outcome = Outcome {
                     execution_id,
-                    attempt_id: claim.attempt_id,
-                    lease_token: claim.lease_token.clone(),
+                    attempt_id: held.attempt_id,
+                    lease_token: held.lease_token.clone(),
                     latency_ms: 0,
                     http_status: None,
-                    possibly_billed: true,
-                    error: Some("aborted by the user while in flight (the request may have been sent)".into()),
-                    next: Next::Aborted,
+                    possibly_billed: sent,
+                    error: Some(if sent {
+                        "aborted by the user while in flight (the request may have been sent)".into()
+                    } else {
+                        "not sent: the run was aborted before this call left".into()
+                    }),
+                    next: if sent { Next::Aborted } else { Next::Released },
                 };
-                let _ = done_tx.send(Done { outcome, key: claim.key.clone(), settled: Settled::Retrying });
+                let _ = done_tx.send(Done { outcome, key: held.key.clone(), settled: Settled::Retrying });
             }
             break;
         }
@@ -419,6 +458,24 @@ async fn call(provider: &dyn Provider, claim: Claim, timeout: Duration, policy: 
         },
         key: claim.key,
         settled,
+    }
+}
+
+/// A claimed item whose call never left (the run stopped first) goes back to pending.
+fn release(claim: Claim) -> Done {
+    Done {
+        outcome: Outcome {
+            execution_id: claim.execution_id,
+            attempt_id: claim.attempt_id,
+            lease_token: claim.lease_token,
+            latency_ms: 0,
+            http_status: None,
+            possibly_billed: false,
+            error: Some("not sent: the run stopped before this call left".into()),
+            next: Next::Released,
+        },
+        key: claim.key,
+        settled: Settled::Retrying,
     }
 }
 

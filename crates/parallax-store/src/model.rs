@@ -159,6 +159,9 @@ pub enum Next {
     Parked,
     /// The call was abandoned (a second Ctrl-C): back to pending at once.
     Aborted,
+    /// The call never left (the run stopped first): back to pending, and the attempt
+    /// does not count against the budget.
+    Released,
 }
 
 #[derive(Debug, Clone)]

@@ -368,6 +368,7 @@ impl SqliteStore {
                      WHERE id = ?1 AND lease_token = ?2",
                 )
                 .at(p)?;
+            let mut unsend = tx.prepare_cached("UPDATE executions SET attempts = attempts - 1 WHERE id = ?1").at(p)?;
             let mut result = tx
                 .prepare_cached(
                     "INSERT INTO results (execution_id, attempt_id, reported_model, model_mismatch, response_text, finish_reason, usage_json, latency_ms, created_at_ms)
@@ -381,6 +382,7 @@ impl SqliteStore {
                     Next::Failed => ("failed", "failed", None),
                     Next::Parked => ("parked", "parked", None),
                     Next::Aborted => ("pending", "aborted", None),
+                    Next::Released => ("pending", "released", None),
                 };
                 let error = match (&o.next, &o.error) {
                     (Next::Succeeded(_), _) => None,
@@ -389,7 +391,11 @@ impl SqliteStore {
                 let fenced = settle.execute(params![o.execution_id, o.lease_token, status, not_before, error]).at(p)?;
                 let attempt_outcome = if fenced == 0 { "stale" } else { attempt_outcome };
                 // A refused late answer was paid for and not kept: count it with the possibly billed.
-                let billed = o.possibly_billed || fenced == 0;
+                let billed = o.possibly_billed || (fenced == 0 && !matches!(o.next, Next::Released));
+                if fenced == 1 && matches!(o.next, Next::Released) {
+                    // Recorded, never sent: `attempts` counts upstream calls only.
+                    unsend.execute([o.execution_id]).at(p)?;
+                }
                 close
                     .execute(params![o.attempt_id, attempt_outcome, now, billed, o.http_status, o.latency_ms, o.error])
                     .at(p)?;

@@ -117,7 +117,9 @@ async fn crash_after_the_claim_before_sending_duplicates_nothing() {
     let (fleet, attempts, before) = crash_then_resume("after-claim:1").await;
     assert!(before.is_empty(), "nothing was sent before the crash");
     let lost = attempts.iter().filter(|a| a["outcome"] == "lost").count();
-    assert!((1..=4).contains(&lost), "the claimed batch's attempts are lost: {lost}");
+    // The first claim takes up to concurrency (4) + as many ahead: their attempts were
+    // recorded before any call left, so they are lost (possibly billed, unknowably).
+    assert!((1..=8).contains(&lost), "the claimed batch's attempts are lost: {lost}");
     assert!(fleet.requests_by_key().values().all(|n| *n == 1), "no key was called twice");
 }
 
@@ -168,7 +170,14 @@ async fn a_failing_store_stops_the_run_with_exit_3_and_loses_nothing_reported() 
     let rows = fleet.parallax(&["results", &job, "--format", "jsonl"]).await.json_lines();
     assert!(rows.iter().all(|r| r["status"] == "succeeded"));
     let attempts = fleet.parallax(&["results", &job, "--attempts", "--format", "jsonl"]).await.json_lines();
-    assert_eq!(attempts.len() as u64, fleet.total_requests(), "every upstream call is in the ledger");
+    // Every upstream call has its attempt; attempts claimed ahead and never sent are in
+    // the ledger too (closed as lost), so there may be more attempts than calls.
+    assert!(attempts.len() as u64 >= fleet.total_requests(), "every upstream call is in the ledger");
+    let calls = fleet.requests_by_key();
+    for r in &rows {
+        let recorded = attempts.iter().filter(|a| a["question_id"] == r["question_id"]).count() as u64;
+        assert!(calls[r["idempotency_key"].as_str().unwrap()] <= recorded);
+    }
 }
 
 #[tokio::test]
