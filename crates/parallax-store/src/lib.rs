@@ -57,13 +57,20 @@ impl Store {
         Self::open_with_clock(location, Arc::new(SystemClock)).await
     }
 
+    /// The SQLite file a location names (a path, or a `sqlite:` URL); `None` for a
+    /// PostgreSQL URL.
+    pub fn sqlite_path(location: &str) -> Option<PathBuf> {
+        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+            return None;
+        }
+        Some(PathBuf::from(location.strip_prefix("sqlite://").or(location.strip_prefix("sqlite:")).unwrap_or(location)))
+    }
+
     /// Like [`Store::open`], with an injected clock (tests make leases expire with it).
     pub async fn open_with_clock(location: &str, clock: Arc<dyn Clock>) -> Result<Store, StoreError> {
-        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+        let Some(path) = Store::sqlite_path(location) else {
             return Err(StoreError::PostgresUnsupported(location.to_owned()));
-        }
-        let path =
-            PathBuf::from(location.strip_prefix("sqlite://").or(location.strip_prefix("sqlite:")).unwrap_or(location));
+        };
         let store = blocking(move || sqlite::SqliteStore::open(path, clock)).await?;
         Ok(Store { inner: Arc::new(store) })
     }

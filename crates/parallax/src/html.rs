@@ -10,6 +10,8 @@ use std::fmt::Write;
 use parallax_core::analysis::{Report, text::DiffOp};
 use parallax_core::classify::Label;
 
+use crate::output::pct;
+
 /// Escapes text for HTML element content and quoted attribute values.
 pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -33,10 +35,6 @@ fn label_class(l: Option<Label>) -> &'static str {
         Some(Label::Refusal) => "refuse",
         None => "none",
     }
-}
-
-fn pct(x: f64) -> String {
-    if x.is_nan() { "—".into() } else { format!("{:.1}%", 100.0 * x) }
 }
 
 const STYLE: &str = "

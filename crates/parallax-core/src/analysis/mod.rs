@@ -490,6 +490,7 @@ fn completeness(facts: &JobFacts, obs: &[Observation]) -> Completeness {
 fn divergences(labelled: &[&Observation], order: &[&str]) -> Vec<Divergence> {
     let mut out = Vec::new();
     let first_sample: Vec<&&Observation> = labelled.iter().filter(|o| o.sample == 1).collect();
+    let position: BTreeMap<&str, usize> = order.iter().enumerate().map(|(i, q)| (*q, i)).collect();
     for (across, within_of, who_of) in [
         (
             "regions",
@@ -500,7 +501,7 @@ fn divergences(labelled: &[&Observation], order: &[&str]) -> Vec<Divergence> {
     ] {
         let mut groups: BTreeMap<(usize, String), Vec<&Observation>> = BTreeMap::new();
         for o in &first_sample {
-            let pos = order.iter().position(|q| *q == o.question_id).unwrap_or(usize::MAX);
+            let pos = position.get(o.question_id.as_str()).copied().unwrap_or(usize::MAX);
             groups.entry((pos, within_of(o))).or_default().push(o);
         }
         for ((_, within), members) in groups {

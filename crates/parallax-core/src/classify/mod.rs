@@ -43,6 +43,7 @@
 
 // The phrase lists are laid out by hand, several to a line.
 #[rustfmt::skip]
+pub mod baseline;
 pub mod judge;
 mod lexicon;
 mod text;

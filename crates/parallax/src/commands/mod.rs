@@ -18,8 +18,7 @@ pub async fn open_store(global: &Global) -> Result<Store, Failure> {
 
 /// Opens the store only if it already exists (read-only verbs must not create one).
 pub async fn open_existing_store(global: &Global) -> Result<Option<Store>, Failure> {
-    let path = global.db.strip_prefix("sqlite://").or(global.db.strip_prefix("sqlite:")).unwrap_or(&global.db);
-    if !global.db.starts_with("postgres") && !std::path::Path::new(path).exists() {
+    if Store::sqlite_path(&global.db).is_some_and(|path| !path.exists()) {
         return Ok(None);
     }
     open_store(global).await.map(Some)

@@ -14,6 +14,7 @@ use parallax_store::{AnalysisRow, Store};
 
 use crate::cli::{Global, ReportArgs, ReportFormat};
 use crate::exit::{Code, Failure, Outcome};
+use crate::output::pct;
 use crate::{html, output};
 
 pub async fn run(global: &Global, args: &ReportArgs) -> Outcome {
@@ -118,10 +119,6 @@ fn observation(r: AnalysisRow, prices: &HashMap<(String, String), Price>) -> Obs
         endpoint: r.endpoint,
         latency_ms: r.latency_ms,
     }
-}
-
-fn pct(x: f64) -> String {
-    if x.is_nan() { "—".into() } else { format!("{:.1}%", 100.0 * x) }
 }
 
 /// The ten-second summary.
