@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::decode::Decoder;
-use crate::diagnostic::Diagnostics;
+use crate::diagnostic::{Diagnostics, did_you_mean};
 use crate::yaml::{self, Node, Value};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +36,23 @@ pub struct Endpoint {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_per_s: Option<f64>,
     pub models: BTreeMap<String, ModelEntry>,
+    /// Where a `local-gguf` endpoint finds its models; `None` for HTTP endpoints.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local: Option<LocalEndpoint>,
+}
+
+/// A `local-gguf` endpoint: GGUF files run in-process.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LocalEndpoint {
+    /// A GGUF file, or a directory of them (each model's `name` is then its file name), as
+    /// written: relative to the catalog's directory, `~` and `${VAR}` expanded by the caller.
+    pub path: String,
+    /// Threads for inference; the CPU count when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
+    /// A template file that overrides every model's own `tokenizer.chat_template`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chat_template: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
@@ -44,6 +61,9 @@ pub enum EndpointKind {
     OpenAiChat,
     #[serde(rename = "openai-completions")]
     OpenAiCompletions,
+    /// A GGUF model run in-process (llama.cpp); serves both chat and raw mode.
+    #[serde(rename = "local-gguf")]
+    LocalGguf,
 }
 
 impl EndpointKind {
@@ -51,6 +71,7 @@ impl EndpointKind {
         match self {
             EndpointKind::OpenAiChat => "openai-chat",
             EndpointKind::OpenAiCompletions => "openai-completions",
+            EndpointKind::LocalGguf => "local-gguf",
         }
     }
 
@@ -58,6 +79,7 @@ impl EndpointKind {
         match s {
             "openai-chat" => Some(EndpointKind::OpenAiChat),
             "openai-completions" => Some(EndpointKind::OpenAiCompletions),
+            "local-gguf" => Some(EndpointKind::LocalGguf),
             _ => None,
         }
     }
@@ -79,7 +101,20 @@ pub struct Price {
     pub output: f64,
 }
 
-const ENDPOINT_FIELDS: &[&str] = &["name", "kind", "base_url", "api_key_env", "concurrency", "rate_per_s", "models"];
+const ENDPOINT_FIELDS: &[&str] = &[
+    "name",
+    "kind",
+    "base_url",
+    "api_key_env",
+    "concurrency",
+    "rate_per_s",
+    "models",
+    "path",
+    "threads",
+    "chat_template",
+];
+const LOCAL_ONLY_FIELDS: &[&str] = &["path", "threads", "chat_template"];
+const HTTP_ONLY_FIELDS: &[&str] = &["base_url", "api_key_env", "rate_per_s"];
 const MODEL_FIELDS: &[&str] = &["name", "aliases", "price_per_mtok"];
 
 impl Catalog {
@@ -178,28 +213,67 @@ fn decode_endpoint(d: &mut Decoder<'_>, node: &Node, field: &str) -> Option<Endp
     let name = req(d, "name");
     let kind = req(d, "kind").and_then(|(k, n)| {
         EndpointKind::parse(&k).or_else(|| {
-            let hint = if k == "local-gguf" {
-                "local GGUF models are not in this build yet; use `openai-chat` against a llama.cpp or Ollama server"
-            } else {
-                "use `openai-chat` (chat mode) or `openai-completions` (raw mode)"
+            let hint = match did_you_mean(&k, &["openai-chat", "openai-completions", "local-gguf"]) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => "use `openai-chat` (chat mode), `openai-completions` (raw mode) or `local-gguf` (either, in-process)".into(),
             };
-            d.error(n, &format!("{field}.kind"), format!("unknown endpoint kind `{k}`"), Some(hint.into()));
+            d.error(n, &format!("{field}.kind"), format!("unknown endpoint kind `{k}`"), Some(hint));
             None
         })
     });
-    let base_url = req(d, "base_url").and_then(|(url, n)| {
-        if url.starts_with("http://") || url.starts_with("https://") {
-            Some(url.trim_end_matches('/').to_owned())
-        } else {
-            d.error(
-                n,
-                &format!("{field}.base_url"),
-                format!("`{url}` is not an http(s) URL"),
-                Some("e.g. `http://127.0.0.1:8000/v1`".into()),
-            );
-            None
+    let is_local = kind == Some(EndpointKind::LocalGguf);
+    let (wrong, why) = if is_local {
+        (HTTP_ONLY_FIELDS, "a `local-gguf` endpoint runs in-process and has no")
+    } else {
+        (LOCAL_ONLY_FIELDS, "only a `local-gguf` endpoint has")
+    };
+    for name in wrong {
+        if let Some(n) = f.get(name) {
+            d.error(n, &format!("{field}.{name}"), format!("{why} `{name}`"), Some(format!("remove `{name}`")));
         }
-    });
+    }
+    let base_url = if is_local {
+        Some(String::new())
+    } else {
+        req(d, "base_url").and_then(|(url, n)| {
+            if url.starts_with("http://") || url.starts_with("https://") {
+                Some(url.trim_end_matches('/').to_owned())
+            } else {
+                d.error(
+                    n,
+                    &format!("{field}.base_url"),
+                    format!("`{url}` is not an http(s) URL"),
+                    Some("e.g. `http://127.0.0.1:8000/v1`".into()),
+                );
+                None
+            }
+        })
+    };
+    let local = if is_local {
+        let path = match f.get("path") {
+            Some(n) => d.string(n, &format!("{field}.path")),
+            None => {
+                d.error(
+                    node,
+                    &format!("{field}.path"),
+                    "missing field `path`",
+                    Some("a GGUF file, or a directory of them (each model's name is then its file name)".into()),
+                );
+                None
+            }
+        };
+        let threads = match f.get("threads") {
+            Some(n) => Some(d.uint(n, &format!("{field}.threads"), 1)? as usize),
+            None => None,
+        };
+        let chat_template = match f.get("chat_template") {
+            Some(n) => Some(d.string(n, &format!("{field}.chat_template"))?),
+            None => None,
+        };
+        Some(LocalEndpoint { path: path?, threads, chat_template })
+    } else {
+        None
+    };
     let api_key_env = match f.get("api_key_env") {
         Some(n) => {
             let v = d.string(n, &format!("{field}.api_key_env"))?;
@@ -237,7 +311,16 @@ fn decode_endpoint(d: &mut Decoder<'_>, node: &Node, field: &str) -> Option<Endp
             Some("map each model id to the provider's model name".into()),
         ),
     }
-    Some(Endpoint { name: name?.0, kind: kind?, base_url: base_url?, api_key_env, concurrency, rate_per_s, models })
+    Some(Endpoint {
+        name: name?.0,
+        kind: kind?,
+        base_url: base_url?,
+        api_key_env,
+        concurrency,
+        rate_per_s,
+        models,
+        local,
+    })
 }
 
 fn decode_model(d: &mut Decoder<'_>, node: &Node, field: &str) -> Option<ModelEntry> {

@@ -5,6 +5,7 @@
 //! requested sets and nothing else: `questions × models × regions × samples`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{Value as Json, json};
@@ -13,6 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::catalog::{Catalog, EndpointKind};
 use crate::diagnostic::Diagnostics;
 use crate::spec::{JobSpec, Mode, Question};
+use crate::template::{self, ChatTemplate, Date, Message, RenderOptions};
 
 /// An execution's identity within a job. With the job id it is the unique key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -76,6 +78,47 @@ struct ResolvedCell {
     kind: EndpointKind,
     requested_model: String,
     model_aliases: Vec<String>,
+    /// For a `local-gguf` cell: the model's tokenizer facts and compiled template.
+    local: Option<Arc<LocalCell>>,
+}
+
+/// What rendering prompts for a local GGUF model needs, read from its file by the caller
+/// (core reads no files itself).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalModel {
+    /// The hex SHA-256 of the GGUF file: which weights answer.
+    pub gguf_sha256: String,
+    /// The chat template: the endpoint's override, else the GGUF's own; `None` for a base
+    /// model without one (it can only run in raw mode).
+    pub chat_template: Option<String>,
+    pub bos_token: Option<String>,
+    pub eos_token: Option<String>,
+    /// Whether the model expects BOS at the start of every prompt.
+    pub add_bos: bool,
+    /// The vocabulary's control tokens: markup that must not appear in a raw prompt.
+    pub control_tokens: Vec<String>,
+}
+
+/// What a plan needs besides the spec and catalog.
+#[derive(Debug, Clone)]
+pub struct PlanContext {
+    /// The day templates' `strftime_now` reports, unless the spec pins `prompt.date`.
+    pub date: Date,
+    /// The local models of `local-gguf` cells, keyed by (`<region>/<endpoint>`, model id).
+    pub local: BTreeMap<(String, String), LocalModel>,
+}
+
+impl Default for PlanContext {
+    fn default() -> Self {
+        PlanContext { date: Date::new(2026, 1, 1).expect("a valid date"), local: BTreeMap::new() }
+    }
+}
+
+#[derive(Debug)]
+struct LocalCell {
+    model: LocalModel,
+    template: Option<ChatTemplate>,
+    date: Date,
 }
 
 /// Whether every region sends the same messages for the same question and model.
@@ -97,6 +140,11 @@ impl Plan {
     /// Resolves every (model, region) in the catalog and renders every request.
     /// Problems are reported together, pointing at the spec's lines.
     pub fn build(spec: &JobSpec, catalog: &Catalog) -> Result<Plan, Diagnostics> {
+        Plan::build_with(spec, catalog, &PlanContext::default())
+    }
+
+    /// [`Plan::build`] with the facts of local models and the template date.
+    pub fn build_with(spec: &JobSpec, catalog: &Catalog, context: &PlanContext) -> Result<Plan, Diagnostics> {
         let mut diags = Diagnostics(Vec::new());
         let pos = &spec.positions;
         let file = pos.file.as_path();
@@ -130,7 +178,9 @@ impl Plan {
             for region in spec.regions.iter().filter(|r| catalog.regions.contains_key(*r)) {
                 match catalog.resolve(model, region) {
                     None => missing.push(region.as_str()),
-                    Some((endpoint, _)) if endpoint.kind != expected_kind => {
+                    Some((endpoint, _))
+                        if endpoint.kind != expected_kind && endpoint.kind != EndpointKind::LocalGguf =>
+                    {
                         diags.push(
                             file,
                             pos.mode,
@@ -169,22 +219,77 @@ impl Plan {
             return Err(diags.sorted());
         }
 
-        let identity = identity(spec, catalog);
-        let hash = hex::encode(Sha256::digest(canonical_json(&identity).as_bytes()));
-        let base_job_id = format!("{}-{}", spec.name, &hash[..12]);
-
+        let date = spec.prompt.date.unwrap_or(context.date);
         let mut cells = Vec::with_capacity(spec.models.len() * spec.regions.len());
         for model in &spec.models {
             for region in &spec.regions {
                 let (endpoint, entry) = catalog.resolve(model, region).expect("resolved above");
+                let mut endpoint_name = format!("{region}/{}", endpoint.name);
+                let local = if endpoint.kind == EndpointKind::LocalGguf {
+                    let cell = local_cell(spec, context, &endpoint_name, model, region, date);
+                    // Each local model is its own unit of limits: the runner runs one
+                    // model's work at a time, so that it is loaded once.
+                    endpoint_name = local_endpoint_unit(region, &endpoint.name, model);
+                    match cell {
+                        Ok(cell) => Some(Arc::new(cell)),
+                        Err(problems) => {
+                            for (message, hint) in problems {
+                                diags.push(
+                                    file,
+                                    pos.models.get(model).copied().unwrap_or((0, 0)),
+                                    "models",
+                                    message,
+                                    hint,
+                                );
+                            }
+                            None
+                        }
+                    }
+                } else {
+                    None
+                };
                 cells.push(ResolvedCell {
-                    endpoint: format!("{region}/{}", endpoint.name),
+                    endpoint: endpoint_name,
                     kind: endpoint.kind,
                     requested_model: entry.name.clone(),
                     model_aliases: entry.aliases.clone(),
+                    local,
                 });
             }
         }
+        if spec.prompt.mode == Mode::Raw {
+            // Raw mode sends the text as given: chat markup in it means a template leaked in.
+            for question in &spec.questions {
+                for cell in &cells {
+                    let control: Vec<&str> = cell
+                        .local
+                        .as_ref()
+                        .map(|l| l.model.control_tokens.iter().map(String::as_str).collect())
+                        .unwrap_or_default();
+                    if let Some(marker) = template::find_template_markers(&question.text, &control) {
+                        diags.push(
+                            file,
+                            pos.mode,
+                            format!("questions.{}", question.id),
+                            format!(
+                                "question `{}` contains the chat-template marker `{marker}`, but raw mode must reach `{}` without template markup",
+                                question.id, cell.requested_model
+                            ),
+                            Some("remove the marker from the question, or use `mode: chat`".into()),
+                        );
+                        break;
+                    }
+                }
+            }
+        }
+        if !diags.is_empty() {
+            return Err(diags.sorted());
+        }
+
+        let identity = identity(spec, catalog, &cells);
+        let hash = hex::encode(Sha256::digest(canonical_json(&identity).as_bytes()));
+        let base_job_id = format!("{}-{}", spec.name, &hash[..12]);
+
         let mut plan = Plan {
             name: spec.name.clone(),
             base_job_id,
@@ -233,7 +338,11 @@ impl Plan {
         let (question, region, cell) = (&spec.questions[q], &spec.regions[r], &self.cells[c]);
         let sample = s as u32 + 1;
         let (system, regional_override) = spec.prompt.system_for(region);
-        let body = render_request(spec, &cell.requested_model, system, &question.text, sample);
+        let body = match &cell.local {
+            None => render_request(spec, &cell.requested_model, system, &question.text, sample),
+            Some(local) => render_local_request(spec, &cell.requested_model, local, system, &question.text, sample)
+                .expect("every local prompt was rendered once when the plan was built"),
+        };
         PlanItem {
             key: ItemKey {
                 question_id: question.id.clone(),
@@ -269,6 +378,11 @@ fn render_request(spec: &JobSpec, model: &str, system: Option<&str>, text: &str,
             body.insert("prompt".into(), json!(text));
         }
     }
+    sampling_fields(spec, &mut body, sample);
+    Json::Object(body).to_string()
+}
+
+fn sampling_fields(spec: &JobSpec, body: &mut serde_json::Map<String, Json>, sample: u32) {
     let s = &spec.sampling;
     if let Some(t) = s.temperature {
         body.insert("temperature".into(), json!(t));
@@ -286,21 +400,145 @@ fn render_request(spec: &JobSpec, model: &str, system: Option<&str>, text: &str,
     if !s.stop.is_empty() {
         body.insert("stop".into(), json!(s.stop));
     }
-    Json::Object(body).to_string()
+}
+
+/// The plan's endpoint (the unit of limits) of a local model: `<region>/<endpoint>/<model>`.
+pub fn local_endpoint_unit(region: &str, endpoint: &str, model: &str) -> String {
+    format!("{region}/{endpoint}/{model}")
+}
+
+/// Checks a local cell's model against the mode and compiles its template; every prompt
+/// of the cell is rendered once here, so that rendering an item later cannot fail.
+fn local_cell(
+    spec: &JobSpec,
+    context: &PlanContext,
+    endpoint: &str,
+    model: &str,
+    region: &str,
+    date: Date,
+) -> Result<LocalCell, Vec<(String, Option<String>)>> {
+    let Some(info) = context.local.get(&(endpoint.to_owned(), model.to_owned())) else {
+        return Err(vec![(
+            format!("the local model `{model}` of `{endpoint}` was not loaded"),
+            Some("this is a bug in the caller: local models must be read before planning".into()),
+        )]);
+    };
+    let template = match (&info.chat_template, spec.prompt.mode) {
+        (_, Mode::Raw) => None,
+        (None, Mode::Chat) => {
+            return Err(vec![(
+                format!("`{model}` in `{region}` has no chat template (a base model?), so it cannot run in chat mode"),
+                Some("use `prompt: { mode: raw }`, or give the endpoint a `chat_template:` file".into()),
+            )]);
+        }
+        (Some(source), Mode::Chat) => match ChatTemplate::new(source) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                return Err(vec![(
+                    format!("the chat template of `{model}` in `{region}` does not compile: {e}"),
+                    Some("fix the template, or override it with the endpoint's `chat_template:`".into()),
+                )]);
+            }
+        },
+    };
+    let cell = LocalCell { model: info.clone(), template, date };
+    let (system, _) = spec.prompt.system_for(region);
+    let mut problems = Vec::new();
+    for question in &spec.questions {
+        if let Err(e) = render_local_request(spec, model, &cell, system, &question.text, 1) {
+            problems.push((
+                format!("the chat template of `{model}` in `{region}` cannot render question `{}`: {e}", question.id),
+                Some("a template may reject some conversations (e.g. a system message); change the prompt or override the template".into()),
+            ));
+            if problems.len() >= 3 {
+                break;
+            }
+        }
+    }
+    if problems.is_empty() { Ok(cell) } else { Err(problems) }
+}
+
+/// The prompt text a local model is fed, and whether BOS must be added before it: in chat
+/// mode the model's template with the generation prompt, BOS added only if the template
+/// did not already write it; in raw mode the text as given, BOS only where the model
+/// requires one.
+pub fn local_prompt(
+    model: &LocalModel,
+    template: Option<&ChatTemplate>,
+    date: Date,
+    system: Option<&str>,
+    text: &str,
+) -> Result<(String, bool), template::TemplateError> {
+    let bos = model.bos_token.as_deref().unwrap_or("");
+    match template {
+        None => Ok((text.to_owned(), model.add_bos && !bos.is_empty())),
+        Some(t) => {
+            let mut messages = Vec::new();
+            if let Some(system) = system {
+                messages.push(Message::new("system", system));
+            }
+            messages.push(Message::new("user", text));
+            let mut opts = RenderOptions::new(bos, model.eos_token.as_deref().unwrap_or(""), date);
+            opts.add_generation_prompt = true;
+            let prompt = t.render(&messages, &opts)?;
+            let add_bos = model.add_bos && !template::starts_with_bos(&prompt, bos);
+            Ok((prompt, add_bos))
+        }
+    }
+}
+
+/// Renders one local request: the exact text fed to the tokenizer, with the provenance
+/// the provider checks (the GGUF's and the template's SHA-256) and the sampling.
+fn render_local_request(
+    spec: &JobSpec,
+    model: &str,
+    cell: &LocalCell,
+    system: Option<&str>,
+    text: &str,
+    sample: u32,
+) -> Result<String, template::TemplateError> {
+    let (prompt, add_bos) = local_prompt(&cell.model, cell.template.as_ref(), cell.date, system, text)?;
+    let mut body = serde_json::Map::new();
+    body.insert("model".into(), json!(model));
+    body.insert("prompt".into(), json!(prompt));
+    body.insert("add_bos".into(), json!(add_bos));
+    // Chat prompts carry the template's control tokens; raw text is tokenized as plain text.
+    body.insert("parse_special".into(), json!(cell.template.is_some()));
+    body.insert("gguf_sha256".into(), json!(cell.model.gguf_sha256));
+    if let Some(t) = &cell.template {
+        body.insert("template_sha256".into(), json!(t.sha256()));
+    }
+    sampling_fields(spec, &mut body, sample);
+    Ok(Json::Object(body).to_string())
 }
 
 /// Everything that shapes the requests, and nothing else (not run policy, not base URLs).
-fn identity(spec: &JobSpec, catalog: &Catalog) -> Json {
-    let models: BTreeMap<&str, BTreeMap<&str, &str>> = spec
+/// A local model is named by its file's and its template's SHA-256 as well as its name.
+fn identity(spec: &JobSpec, catalog: &Catalog, cells: &[ResolvedCell]) -> Json {
+    let models: BTreeMap<&str, BTreeMap<&str, String>> = spec
         .models
         .iter()
-        .map(|m| {
+        .enumerate()
+        .map(|(m, model)| {
             let per_region = spec
                 .regions
                 .iter()
-                .filter_map(|r| catalog.resolve(m, r).map(|(_, e)| (r.as_str(), e.name.as_str())))
+                .enumerate()
+                .filter_map(|(r, region)| {
+                    let (_, entry) = catalog.resolve(model, region)?;
+                    let name = match &cells[m * spec.regions.len() + r].local {
+                        None => entry.name.clone(),
+                        Some(l) => format!(
+                            "{}@sha256:{}{}",
+                            entry.name,
+                            l.model.gguf_sha256,
+                            l.template.as_ref().map(|t| format!("+template:{}", t.sha256())).unwrap_or_default()
+                        ),
+                    };
+                    Some((region.as_str(), name))
+                })
                 .collect();
-            (m.as_str(), per_region)
+            (model.as_str(), per_region)
         })
         .collect();
     let questions: Vec<Json> =

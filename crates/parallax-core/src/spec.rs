@@ -71,6 +71,10 @@ pub struct PromptSpec {
     /// Declared regional overrides of the system prompt.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub system_by_region: BTreeMap<String, String>,
+    /// The day chat templates' `strftime_now` reports (local models); when absent, the
+    /// day the job was first recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub date: Option<crate::template::Date>,
 }
 
 impl PromptSpec {
@@ -140,7 +144,7 @@ pub enum OnPossiblyBilled {
 
 const TOP_FIELDS: &[&str] = &["name", "questions", "models", "regions", "prompt", "sampling", "samples", "run"];
 const QUESTION_FIELDS: &[&str] = &["id", "text", "question", "expect", "file", "id_prefix"];
-const PROMPT_FIELDS: &[&str] = &["system", "system_by_region", "mode"];
+const PROMPT_FIELDS: &[&str] = &["system", "system_by_region", "mode", "date"];
 const SAMPLING_FIELDS: &[&str] = &["temperature", "top_p", "max_tokens", "seed", "stop"];
 const RUN_FIELDS: &[&str] =
     &["concurrency", "delay_ms", "max_attempts", "timeout_s", "limit", "on_possibly_billed", "lease_s"];
@@ -274,7 +278,7 @@ fn decode_prompt(
     regions: &[String],
 ) -> Option<PromptSpec> {
     let Some(node) = node else {
-        return Some(PromptSpec { mode: Mode::Chat, system: None, system_by_region: BTreeMap::new() });
+        return Some(PromptSpec { mode: Mode::Chat, system: None, system_by_region: BTreeMap::new(), date: None });
     };
     positions.mode = (node.line, node.column);
     let f = d.fields(node, "prompt", PROMPT_FIELDS)?;
@@ -304,6 +308,24 @@ fn decode_prompt(
             }
         }
     }
+    let date = match f.get("date") {
+        Some(n) => {
+            let text = d.string(n, "prompt.date")?;
+            match text.parse::<crate::template::Date>() {
+                Ok(date) => Some(date),
+                Err(_) => {
+                    d.error(
+                        n,
+                        "prompt.date",
+                        format!("`{text}` is not a date"),
+                        Some("write it as YYYY-MM-DD, e.g. `2026-07-26`".into()),
+                    );
+                    return None;
+                }
+            }
+        }
+        None => None,
+    };
     let mode = match f.get("mode") {
         Some(n) => {
             positions.mode = (n.line, n.column);
@@ -336,7 +358,7 @@ fn decode_prompt(
         );
         return None;
     }
-    Some(PromptSpec { mode, system, system_by_region })
+    Some(PromptSpec { mode, system, system_by_region, date })
 }
 
 fn decode_sampling(d: &mut Decoder<'_>, node: &Node) -> Option<Sampling> {

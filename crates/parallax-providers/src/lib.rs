@@ -28,12 +28,15 @@ pub struct SendRequest<'a> {
 /// A successful answer, parsed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
-    pub http_status: u16,
+    /// The HTTP status; `None` for an in-process provider.
+    pub http_status: Option<u16>,
     /// The `model` field of the answer: who the server says answered.
     pub reported_model: Option<String>,
     pub text: Option<String>,
     pub finish_reason: Option<String>,
     pub usage: Option<serde_json::Value>,
+    /// What the provider can vouch for beyond the answer (see `parallax-local`).
+    pub provenance: Option<serde_json::Value>,
 }
 
 /// Why a call did not produce an answer.
@@ -54,6 +57,10 @@ pub enum SendError {
     /// A 2xx answer whose body is not a valid completion: possibly billed.
     #[error("unparseable answer (HTTP {status}): {detail}")]
     BrokenBody { status: u16, detail: String },
+    /// An in-process model failed (it could not load, the prompt does not fit, the file
+    /// changed): never billed; retried only where another attempt may succeed.
+    #[error("{message}")]
+    Local { message: String, retryable: bool },
 }
 
 impl SendError {
@@ -64,13 +71,14 @@ impl SendError {
                 true
             }
             SendError::Http { status, .. } => *status == 408 || *status == 429 || *status >= 500,
+            SendError::Local { retryable, .. } => *retryable,
         }
     }
 
     /// Whether the request may have reached the model and been paid for.
     pub fn possibly_billed(&self) -> bool {
         match self {
-            SendError::Connect(_) => false,
+            SendError::Connect(_) | SendError::Local { .. } => false,
             SendError::Timeout(_) | SendError::Transport(_) | SendError::BrokenBody { .. } => true,
             // 408/429/503 are refusals to start the work; other 5xx may come after it.
             SendError::Http { status, .. } => *status >= 500 && *status != 503,

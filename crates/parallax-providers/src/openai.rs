@@ -40,6 +40,12 @@ impl OpenAiProvider {
         let path = match req.kind {
             EndpointKind::OpenAiChat => "chat/completions",
             EndpointKind::OpenAiCompletions => "completions",
+            EndpointKind::LocalGguf => {
+                return Err(SendError::Local {
+                    message: "a local-gguf request reached the HTTP provider (a bug in endpoint wiring)".into(),
+                    retryable: false,
+                });
+            }
         };
         let mut builder = self
             .client
@@ -119,7 +125,7 @@ fn parse_reply(kind: EndpointKind, status: u16, bytes: &[u8]) -> Result<Reply, S
     let choice = v.pointer("/choices/0").ok_or_else(|| broken("no `choices[0]` in the answer".into()))?;
     let text = match kind {
         EndpointKind::OpenAiChat => choice.pointer("/message/content"),
-        EndpointKind::OpenAiCompletions => choice.get("text"),
+        EndpointKind::OpenAiCompletions | EndpointKind::LocalGguf => choice.get("text"),
     };
     let text = match text {
         Some(Value::String(s)) => Some(s.clone()),
@@ -127,11 +133,12 @@ fn parse_reply(kind: EndpointKind, status: u16, bytes: &[u8]) -> Result<Reply, S
         Some(other) => return Err(broken(format!("answer text is not a string: {other}"))),
     };
     Ok(Reply {
-        http_status: status,
+        http_status: Some(status),
         reported_model: v.get("model").and_then(Value::as_str).map(str::to_owned),
         text,
         finish_reason: choice.get("finish_reason").and_then(Value::as_str).map(str::to_owned),
         usage: v.get("usage").filter(|u| !u.is_null()).cloned(),
+        provenance: None,
     })
 }
 

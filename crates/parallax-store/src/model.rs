@@ -150,7 +150,7 @@ pub struct Outcome {
 
 #[derive(Debug, Clone)]
 pub enum Next {
-    Succeeded(ResultRecord),
+    Succeeded(Box<ResultRecord>),
     /// Back to pending, claimable again after the delay.
     Retry {
         after: Duration,
@@ -171,6 +171,9 @@ pub struct ResultRecord {
     pub response_text: Option<String>,
     pub finish_reason: Option<String>,
     pub usage: Option<serde_json::Value>,
+    /// What the provider vouches for beyond the answer (local models: token ids' SHA-256,
+    /// the GGUF's and template's SHA-256, build and threads).
+    pub provenance: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,6 +219,9 @@ pub struct ResultRow {
     pub label_evidence: Option<String>,
     /// `<name>@<version>` of the classifier that gave `label`.
     pub classifier: Option<String>,
+    /// See [`ResultRecord::provenance`]; absent for HTTP endpoints.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize)]

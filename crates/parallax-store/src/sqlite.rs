@@ -23,6 +23,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "ledger", include_str!("../migrations/sqlite/0001_ledger.sql")),
     (2, "labels", include_str!("../migrations/sqlite/0002_labels.sql")),
     (3, "claim_indexes", include_str!("../migrations/sqlite/0003_claim_indexes.sql")),
+    (4, "provenance", include_str!("../migrations/sqlite/0004_provenance.sql")),
 ];
 
 pub(crate) struct SqliteStore {
@@ -371,8 +372,8 @@ impl SqliteStore {
             let mut unsend = tx.prepare_cached("UPDATE executions SET attempts = attempts - 1 WHERE id = ?1").at(p)?;
             let mut result = tx
                 .prepare_cached(
-                    "INSERT INTO results (execution_id, attempt_id, reported_model, model_mismatch, response_text, finish_reason, usage_json, latency_ms, created_at_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    "INSERT INTO results (execution_id, attempt_id, reported_model, model_mismatch, response_text, finish_reason, usage_json, latency_ms, created_at_ms, provenance_json)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 )
                 .at(p)?;
             for o in outcomes {
@@ -414,7 +415,8 @@ impl SqliteStore {
                             r.finish_reason,
                             r.usage.as_ref().map(|u| u.to_string()),
                             o.latency_ms,
-                            now
+                            now,
+                            r.provenance.as_ref().map(|v| v.to_string())
                         ])
                         .at(p)?;
                 }
@@ -566,7 +568,7 @@ impl SqliteStore {
             .prepare_cached(
                 "SELECT e.job_id, e.question_id, e.model_id, e.region, e.sample, e.status, e.attempts, e.request_body, e.request_sha256,
                         e.requested_model, r.reported_model, r.model_mismatch, r.response_text, r.finish_reason, r.usage_json, r.latency_ms,
-                        e.error, e.endpoint, e.idempotency_key, l.label, l.evidence, l.version
+                        e.error, e.endpoint, e.idempotency_key, l.label, l.evidence, l.version, r.provenance_json
                  FROM executions e LEFT JOIN results r ON r.execution_id = e.id
                  LEFT JOIN labels l ON l.execution_id = e.id AND l.classifier = 'builtin'
                  LEFT JOIN questions q ON q.job_id = e.job_id AND q.question_id = e.question_id
@@ -603,6 +605,7 @@ impl SqliteStore {
                     label: r.get(19)?,
                     label_evidence: r.get(20)?,
                     classifier: r.get::<_, Option<String>>(21)?.map(|v| format!("builtin@{v}")),
+                    provenance: r.get::<_, Option<String>>(22)?.and_then(|v| serde_json::from_str(&v).ok()),
                 })
             })
             .at(p)?;

@@ -65,13 +65,14 @@ fn success(claim: &parallax_store::Claim, text: &str) -> Outcome {
         http_status: Some(200),
         possibly_billed: false,
         error: None,
-        next: Next::Succeeded(ResultRecord {
+        next: Next::Succeeded(Box::new(ResultRecord {
             reported_model: Some("provider-m".into()),
             model_mismatch: false,
             response_text: Some(text.into()),
             finish_reason: Some("stop".into()),
             usage: None,
-        }),
+            provenance: None,
+        })),
     }
 }
 
