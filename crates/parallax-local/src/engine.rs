@@ -1,0 +1,358 @@
+//! The llama.cpp engine: one backend per process, one resident model at a time.
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+use sha2::{Digest, Sha256};
+
+/// The llama.cpp bindings this build links (checked against `Cargo.lock` by a test), so a
+/// result records which implementation produced it.
+pub const LLAMA_CPP_SYS_VERSION: &str = "0.1.161";
+
+/// Prompt tokens decoded per llama.cpp batch.
+const BATCH: usize = 512;
+
+/// Why a generation did not finish.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot initialise llama.cpp: {0}")]
+    Backend(String),
+    #[error("cannot read `{path}`: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("llama.cpp cannot load `{path}` (is it a GGUF model file?)")]
+    Load { path: PathBuf },
+    #[error(
+        "`{path}` has SHA-256 {found}, but the job was planned against {expected}: the file changed since; plan the job again (it will get a new id)"
+    )]
+    FileChanged { path: PathBuf, expected: String, found: String },
+    #[error(
+        "the prompt ({prompt} tokens) and max_tokens ({max_tokens}) exceed the model's context of {context} tokens"
+    )]
+    TooLong { prompt: usize, max_tokens: usize, context: usize },
+    #[error("llama.cpp failed: {0}")]
+    Inference(String),
+    #[error("timed out after {0:?}")]
+    Timeout(std::time::Duration),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl EngineError {
+    /// Whether another attempt may succeed (a bad file or prompt will not get better).
+    pub fn retryable(&self) -> bool {
+        matches!(self, EngineError::Inference(_) | EngineError::Timeout(_) | EngineError::Cancelled)
+    }
+}
+
+/// How to sample, read from the request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sampling {
+    /// 0 means greedy.
+    pub temperature: f32,
+    pub top_p: f32,
+    pub max_tokens: usize,
+    pub seed: u32,
+    pub stop: Vec<String>,
+}
+
+/// One generation to run.
+#[derive(Debug, Clone)]
+pub struct Generation<'a> {
+    pub file: &'a Path,
+    /// The SHA-256 the job was planned against; the loaded file must match it.
+    pub gguf_sha256: &'a str,
+    pub prompt: &'a str,
+    pub add_bos: bool,
+    /// Tokenize control-token text as control tokens (chat prompts), or as plain text (raw).
+    pub parse_special: bool,
+    pub sampling: Sampling,
+    pub threads: usize,
+}
+
+/// What came out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generated {
+    pub text: String,
+    /// `stop` (end of generation token or a stop string) or `length` (max_tokens).
+    pub finish_reason: &'static str,
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    /// The hex SHA-256 of the prompt's token ids, each as 4 little-endian bytes.
+    pub token_ids_sha256: String,
+    pub sampler: String,
+    pub prompt_ms: f64,
+    pub generation_ms: f64,
+}
+
+struct Resident {
+    file: PathBuf,
+    sha256: String,
+    model: LlamaModel,
+}
+
+/// The process's llama.cpp engine. At most one model is resident: asking for another
+/// frees the first before loading the next. Generations run one at a time.
+pub struct Engine {
+    resident: Mutex<Option<Resident>>,
+    /// How many times a model was loaded (tests and the bench check grouping with it).
+    loads: std::sync::atomic::AtomicU64,
+}
+
+static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+static ENGINE: OnceLock<Engine> = OnceLock::new();
+
+fn backend() -> Result<&'static LlamaBackend, EngineError> {
+    BACKEND
+        .get_or_init(|| {
+            // llama.cpp logs every tensor it loads; keep them out of the user's terminal.
+            llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default().with_logs_enabled(false));
+            LlamaBackend::init().map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| EngineError::Backend(e.clone()))
+}
+
+impl Engine {
+    /// The engine of this process (llama.cpp's backend can be initialised only once).
+    pub fn global() -> &'static Engine {
+        ENGINE.get_or_init(|| Engine { resident: Mutex::new(None), loads: Default::default() })
+    }
+
+    /// Models loaded so far by this process.
+    pub fn loads(&self) -> u64 {
+        self.loads.load(Ordering::SeqCst)
+    }
+
+    /// Frees the resident model, if any.
+    pub fn unload(&self) {
+        let mut resident = self.resident.lock().unwrap_or_else(|p| p.into_inner());
+        *resident = None;
+    }
+
+    /// The token ids a text becomes on `file`'s vocabulary, as a generation would feed them.
+    pub fn tokenize(
+        &self,
+        file: &Path,
+        text: &str,
+        add_bos: bool,
+        parse_special: bool,
+    ) -> Result<Vec<i32>, EngineError> {
+        let backend = backend()?;
+        let mut resident = self.resident.lock().unwrap_or_else(|p| p.into_inner());
+        let r = self.load(backend, &mut resident, file)?;
+        Ok(prompt_tokens(&r.model, text, add_bos, parse_special).iter().map(|t| t.0).collect())
+    }
+
+    /// Makes `file` the resident model, freeing any other first.
+    fn load<'r>(
+        &self,
+        backend: &LlamaBackend,
+        resident: &'r mut Option<Resident>,
+        file: &Path,
+    ) -> Result<&'r Resident, EngineError> {
+        if resident.as_ref().is_none_or(|r| r.file != file) {
+            // Free the old weights before mapping the new ones: one model resident at a time.
+            *resident = None;
+            let sha256 = sha256_file(file)?;
+            let model = LlamaModel::load_from_file(backend, file, &LlamaModelParams::default())
+                .map_err(|_| EngineError::Load { path: file.to_owned() })?;
+            self.loads.fetch_add(1, Ordering::SeqCst);
+            *resident = Some(Resident { file: file.to_owned(), sha256, model });
+        }
+        Ok(resident.as_ref().expect("loaded above"))
+    }
+
+    /// Runs one generation, loading its model first if another is resident. The timeout
+    /// counts from when the engine is free; it and `cancel` are checked between tokens.
+    pub fn generate(
+        &self,
+        g: &Generation<'_>,
+        timeout: Option<Duration>,
+        cancel: &AtomicBool,
+    ) -> Result<Generated, EngineError> {
+        let backend = backend()?;
+        let mut resident = self.resident.lock().unwrap_or_else(|p| p.into_inner());
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let r = self.load(backend, &mut resident, g.file)?;
+        if r.sha256 != g.gguf_sha256 {
+            return Err(EngineError::FileChanged {
+                path: g.file.to_owned(),
+                expected: g.gguf_sha256.to_owned(),
+                found: r.sha256.clone(),
+            });
+        }
+        run(backend, &r.model, g, deadline, cancel)
+    }
+}
+
+fn run(
+    backend: &LlamaBackend,
+    model: &LlamaModel,
+    g: &Generation<'_>,
+    deadline: Option<Instant>,
+    cancel: &AtomicBool,
+) -> Result<Generated, EngineError> {
+    let vocab = model.vocab();
+    let tokens = prompt_tokens(model, g.prompt, g.add_bos, g.parse_special);
+    let mut hasher = Sha256::new();
+    for t in &tokens {
+        hasher.update(t.0.to_le_bytes());
+    }
+    let token_ids_sha256 = hex::encode(hasher.finalize());
+
+    let context = model.n_ctx_train() as usize;
+    let needed = tokens.len() + g.sampling.max_tokens;
+    if needed > context || tokens.is_empty() {
+        return Err(EngineError::TooLong { prompt: tokens.len(), max_tokens: g.sampling.max_tokens, context });
+    }
+    let threads = i32::try_from(g.threads.max(1)).unwrap_or(1);
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(needed as u32))
+        .with_n_batch(BATCH as u32)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads);
+    let mut ctx = model.new_context(backend, params).map_err(|e| EngineError::Inference(e.to_string()))?;
+
+    let started = Instant::now();
+    let check = |at: Instant| -> Result<(), EngineError> {
+        if cancel.load(Ordering::SeqCst) {
+            return Err(EngineError::Cancelled);
+        }
+        match deadline {
+            Some(d) if at >= d => Err(EngineError::Timeout(d.saturating_duration_since(started))),
+            _ => Ok(()),
+        }
+    };
+    let mut batch = LlamaBatch::new(BATCH, 1);
+    for (c, chunk) in tokens.chunks(BATCH).enumerate() {
+        check(Instant::now())?;
+        batch.clear();
+        let last_chunk = (c + 1) * BATCH >= tokens.len();
+        for (i, t) in chunk.iter().enumerate() {
+            let pos = (c * BATCH + i) as i32;
+            let logits = last_chunk && i + 1 == chunk.len();
+            batch.add(*t, pos, &[0], logits).map_err(|e| EngineError::Inference(e.to_string()))?;
+        }
+        ctx.decode(&mut batch).map_err(|e| EngineError::Inference(e.to_string()))?;
+    }
+    let prompt_done = Instant::now();
+
+    let s = &g.sampling;
+    let (mut sampler, sampler_name) = if s.temperature <= 0.0 {
+        (LlamaSampler::greedy(), "greedy".to_owned())
+    } else {
+        let mut chain = Vec::new();
+        if s.top_p < 1.0 {
+            chain.push(LlamaSampler::top_p(s.top_p, 1));
+        }
+        chain.push(LlamaSampler::temp(s.temperature));
+        chain.push(LlamaSampler::dist(s.seed));
+        let name = format!("top_p={} temp={} dist(seed={})", s.top_p, s.temperature, s.seed);
+        (LlamaSampler::chain_simple(chain), name)
+    };
+
+    let mut out: Vec<u8> = Vec::new();
+    let mut finish_reason = "length";
+    let mut completion_tokens = 0;
+    let mut pos = tokens.len() as i32;
+    let mut logits_at = batch.n_tokens() - 1;
+    while completion_tokens < s.max_tokens {
+        check(Instant::now())?;
+        let token = sampler.sample(&ctx, logits_at);
+        sampler.accept(token);
+        completion_tokens += 1;
+        if vocab.is_eog(token) {
+            finish_reason = "stop";
+            break;
+        }
+        out.extend_from_slice(&vocab.token_to_piece(token, false, None));
+        if let Some(end) = stop_at(&out, &s.stop) {
+            out.truncate(end);
+            finish_reason = "stop";
+            break;
+        }
+        if completion_tokens == s.max_tokens {
+            break;
+        }
+        batch.clear();
+        batch.add(token, pos, &[0], true).map_err(|e| EngineError::Inference(e.to_string()))?;
+        pos += 1;
+        logits_at = 0;
+        ctx.decode(&mut batch).map_err(|e| EngineError::Inference(e.to_string()))?;
+    }
+    let done = Instant::now();
+    Ok(Generated {
+        text: String::from_utf8_lossy(&out).into_owned(),
+        finish_reason,
+        prompt_tokens: tokens.len(),
+        completion_tokens,
+        token_ids_sha256,
+        sampler: sampler_name,
+        prompt_ms: (prompt_done - started).as_secs_f64() * 1e3,
+        generation_ms: (done - prompt_done).as_secs_f64() * 1e3,
+    })
+}
+
+/// The prompt's tokens: BOS only when asked (the plan decided it), never EOS.
+fn prompt_tokens(model: &LlamaModel, text: &str, add_bos: bool, parse_special: bool) -> Vec<LlamaToken> {
+    let vocab = model.vocab();
+    let mut tokens = Vec::new();
+    if add_bos {
+        tokens.push(vocab.bos());
+    }
+    tokens.extend(vocab.tokenize(text.as_bytes(), false, parse_special));
+    tokens
+}
+
+/// Where the earliest stop string begins in the output, if one has appeared.
+fn stop_at(out: &[u8], stops: &[String]) -> Option<usize> {
+    stops.iter().filter(|s| !s.is_empty()).filter_map(|s| out.windows(s.len()).position(|w| w == s.as_bytes())).min()
+}
+
+/// The hex SHA-256 of a file's bytes.
+pub fn sha256_file(path: &Path) -> Result<String, EngineError> {
+    let read_err = |e: std::io::Error| EngineError::Read { path: path.to_owned(), message: e.to_string() };
+    let mut file = std::fs::File::open(path).map_err(read_err)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = std::io::Read::read(&mut file, &mut buf).map_err(read_err)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_strings_cut_at_the_earliest() {
+        let stops = vec!["\n\n".to_owned(), "END".to_owned()];
+        assert_eq!(stop_at(b"abc END\n\n", &stops), Some(4));
+        assert_eq!(stop_at(b"abc\n\nEND", &stops), Some(3));
+        assert_eq!(stop_at(b"abc", &stops), None);
+        assert_eq!(stop_at(b"abc", &[String::new()]), None);
+    }
+
+    #[test]
+    fn the_recorded_bindings_version_is_the_locked_one() {
+        let lock = include_str!("../../../Cargo.lock");
+        let entry =
+            lock.split("[[package]]").find(|p| p.contains("name = \"llama-cpp-sys-2\"")).expect("in Cargo.lock");
+        assert!(entry.contains(&format!("version = \"{LLAMA_CPP_SYS_VERSION}\"")), "{entry}");
+    }
+}

@@ -1,0 +1,171 @@
+//! `local-gguf` endpoints: GGUF models run in-process on llama.cpp.
+//!
+//! The plan (in `parallax-core`) has already rendered each request to the exact text the
+//! tokenizer is fed, with whether to add BOS and the SHA-256 of the GGUF file and template
+//! it was rendered for. This crate only tokenizes that text, checks that the file it loads
+//! is the one planned, and generates. Each result carries its provenance: the token ids'
+//! SHA-256, the GGUF's and template's SHA-256, the llama.cpp build and the thread count —
+//! what a remote endpoint cannot prove.
+//!
+//! One model is resident per process ([`Engine::global`]); the runner groups local work by
+//! model so that each is loaded once.
+
+mod engine;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pub use engine::{Engine, EngineError, Generated, Generation, LLAMA_CPP_SYS_VERSION, Sampling, sha256_file};
+use parallax_providers::{Provider, Reply, SendError, SendFuture, SendRequest};
+use serde_json::{Value as Json, json};
+
+/// Defaults where a spec leaves sampling open (recorded in each result's provenance).
+pub const DEFAULT_MAX_TOKENS: usize = 256;
+pub const DEFAULT_TEMPERATURE: f32 = 1.0;
+
+/// The provider of one `local-gguf` endpoint.
+pub struct LocalProvider {
+    /// The provider's model name (the plan's `requested_model`) → its GGUF file.
+    files: HashMap<String, PathBuf>,
+    threads: usize,
+}
+
+impl LocalProvider {
+    /// `threads`: inference threads; `None` for every core of this machine.
+    pub fn new(files: HashMap<String, PathBuf>, threads: Option<usize>) -> LocalProvider {
+        let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        LocalProvider { files, threads }
+    }
+
+    /// The file a request's model name runs on, for grouping work by model.
+    pub fn file(&self, model: &str) -> Option<&PathBuf> {
+        self.files.get(model)
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+}
+
+/// Sets the flag when the call is dropped (timed out, or aborted by the user), so the
+/// generation stops at its next token.
+struct CancelOnDrop(Arc<AtomicBool>);
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+fn bad_request(message: impl Into<String>) -> SendError {
+    SendError::Local { message: message.into(), retryable: false }
+}
+
+/// The parts of a rendered local request (see `parallax_core::plan`).
+struct Request {
+    model: String,
+    prompt: String,
+    add_bos: bool,
+    parse_special: bool,
+    gguf_sha256: String,
+    template_sha256: Option<String>,
+    sampling: Sampling,
+}
+
+fn parse(body: &[u8]) -> Result<Request, SendError> {
+    let v: Json = serde_json::from_slice(body).map_err(|e| bad_request(format!("local request is not JSON: {e}")))?;
+    let str_field = |k: &str| v.get(k).and_then(Json::as_str).map(str::to_owned);
+    let field = |k: &str| str_field(k).ok_or_else(|| bad_request(format!("local request lacks `{k}`")));
+    let stop = match v.get("stop") {
+        Some(Json::Array(items)) => items.iter().filter_map(Json::as_str).map(str::to_owned).collect(),
+        _ => Vec::new(),
+    };
+    // A sample's seed is `seed + k - 1` (the plan's rule); llama.cpp takes 32 bits of it.
+    let seed = v.get("seed").and_then(Json::as_i64).unwrap_or(0) as u32;
+    Ok(Request {
+        model: field("model")?,
+        prompt: field("prompt")?,
+        add_bos: v.get("add_bos").and_then(Json::as_bool).unwrap_or(false),
+        parse_special: v.get("parse_special").and_then(Json::as_bool).unwrap_or(false),
+        gguf_sha256: field("gguf_sha256")?,
+        template_sha256: str_field("template_sha256"),
+        sampling: Sampling {
+            temperature: v.get("temperature").and_then(Json::as_f64).map_or(DEFAULT_TEMPERATURE, |t| t as f32),
+            top_p: v.get("top_p").and_then(Json::as_f64).map_or(1.0, |p| p as f32),
+            max_tokens: v.get("max_tokens").and_then(Json::as_u64).map_or(DEFAULT_MAX_TOKENS, |m| m as usize),
+            seed,
+            stop,
+        },
+    })
+}
+
+impl Provider for LocalProvider {
+    fn send<'a>(&'a self, request: SendRequest<'a>) -> SendFuture<'a> {
+        Box::pin(async move {
+            let req = parse(request.body)?;
+            let file = self
+                .files
+                .get(&req.model)
+                .cloned()
+                .ok_or_else(|| bad_request(format!("this endpoint has no model `{}`", req.model)))?;
+            let threads = self.threads;
+            let timeout = request.timeout;
+            let cancel = Arc::new(AtomicBool::new(false));
+            let _guard = CancelOnDrop(cancel.clone());
+            let req = Arc::new(req);
+            let job = {
+                let req = req.clone();
+                tokio::task::spawn_blocking(move || {
+                    let g = Generation {
+                        file: &file,
+                        gguf_sha256: &req.gguf_sha256,
+                        prompt: &req.prompt,
+                        add_bos: req.add_bos,
+                        parse_special: req.parse_special,
+                        sampling: req.sampling.clone(),
+                        threads,
+                    };
+                    // The timeout counts from when the engine is free: one generation at a time.
+                    Engine::global().generate(&g, Some(timeout), &cancel)
+                })
+            };
+            let generated = job.await.map_err(|e| SendError::Local { message: e.to_string(), retryable: true })?;
+            let generated = generated.map_err(|e| match e {
+                EngineError::Timeout(d) => SendError::Timeout(d),
+                e => SendError::Local { retryable: e.retryable(), message: e.to_string() },
+            })?;
+            Ok(reply(&req, generated, threads))
+        })
+    }
+}
+
+fn reply(req: &Request, g: Generated, threads: usize) -> Reply {
+    let tokens_per_s = |n: usize, ms: f64| if ms > 0.0 { n as f64 * 1e3 / ms } else { 0.0 };
+    Reply {
+        http_status: None,
+        // The planned file's SHA-256 was checked against the loaded file's before generating.
+        reported_model: Some(req.model.clone()),
+        text: Some(g.text),
+        finish_reason: Some(g.finish_reason.to_owned()),
+        usage: Some(json!({
+            "prompt_tokens": g.prompt_tokens,
+            "completion_tokens": g.completion_tokens,
+            "total_tokens": g.prompt_tokens + g.completion_tokens,
+        })),
+        provenance: Some(json!({
+            "engine": "llama.cpp",
+            "build": format!("llama-cpp-sys-2 {LLAMA_CPP_SYS_VERSION}, parallax-local {}", env!("CARGO_PKG_VERSION")),
+            "threads": threads,
+            "gguf_sha256": req.gguf_sha256,
+            "template_sha256": req.template_sha256,
+            "token_ids_sha256": g.token_ids_sha256,
+            "add_bos": req.add_bos,
+            "parse_special": req.parse_special,
+            "sampler": g.sampler,
+            "max_tokens": req.sampling.max_tokens,
+            "prompt_tokens_per_s": tokens_per_s(g.prompt_tokens, g.prompt_ms),
+            "generation_tokens_per_s": tokens_per_s(g.completion_tokens, g.generation_ms),
+        })),
+    }
+}
