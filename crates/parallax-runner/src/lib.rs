@@ -28,6 +28,10 @@ pub struct EndpointRuntime {
     pub provider: Arc<dyn Provider>,
     pub concurrency: Option<usize>,
     pub rate_per_s: Option<f64>,
+    /// For an in-process model: what must be resident to serve it (its file). Only one is
+    /// resident at a time, so the runner works through one residency's endpoints before
+    /// the next's, and each model is loaded once.
+    pub residency: Option<String>,
 }
 
 pub struct RunConfig {
@@ -164,6 +168,16 @@ pub async fn run(
         endpoints.iter().map(|(_, e)| e.concurrency.map(|c| Arc::new(Semaphore::new(c)))).collect();
     let stopping = Arc::new(AtomicBool::new(false));
     let mut in_flight_by_endpoint = vec![0usize; endpoints.len()];
+    // Residencies in a fixed order; `active` is the one whose endpoints may claim now.
+    let mut residencies: Vec<&str> = endpoints.iter().filter_map(|(_, e)| e.residency.as_deref()).collect();
+    residencies.sort_unstable();
+    residencies.dedup();
+    let residency_of: Vec<Option<usize>> = endpoints
+        .iter()
+        .map(|(_, e)| e.residency.as_deref().map(|r| residencies.binary_search(&r).expect("listed")))
+        .collect();
+    let mut active = 0usize;
+    let mut idle_turns = 0usize;
 
     let shared = Arc::new(Shared { in_flight: Mutex::new(HashMap::new()), committed: Notify::new() });
     let (done_tx, done_rx) = mpsc::unbounded_channel::<Done>();
@@ -213,6 +227,9 @@ pub async fn run(
             if free > 0 && paced > 0 {
                 for k in 0..endpoints.len() {
                     let i = (rotate + k) % endpoints.len();
+                    if residency_of[i].is_some_and(|r| r != active) {
+                        continue;
+                    }
                     let ahead = if claim_ahead > 0 { 2 } else { 1 };
                     let cap = endpoints[i]
                         .1
@@ -244,6 +261,24 @@ pub async fn run(
                 summary.parked += batch.parked;
                 summary.failed += batch.failed;
                 claimed = batch.claims.len();
+                let active_claimed = batch
+                    .claims
+                    .iter()
+                    .any(|c| index.get(&c.endpoint).is_some_and(|&i| residency_of[i] == Some(active)));
+                if !residencies.is_empty() {
+                    let active_busy =
+                        (0..endpoints.len()).any(|i| residency_of[i] == Some(active) && in_flight_by_endpoint[i] > 0);
+                    if active_claimed || active_busy {
+                        idle_turns = 0;
+                    } else if idle_turns < residencies.len() {
+                        // Nothing left for the resident model now: move on to the next.
+                        active = (active + 1) % residencies.len();
+                        idle_turns += 1;
+                        if claimed == 0 {
+                            continue;
+                        }
+                    }
+                }
                 for claim in batch.claims {
                     let Some(&i) = index.get(&claim.endpoint) else {
                         return Err(RunError::MissingEndpoint(claim.endpoint.clone()));
@@ -334,6 +369,8 @@ pub async fn run(
             if backlog_full {
                 sleep = sleep.min(Duration::from_millis(1));
             }
+            // After a wait, work may have come due for any model: look at each again.
+            idle_turns = 0;
             tokio::select! {
                 Some(i) = freed_rx.recv() => {
                     in_flight -= 1;
@@ -433,8 +470,9 @@ async fn call(provider: &dyn Provider, claim: Claim, timeout: Duration, policy: 
                 response_text: reply.text,
                 finish_reason: reply.finish_reason,
                 usage: reply.usage,
+                provenance: reply.provenance,
             };
-            (Next::Succeeded(record), Settled::Succeeded, Some(reply.http_status), false, None)
+            (Next::Succeeded(Box::new(record)), Settled::Succeeded, reply.http_status, false, None)
         }
         Err(e) => {
             let (next, settled) = decide(&e, claim.attempt_in_budget, policy);

@@ -47,6 +47,25 @@ pub enum Command {
     Classify(ClassifyArgs),
     /// Findings: refusal rates with intervals, significant differences, divergent answers, audits
     Report(ReportArgs),
+    /// Check the catalog's models: raw-mode sentinels (do answers look instruction-tuned?)
+    /// and chat-mode BOS (is it doubled?)
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Check only this model id
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Check only this region
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Tokens each sentinel answer may have
+    #[arg(long, default_value_t = 32)]
+    pub max_tokens: usize,
+    /// Print the checks as JSON (`{"ok", "checks": [...]}`)
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

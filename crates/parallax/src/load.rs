@@ -6,6 +6,7 @@ use anyhow::anyhow;
 use parallax_core::{Catalog, Diagnostics, JobSpec, Plan};
 
 use crate::exit::Failure;
+use crate::local::{self, LocalUnit};
 
 pub fn catalog(path: &Path) -> Result<Catalog, Failure> {
     let text = std::fs::read_to_string(path).map_err(|e| {
@@ -24,8 +25,8 @@ pub fn spec(path: &Path) -> Result<JobSpec, Failure> {
     JobSpec::parse(&text, path, &mut read).map_err(|d| diagnostics("job spec", d))
 }
 
-/// The spec, the catalog and the plan they make.
-pub fn plan(spec_path: &Path, catalog_path: &Path) -> Result<(JobSpec, Catalog, Plan), Failure> {
+/// The spec, the catalog, the plan they make, and the plan's local models.
+pub fn plan(spec_path: &Path, catalog_path: &Path) -> Result<(JobSpec, Catalog, Plan, Vec<LocalUnit>), Failure> {
     // Read both before failing, so the user sees every problem in one go.
     let spec = spec(spec_path);
     let catalog = catalog(catalog_path);
@@ -35,8 +36,10 @@ pub fn plan(spec_path: &Path, catalog_path: &Path) -> Result<(JobSpec, Catalog, 
         (Err(Failure::Input(a)), Err(Failure::Input(b))) => return Err(Failure::input(anyhow!("{a}\n{b}"))),
         (Err(e), Err(_)) => return Err(e),
     };
-    let plan = Plan::build(&spec, &catalog).map_err(|d| diagnostics("job spec", d))?;
-    Ok((spec, catalog, plan))
+    let units = local::units(&spec, &catalog, catalog_path)?;
+    let context = local::plan_context(&units, &catalog);
+    let plan = Plan::build_with(&spec, &catalog, &context).map_err(|d| diagnostics("job spec", d))?;
+    Ok((spec, catalog, plan, units))
 }
 
 fn diagnostics(what: &str, d: Diagnostics) -> Failure {

@@ -5,6 +5,7 @@ mod commands;
 mod exit;
 mod html;
 mod load;
+mod local;
 mod output;
 mod progress;
 
@@ -39,6 +40,7 @@ fn main() -> ExitCode {
             Command::Results(args) => commands::results::run(&cli.global, args).await,
             Command::Classify(args) => commands::classify::run(&cli.global, args).await,
             Command::Report(args) => commands::report::run(&cli.global, args).await,
+            Command::Doctor(args) => commands::doctor::run(&cli.global, args).await,
         }
     });
     // Calls abandoned by a second Ctrl-C must not keep the process alive.

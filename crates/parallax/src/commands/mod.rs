@@ -1,6 +1,7 @@
 //! One module per verb.
 
 pub mod classify;
+pub mod doctor;
 pub mod plan;
 pub mod report;
 pub mod results;

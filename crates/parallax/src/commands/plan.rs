@@ -7,7 +7,7 @@ use crate::exit::{Code, Failure, Outcome};
 use crate::{load, output};
 
 pub async fn run(global: &Global, args: &PlanArgs) -> Outcome {
-    let (spec, _catalog, plan) = load::plan(&args.spec, &global.config)?;
+    let (spec, _catalog, plan, _local) = load::plan(&args.spec, &global.config)?;
     let recorded = match super::open_existing_store(global).await? {
         Some(store) => store.current_job(&plan.base_job_id).await?,
         None => None,

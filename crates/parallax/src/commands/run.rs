@@ -15,7 +15,7 @@ use crate::exit::{Code, Failure, Outcome};
 use crate::{load, progress};
 
 pub async fn run(global: &Global, args: &RunArgs) -> Outcome {
-    let (spec, catalog, plan) = load::plan(&args.spec, &global.config)?;
+    let (spec, catalog, plan, local_units) = load::plan(&args.spec, &global.config)?;
     let mut policy = spec.run.clone();
     if let Some(c) = args.concurrency {
         if c == 0 {
@@ -29,8 +29,14 @@ pub async fn run(global: &Global, args: &RunArgs) -> Outcome {
 
     // Providers before the store: a missing API key is bad input and must write nothing.
     let mut endpoints = HashMap::new();
+    for unit in &local_units {
+        endpoints.insert(unit.unit.clone(), crate::local::runtime(unit)?);
+    }
     for (model, region) in spec.models.iter().flat_map(|m| spec.regions.iter().map(move |r| (m, r))) {
         let (endpoint, _) = catalog.resolve(model, region).expect("the plan resolved every model and region");
+        if endpoint.kind == parallax_core::EndpointKind::LocalGguf {
+            continue;
+        }
         let name = format!("{region}/{}", endpoint.name);
         if endpoints.contains_key(&name) {
             continue;
@@ -55,6 +61,7 @@ pub async fn run(global: &Global, args: &RunArgs) -> Outcome {
                 provider: Arc::new(provider),
                 concurrency: endpoint.concurrency,
                 rate_per_s: endpoint.rate_per_s,
+                residency: None,
             },
         );
     }

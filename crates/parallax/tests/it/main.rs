@@ -6,6 +6,7 @@ mod support;
 mod attribution;
 mod crash;
 mod faults;
+mod local;
 mod plan;
 mod report;
 mod run;

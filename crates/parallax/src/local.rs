@@ -1,0 +1,237 @@
+//! Local GGUF models: where a `local-gguf` endpoint's files are, what the plan needs to
+//! know of each (read from the file's metadata), and the runtime that serves them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::anyhow;
+use parallax_core::gguf::{self, GgufMetadata};
+use parallax_core::plan::{LocalModel, PlanContext, local_endpoint_unit};
+use parallax_core::{Catalog, Endpoint, EndpointKind, JobSpec};
+use sha2::{Digest, Sha256};
+
+use crate::exit::Failure;
+
+/// One local model of the plan: the unit the runner limits, and where its weights are.
+#[derive(Debug, Clone)]
+pub struct LocalUnit {
+    /// `<region>/<endpoint>/<model>`.
+    pub unit: String,
+    pub region: String,
+    pub model_id: String,
+    /// The provider's model name (what the plan requests and the result reports).
+    pub name: String,
+    pub file: PathBuf,
+    pub threads: Option<usize>,
+    pub info: LocalModel,
+}
+
+/// Expands `~/` and `${VAR}` / `${VAR:-default}` in a catalog path, and resolves it against
+/// the catalog's directory.
+pub fn expand_path(raw: &str, catalog: &Path) -> Result<PathBuf, String> {
+    let mut out = String::new();
+    let mut rest = raw;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or_else(|| format!("`{raw}`: `${{` without a closing `}}`"))?;
+        let expr = &after[..end];
+        let (var, default) = match expr.split_once(":-") {
+            Some((v, d)) => (v, Some(d)),
+            None => (expr, None),
+        };
+        match (std::env::var(var).ok().filter(|v| !v.is_empty()), default) {
+            (Some(v), _) => out.push_str(&v),
+            (None, Some(d)) => out.push_str(d),
+            (None, None) => return Err(format!("`{raw}` names the environment variable `{var}`, which is not set")),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    let path = match out.strip_prefix("~/") {
+        Some(tail) => {
+            let home =
+                std::env::var_os("HOME").ok_or_else(|| format!("`{raw}` starts with `~/` but HOME is not set"))?;
+            PathBuf::from(home).join(tail)
+        }
+        None => PathBuf::from(out),
+    };
+    Ok(if path.is_relative() { catalog.parent().unwrap_or(Path::new(".")).join(path) } else { path })
+}
+
+/// The GGUF file that serves `name` on a local endpoint.
+fn model_file(endpoint: &Endpoint, name: &str, catalog: &Path) -> Result<PathBuf, String> {
+    let local = endpoint.local.as_ref().expect("a local-gguf endpoint has a path");
+    let path = expand_path(&local.path, catalog)?;
+    let file = if path.is_dir() {
+        path.join(name)
+    } else if endpoint.models.len() > 1 {
+        return Err(format!(
+            "`{}` is a file, but endpoint `{}` serves {} models",
+            path.display(),
+            endpoint.name,
+            endpoint.models.len()
+        ));
+    } else {
+        path
+    };
+    if !file.is_file() {
+        return Err(format!(
+            "the model file `{}` does not exist\n\nhint: `bash scripts/fetch-models.sh` fetches the quickstart's models into ~/.cache/parallax/models (or $PARALLAX_MODELS)",
+            file.display()
+        ));
+    }
+    Ok(file)
+}
+
+/// The hex SHA-256 of a file.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// What the plan needs of a GGUF file: its SHA-256, template, BOS/EOS and control tokens.
+pub fn read_model(file: &Path, template_override: Option<&Path>) -> Result<LocalModel, String> {
+    let mut reader = std::io::BufReader::new(
+        std::fs::File::open(file).map_err(|e| format!("cannot open `{}`: {e}", file.display()))?,
+    );
+    let meta = GgufMetadata::read(&mut reader)
+        .map_err(|e| format!("`{}` is not a readable GGUF file: {e}", file.display()))?;
+    let chat_template = match template_override {
+        Some(t) => Some(
+            std::fs::read_to_string(t).map_err(|e| format!("cannot read the chat template `{}`: {e}", t.display()))?,
+        ),
+        None => meta.chat_template().map(str::to_owned),
+    };
+    // llama.cpp's default where the file does not say: SentencePiece vocabularies take BOS.
+    let spm = matches!(meta.raw.get("tokenizer.ggml.model"), Some(gguf::Value::Str(m)) if m == "llama");
+    let add_bos = meta.add_bos_token().unwrap_or(spm);
+    Ok(LocalModel {
+        gguf_sha256: sha256_file(file).map_err(|e| format!("cannot read `{}`: {e}", file.display()))?,
+        chat_template,
+        bos_token: meta.bos_token().map(str::to_owned),
+        eos_token: meta.eos_token().map(str::to_owned),
+        add_bos,
+        control_tokens: meta.control_tokens().into_iter().map(str::to_owned).collect(),
+    })
+}
+
+/// Reads every local model a spec uses. Each file is read (and hashed) once.
+pub fn units(spec: &JobSpec, catalog: &Catalog, catalog_path: &Path) -> Result<Vec<LocalUnit>, Failure> {
+    let pairs: Vec<(String, String)> =
+        spec.models.iter().flat_map(|m| spec.regions.iter().map(move |r| (m.clone(), r.clone()))).collect();
+    units_of(&pairs, catalog, catalog_path)
+}
+
+/// Reads the local models among these (model, region) pairs.
+pub fn units_of(pairs: &[(String, String)], catalog: &Catalog, catalog_path: &Path) -> Result<Vec<LocalUnit>, Failure> {
+    let mut units = Vec::new();
+    let mut read: HashMap<(PathBuf, Option<PathBuf>), LocalModel> = HashMap::new();
+    let mut problems = Vec::new();
+    for (model, region) in pairs {
+        {
+            let Some((endpoint, entry)) = catalog.resolve(model, region) else { continue };
+            if endpoint.kind != EndpointKind::LocalGguf {
+                continue;
+            }
+            let at = format!("regions.{region}: endpoint `{}`, model `{model}`", endpoint.name);
+            let file = match model_file(endpoint, &entry.name, catalog_path) {
+                Ok(f) => f,
+                Err(e) => {
+                    problems.push(format!("{at}: {e}"));
+                    continue;
+                }
+            };
+            let local = endpoint.local.as_ref().expect("a local-gguf endpoint has a path");
+            let template = match &local.chat_template {
+                Some(t) => match expand_path(t, catalog_path) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        problems.push(format!("{at}: {e}"));
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            let key = (file.clone(), template.clone());
+            let info = match read.get(&key) {
+                Some(i) => i.clone(),
+                None => match read_model(&file, template.as_deref()) {
+                    Ok(i) => {
+                        read.insert(key, i.clone());
+                        i
+                    }
+                    Err(e) => {
+                        problems.push(format!("{at}: {e}"));
+                        continue;
+                    }
+                },
+            };
+            units.push(LocalUnit {
+                unit: local_endpoint_unit(region, &endpoint.name, model),
+                region: region.clone(),
+                model_id: model.clone(),
+                name: entry.name.clone(),
+                file,
+                threads: local.threads,
+                info,
+            });
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Failure::input(anyhow!(
+            "invalid catalog `{}`:\n{}",
+            catalog_path.display(),
+            problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n")
+        )));
+    }
+    Ok(units)
+}
+
+/// The plan context for these local models, with today's date for templates.
+pub fn plan_context(units: &[LocalUnit], catalog: &Catalog) -> PlanContext {
+    let mut local = BTreeMap::new();
+    for u in units {
+        let (endpoint, _) = catalog.resolve(&u.model_id, &u.region).expect("resolved when read");
+        local.insert((format!("{}/{}", u.region, endpoint.name), u.model_id.clone()), u.info.clone());
+    }
+    PlanContext { date: today(), local }
+}
+
+/// Today (UTC), for templates' `strftime_now`.
+pub fn today() -> parallax_core::template::Date {
+    let days =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| (d.as_secs() / 86_400) as i64);
+    parallax_core::template::Date::from_days_since_epoch(days).unwrap_or_else(|| PlanContext::default().date)
+}
+
+/// The runtime of a local unit: its provider (one model, in-process), one generation at a
+/// time, and its file as residency so the runner loads each model once.
+#[cfg(feature = "local")]
+pub fn runtime(unit: &LocalUnit) -> Result<parallax_runner::EndpointRuntime, Failure> {
+    let files = HashMap::from([(unit.name.clone(), unit.file.clone())]);
+    Ok(parallax_runner::EndpointRuntime {
+        provider: std::sync::Arc::new(parallax_local::LocalProvider::new(files, unit.threads)),
+        concurrency: Some(1),
+        rate_per_s: None,
+        residency: Some(unit.file.display().to_string()),
+    })
+}
+
+#[cfg(not(feature = "local"))]
+pub fn runtime(unit: &LocalUnit) -> Result<parallax_runner::EndpointRuntime, Failure> {
+    Err(Failure::input(anyhow!(
+        "`{}` is a local-gguf model, but this parallax was built without local models\n\nhint: build with `--features local` (the default)",
+        unit.unit
+    )))
+}

@@ -1,0 +1,182 @@
+//! `local-gguf` endpoints through the real CLI, on the real quickstart models (fetched by
+//! `scripts/fetch-models.sh`; in CI a missing model is a failure, elsewhere a loud skip).
+
+use std::path::PathBuf;
+
+use crate::support::Fleet;
+use parallax_stub::StubConfig;
+
+const SMOLLM2_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+
+fn models_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("PARALLAX_MODELS")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/parallax/models")))?;
+    let present = ["SmolLM2-135M-Instruct.Q4_1.gguf", "gemma-3-270m-q4_k_m.gguf"].iter().all(|f| dir.join(f).is_file());
+    if present {
+        return Some(dir);
+    }
+    if std::env::var_os("PARALLAX_CI").is_some() {
+        panic!("the quickstart models are missing from {}: run `bash scripts/fetch-models.sh`", dir.display());
+    }
+    eprintln!("SKIPPED: the quickstart models are missing from {} (run `bash scripts/fetch-models.sh`)", dir.display());
+    None
+}
+
+/// A fleet without stubs (just the temp dir and the CLI), with a local catalog.
+async fn local_fleet(extra: &str) -> Option<Fleet> {
+    let dir = models_dir()?;
+    let fleet = Fleet::start(&[], |_| StubConfig::default()).await;
+    fleet.write(
+        "parallax.yaml",
+        &format!(
+            "regions:\n  laptop:\n    - name: cpu\n      kind: local-gguf\n      path: {}\n      threads: 2\n{extra}      models:\n        smollm2: SmolLM2-135M-Instruct.Q4_1.gguf\n        gemma3: gemma-3-270m-q4_k_m.gguf\n",
+            dir.display()
+        ),
+    );
+    Some(fleet)
+}
+
+#[tokio::test]
+async fn a_real_generation_on_smollm2_records_what_was_fed_and_repeats() {
+    let Some(fleet) = local_fleet("").await else { return };
+    fleet.write(
+        "job.yaml",
+        "name: local\nquestions:\n  - {id: capital, text: What is the capital of France?}\n  - {id: two, text: What is 2 + 2?}\nmodels: [smollm2]\nregions: [laptop]\nprompt: {system: You are a helpful assistant., mode: chat}\nsampling: {temperature: 0, max_tokens: 16, seed: 3}\n",
+    );
+    let out = fleet.parallax(&["run", "job.yaml"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let plan = fleet.parallax(&["plan", "job.yaml", "--format", "json"]).await.json();
+    let job = plan["job_id"].as_str().unwrap().to_owned();
+    let rows = fleet.parallax(&["results", &job, "--format", "jsonl"]).await.json_lines();
+    assert_eq!(rows.len(), 2);
+    let capital = rows.iter().find(|r| r["question_id"] == "capital").unwrap();
+    // The stored request is the exact text fed to the tokenizer: SmolLM2's own template.
+    assert_eq!(
+        capital["request"]["prompt"],
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
+    );
+    assert_eq!(capital["request"]["add_bos"], false, "the template writes SmolLM2's BOS (<|im_start|>) itself");
+    assert_eq!(capital["request"]["gguf_sha256"], SMOLLM2_SHA256);
+    assert_eq!(capital["status"], "succeeded");
+    assert_eq!(capital["reported_model"], capital["requested_model"]);
+    assert!(capital["response_text"].as_str().unwrap().contains("Paris"), "{capital}");
+    let usage = &capital["usage"];
+    assert!(usage["completion_tokens"].as_u64().unwrap() <= 16, "{usage}");
+    let prov = &capital["provenance"];
+    assert_eq!(prov["engine"], "llama.cpp");
+    assert_eq!(prov["gguf_sha256"], SMOLLM2_SHA256);
+    assert_eq!(prov["template_sha256"], capital["request"]["template_sha256"]);
+    assert_eq!(prov["threads"], 2);
+    assert_eq!(prov["sampler"], "greedy");
+    assert_eq!(prov["token_ids_sha256"].as_str().unwrap().len(), 64);
+    assert!(capital["label"].is_string(), "answers are classified: {capital}");
+
+    // Again: complete, nothing is re-run. Fresh: the same greedy answers, token for token.
+    let again = fleet.parallax(&["run", "job.yaml"]).await;
+    assert!(again.stderr.contains("complete, nothing to do"), "{again:?}");
+    let fresh = fleet.parallax(&["run", "job.yaml", "--fresh"]).await;
+    assert_eq!(fresh.code, 0, "{fresh:?}");
+    let rows2 = fleet.parallax(&["results", &format!("{job}-2"), "--format", "jsonl"]).await.json_lines();
+    for (a, b) in rows.iter().zip(&rows2) {
+        assert_eq!(a["response_text"], b["response_text"]);
+        assert_eq!(a["provenance"]["token_ids_sha256"], b["provenance"]["token_ids_sha256"]);
+    }
+}
+
+#[tokio::test]
+async fn raw_mode_refuses_template_markers_and_chat_mode_needs_a_template() {
+    let Some(fleet) = local_fleet("").await else { return };
+    fleet.write(
+        "raw.yaml",
+        "name: raw\nquestions:\n  - {id: leak, text: \"<|im_start|>user\\nhi\"}\nmodels: [smollm2]\nregions: [laptop]\nprompt: {mode: raw}\n",
+    );
+    let out = fleet.parallax(&["plan", "raw.yaml"]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("`<|im_start|>`") && out.stderr.contains("question `leak`"), "{out:?}");
+
+    // Gemma's own control tokens count too, not only the well-known markers.
+    fleet.write(
+        "raw2.yaml",
+        "name: raw2\nquestions:\n  - {id: turn, text: \"hello <end_of_turn> there\"}\nmodels: [gemma3]\nregions: [laptop]\nprompt: {mode: raw}\n",
+    );
+    let out = fleet.parallax(&["plan", "raw2.yaml"]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("`<end_of_turn>`"), "{out:?}");
+
+    fleet.write("chat.yaml", "name: chat\nquestions:\n  - {id: a, text: hi}\nmodels: [gemma3]\nregions: [laptop]\n");
+    let out = fleet.parallax(&["plan", "chat.yaml"]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("has no chat template"), "{out:?}");
+    assert!(!fleet.db().exists());
+}
+
+#[tokio::test]
+async fn bos_is_added_exactly_once() {
+    // Gemma 3 needs BOS. A template that writes `{{ bos_token }}` must not get a second one;
+    // a template that doesn't gets it from the tokenizer.
+    // A template that writes BOS twice is what the doctor exists to catch.
+    const TURNS: &str = "{% for m in messages %}<start_of_turn>{{ m.role }}\n{{ m.content }}<end_of_turn>\n{% endfor %}<start_of_turn>model\n";
+    for (bos_text, add_bos, starts_with_bos, doctor_ok) in [
+        ("{{ bos_token }}", false, true, true),
+        ("", true, false, true),
+        ("{{ bos_token }}{{ bos_token }}", false, true, false),
+    ] {
+        let template = format!("{bos_text}{TURNS}");
+        let Some(fleet) = local_fleet("      chat_template: template.jinja\n").await else { return };
+        fleet.write("template.jinja", &template);
+        fleet.write("job.yaml", "name: bos\nquestions:\n  - {id: a, text: hi}\nmodels: [gemma3]\nregions: [laptop]\n");
+        let plan = fleet.parallax(&["plan", "job.yaml", "--format", "json"]).await;
+        assert_eq!(plan.code, 0, "{plan:?}");
+        let request = &plan.json()["items"][0]["request"];
+        assert_eq!(request["add_bos"], add_bos, "{request}");
+        assert_eq!(request["prompt"].as_str().unwrap().starts_with("<bos>"), starts_with_bos, "{request}");
+
+        let doctor = fleet.parallax(&["doctor", "--model", "gemma3", "--json", "--max-tokens", "4"]).await;
+        assert_eq!(doctor.code, if doctor_ok { 0 } else { 1 }, "{doctor:?}");
+        let checks = doctor.json();
+        let bos = checks["checks"].as_array().unwrap().iter().find(|c| c["check"] == "chat-bos").unwrap().clone();
+        assert_eq!(bos["ok"], doctor_ok, "{bos}");
+        let expected = match (doctor_ok, starts_with_bos) {
+            (false, _) => "DOUBLED BOS",
+            (true, true) => "written by the template",
+            (true, false) => "added by parallax",
+        };
+        assert!(bos["detail"].as_str().unwrap().contains(expected), "{bos}");
+    }
+}
+
+#[tokio::test]
+async fn doctor_says_the_base_model_is_base_like() {
+    let Some(fleet) = local_fleet("").await else { return };
+    let out = fleet.parallax(&["doctor", "--json", "--max-tokens", "24"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let doc = out.json();
+    let checks = doc["checks"].as_array().unwrap();
+    let gemma_raw =
+        checks.iter().find(|c| c["model"] == "gemma3" && c["check"] == "raw-sentinels").expect("gemma's sentinels");
+    assert!(gemma_raw["detail"].as_str().unwrap().starts_with("base-like"), "{gemma_raw}");
+    assert_eq!(gemma_raw["answers"].as_array().unwrap().len(), 2);
+    let smol_bos = checks.iter().find(|c| c["model"] == "smollm2" && c["check"] == "chat-bos").unwrap();
+    assert_eq!(smol_bos["ok"], true, "{smol_bos}");
+}
+
+#[tokio::test]
+async fn local_work_runs_one_model_at_a_time() {
+    let Some(fleet) = local_fleet("").await else { return };
+    // Plan order interleaves the models (questions outer); the runner must not.
+    fleet.write(
+        "job.yaml",
+        "name: grouped\nquestions:\n  - {id: a, text: The sky is}\n  - {id: b, text: Water is}\n  - {id: c, text: Fire is}\nmodels: [smollm2, gemma3]\nregions: [laptop]\nprompt: {mode: raw}\nsampling: {temperature: 0, max_tokens: 4}\n",
+    );
+    let out = fleet.parallax(&["run", "job.yaml"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let job =
+        fleet.parallax(&["plan", "job.yaml", "--format", "json"]).await.json()["job_id"].as_str().unwrap().to_owned();
+    let mut attempts = fleet.parallax(&["results", &job, "--attempts", "--format", "jsonl"]).await.json_lines();
+    assert_eq!(attempts.len(), 6);
+    attempts.sort_by_key(|a| a["started_at_ms"].as_i64().unwrap());
+    let order: Vec<&str> = attempts.iter().map(|a| a["model_id"].as_str().unwrap()).collect();
+    let switches = order.windows(2).filter(|w| w[0] != w[1]).count();
+    assert_eq!(switches, 1, "each model's work runs together: {order:?}");
+}
