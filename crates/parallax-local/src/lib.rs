@@ -96,6 +96,7 @@ fn parse(body: &[u8]) -> Result<Request, SendError> {
             max_tokens: v.get("max_tokens").and_then(Json::as_u64).map_or(DEFAULT_MAX_TOKENS, |m| m as usize),
             seed,
             stop,
+            ignore_eos: false,
         },
     })
 }

@@ -29,7 +29,7 @@ fn model(file: &str) -> Option<PathBuf> {
 }
 
 fn greedy(max_tokens: usize) -> Sampling {
-    Sampling { temperature: 0.0, top_p: 1.0, max_tokens, seed: 0, stop: Vec::new() }
+    Sampling { temperature: 0.0, top_p: 1.0, max_tokens, seed: 0, stop: Vec::new(), ignore_eos: false }
 }
 
 const CHAT: &str = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n";

@@ -233,6 +233,7 @@ async fn local_checks(unit: &local::LocalUnit, max_tokens: usize) -> Result<Vec<
                     max_tokens,
                     seed: 0,
                     stop: Vec::new(),
+                    ignore_eos: false,
                 },
                 threads,
             };
