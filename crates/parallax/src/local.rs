@@ -12,6 +12,7 @@ use parallax_core::{Catalog, Endpoint, EndpointKind, JobSpec};
 use sha2::{Digest, Sha256};
 
 use crate::exit::Failure;
+use crate::hub;
 
 /// One local model of the plan: the unit the runner limits, and where its weights are.
 #[derive(Debug, Clone)]
@@ -60,10 +61,24 @@ pub fn expand_path(raw: &str, catalog: &Path) -> Result<PathBuf, String> {
     Ok(if path.is_relative() { catalog.parent().unwrap_or(Path::new(".")).join(path) } else { path })
 }
 
-/// The GGUF file that serves `name` on a local endpoint.
+/// The GGUF file that serves `name` on a local endpoint. Either may be a Hugging Face
+/// reference (`hf:owner/repo/file.gguf`, see [`crate::hub`]), downloaded on first use.
 fn model_file(endpoint: &Endpoint, name: &str, catalog: &Path) -> Result<PathBuf, String> {
     let local = endpoint.local.as_ref().expect("a local-gguf endpoint has a path");
+    if let Some(reference) = hub::HubRef::parse(&local.path).transpose()? {
+        if endpoint.models.len() > 1 {
+            return Err(format!(
+                "`path: {reference}` is one file, but endpoint `{}` serves {} models\n\nhint: name each model `hf:<owner>/<repo>/<file>.gguf` under `models:` and make `path:` the directory to download into",
+                endpoint.name,
+                endpoint.models.len()
+            ));
+        }
+        return hub::fetch(&reference, &hub::models_dir()?);
+    }
     let path = expand_path(&local.path, catalog)?;
+    if let Some(reference) = hub::HubRef::parse(name).transpose()? {
+        return hub::fetch(&reference, &path);
+    }
     let file = if path.is_dir() {
         path.join(name)
     } else if endpoint.models.len() > 1 {

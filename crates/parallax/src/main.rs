@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod exit;
 mod html;
+mod hub;
 mod load;
 mod local;
 mod output;
