@@ -9,7 +9,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::Response;
 
-use crate::support::Fleet;
+use crate::support::{Fleet, quickstart_models};
 use parallax_stub::StubConfig;
 
 const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -18,18 +18,7 @@ const REPO: &str = "parallax-test/SmolLM2-135M-Instruct-GGUF";
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
 fn smollm2_file() -> Option<PathBuf> {
-    let dir = std::env::var_os("PARALLAX_MODELS")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/parallax/models")))?;
-    let file = dir.join(SMOLLM2);
-    if file.is_file() {
-        return Some(file);
-    }
-    if std::env::var_os("PARALLAX_CI").is_some() {
-        panic!("the quickstart models are missing from {}: run `bash scripts/fetch-models.sh`", dir.display());
-    }
-    eprintln!("SKIPPED: the quickstart models are missing from {} (run `bash scripts/fetch-models.sh`)", dir.display());
-    None
+    quickstart_models(&[SMOLLM2]).map(|dir| dir.join(SMOLLM2))
 }
 
 /// A fake hub: `GET /{REPO}/resolve/{revision}/{SMOLLM2}` with HTTP ranges, the headers

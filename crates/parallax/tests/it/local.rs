@@ -1,31 +1,14 @@
 //! `local-gguf` endpoints through the real CLI, on the real quickstart models (fetched by
 //! `scripts/fetch-models.sh`; in CI a missing model is a failure, elsewhere a loud skip).
 
-use std::path::PathBuf;
-
-use crate::support::Fleet;
+use crate::support::{Fleet, quickstart_models};
 use parallax_stub::StubConfig;
 
 const SMOLLM2_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 
-fn models_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("PARALLAX_MODELS")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/parallax/models")))?;
-    let present = ["SmolLM2-135M-Instruct.Q4_1.gguf", "gemma-3-270m-q4_k_m.gguf"].iter().all(|f| dir.join(f).is_file());
-    if present {
-        return Some(dir);
-    }
-    if std::env::var_os("PARALLAX_CI").is_some() {
-        panic!("the quickstart models are missing from {}: run `bash scripts/fetch-models.sh`", dir.display());
-    }
-    eprintln!("SKIPPED: the quickstart models are missing from {} (run `bash scripts/fetch-models.sh`)", dir.display());
-    None
-}
-
 /// A fleet without stubs (just the temp dir and the CLI), with a local catalog.
 async fn local_fleet(extra: &str) -> Option<Fleet> {
-    let dir = models_dir()?;
+    let dir = quickstart_models(&["SmolLM2-135M-Instruct.Q4_1.gguf", "gemma-3-270m-q4_k_m.gguf"])?;
     let fleet = Fleet::start(&[], |_| StubConfig::default()).await;
     fleet.write(
         "parallax.yaml",

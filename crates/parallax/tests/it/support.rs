@@ -139,3 +139,20 @@ pub fn spec(n: usize, models: &[&str], regions: &[&str], extra: &str) -> String 
 pub fn job_id(plan_json: &serde_json::Value) -> String {
     plan_json["job_id"].as_str().expect("job_id").to_owned()
 }
+
+/// The quickstart's models directory when every named model is in it (fetched by
+/// `scripts/fetch-models.sh`); otherwise `None` with a loud skip — and in CI
+/// (`PARALLAX_CI`), where a missing model is a failure, a panic.
+pub fn quickstart_models(files: &[&str]) -> Option<PathBuf> {
+    let dir = std::env::var_os("PARALLAX_MODELS")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/parallax/models")))?;
+    if files.iter().all(|f| dir.join(f).is_file()) {
+        return Some(dir);
+    }
+    if std::env::var_os("PARALLAX_CI").is_some() {
+        panic!("the quickstart models are missing from {}: run `bash scripts/fetch-models.sh`", dir.display());
+    }
+    eprintln!("SKIPPED: the quickstart models are missing from {} (run `bash scripts/fetch-models.sh`)", dir.display());
+    None
+}
