@@ -132,10 +132,10 @@ impl Provider for LocalProvider {
                 })
             };
             let generated = job.await.map_err(|e| SendError::Local { message: e.to_string(), retryable: true })?;
-            let generated = generated.map_err(|e| match e {
-                EngineError::Timeout(d) => SendError::Timeout(d),
-                e => SendError::Local { retryable: e.retryable(), message: e.to_string() },
-            })?;
+            // In-process work is never billed, so a timeout here is a local failure (retried),
+            // not the possibly billed `SendError::Timeout` of a remote call.
+            let generated =
+                generated.map_err(|e| SendError::Local { retryable: e.retryable(), message: e.to_string() })?;
             Ok(reply(&req, generated, threads))
         })
     }

@@ -163,3 +163,25 @@ async fn local_work_runs_one_model_at_a_time() {
     let switches = order.windows(2).filter(|w| w[0] != w[1]).count();
     assert_eq!(switches, 1, "each model's work runs together: {order:?}");
 }
+
+#[tokio::test]
+async fn a_local_timeout_is_retried_and_never_possibly_billed() {
+    let Some(fleet) = local_fleet("").await else { return };
+    // Under `park`, a possibly billed failure would park the item: a local one must not.
+    fleet.write(
+        "job.yaml",
+        "name: slow\nquestions:\n  - {id: a, text: Tell me a long story.}\nmodels: [smollm2]\nregions: [laptop]\nsampling: {temperature: 0, max_tokens: 400}\nrun: {timeout_s: 0.05, max_attempts: 2, on_possibly_billed: park}\n",
+    );
+    let out = fleet.parallax(&["run", "job.yaml"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    let job =
+        fleet.parallax(&["plan", "job.yaml", "--format", "json"]).await.json()["job_id"].as_str().unwrap().to_owned();
+    let attempts = fleet.parallax(&["results", &job, "--attempts", "--format", "jsonl"]).await.json_lines();
+    assert_eq!(attempts.len(), 2, "retried once, then failed: {attempts:?}");
+    for a in &attempts {
+        assert_eq!(a["possibly_billed"], false, "{a}");
+        assert!(a["error"].as_str().unwrap().contains("timed out"), "{a}");
+    }
+    let rows = fleet.parallax(&["results", &job, "--format", "jsonl"]).await.json_lines();
+    assert_eq!(rows[0]["status"], "failed");
+}
