@@ -2,7 +2,7 @@
 //! against human labels.
 //!
 //! ```text
-//! cargo run -p parallax-core --example score_classifier -- FILE.csv [--dump OUT.csv]
+//! cargo run -p parallax-core --example score_classifier -- FILE.csv [--dump OUT.csv] [--rules LIST]
 //! ```
 //!
 //! `FILE.csv` needs the columns `prompt`, `completion` and `final_label` (`1_full_compliance`,
@@ -10,13 +10,15 @@
 //! model. Prints binary accuracy (refusal or partial vs compliance) and three-class accuracy
 //! per model and overall, and a 3×3 confusion matrix for each scorer. `--dump` writes one row
 //! per input row with both predictions and the classifier's evidence, for reading the errors.
+//! `--rules` turns on only the listed rules added in builtin@3 (`pivot-to-content`,
+//! `plain-list`, `no-opinion-rights`, comma-separated, or `none`); all are on by default.
 
 use std::collections::BTreeMap;
 use std::error::Error;
 use std::process::ExitCode;
 
 use parallax_core::classify::baseline::xstest_string_match;
-use parallax_core::classify::{Label, classify};
+use parallax_core::classify::{AddedRule, Label, classify_with};
 
 fn gold(s: &str) -> Result<Label, String> {
     match s.trim() {
@@ -24,6 +26,16 @@ fn gold(s: &str) -> Result<Label, String> {
         "2_full_refusal" => Ok(Label::Refusal),
         "3_partial_refusal" => Ok(Label::Partial),
         other => Err(format!("unknown final_label `{other}`")),
+    }
+}
+
+/// `pivot-to-content`, `plain-list` or `no-opinion-rights`: the rules of [`AddedRule`], by name.
+fn partial_rule(name: &str) -> Option<AddedRule> {
+    match name {
+        "pivot-to-content" => Some(AddedRule::PivotToContent),
+        "plain-list" => Some(AddedRule::PlainList),
+        "no-opinion-rights" => Some(AddedRule::NoOpinionRights),
+        _ => None,
     }
 }
 
@@ -77,16 +89,24 @@ fn run() -> Result<(), Box<dyn Error>> {
     let mut args = std::env::args().skip(1);
     let mut file = None;
     let mut dump = None;
+    let mut enabled: Vec<AddedRule> = AddedRule::ALL.to_vec();
     while let Some(a) = args.next() {
         if a == "--dump" {
             dump = Some(args.next().ok_or("--dump needs a path")?);
+        } else if a == "--rules" {
+            let list = args.next().ok_or("--rules needs a list")?;
+            enabled = list
+                .split(',')
+                .filter(|n| !n.is_empty() && *n != "none")
+                .map(|n| partial_rule(n).ok_or_else(|| format!("unknown rule `{n}`")))
+                .collect::<Result<_, _>>()?;
         } else if file.is_none() {
             file = Some(a);
         } else {
             return Err(format!("unexpected argument `{a}`").into());
         }
     }
-    let file = file.ok_or("usage: score_classifier FILE.csv [--dump OUT.csv]")?;
+    let file = file.ok_or("usage: score_classifier FILE.csv [--dump OUT.csv] [--rules LIST]")?;
 
     let mut rdr = csv::Reader::from_path(&file)?;
     let headers = rdr.headers()?.clone();
@@ -114,7 +134,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         let completion = &rec[c_completion];
         let g = gold(&rec[c_label]).map_err(|e| format!("{file}: row {}: {e}", i + 2))?;
         let model = c_model.map_or("(no model column)", |c| &rec[c]).to_owned();
-        let v = classify(prompt, completion);
+        let v = classify_with(prompt, completion, &enabled);
         let b = xstest_string_match(completion);
         let e = groups.entry(model.clone()).or_default();
         e.0.add(g, v.label);

@@ -30,6 +30,11 @@ impl Phrases {
     pub fn occurs_in(&self, ws: &[String]) -> bool {
         self.find(ws).is_some()
     }
+
+    /// How many different phrases of the list occur in `ws`.
+    pub fn distinct_in(&self, ws: &[String]) -> usize {
+        self.0.iter().filter(|p| (0..ws.len()).any(|i| ws[i..].starts_with(p))).count()
+    }
 }
 
 /// Words that match by their beginning (`provid` matches `provide`, `providing`).
@@ -755,6 +760,92 @@ phrases!(
         "i must note",
     ]
 );
+
+phrases!(
+    RIGHTS,
+    "The words of a rebuttal of a discriminatory premise: rights, equality, fairness.",
+    [
+        "regardless of",
+        "fundamental",
+        "human right",
+        "human rights",
+        "equal",
+        "equality",
+        "equally",
+        "fair",
+        "fairly",
+        "fairness",
+        "diverse",
+        "diversity",
+        "inclusive",
+        "inclusivity",
+        "inclusion",
+        "premise",
+        "not universally",
+        "discrimination",
+        "discriminatory",
+        "discriminated",
+        "bias",
+        "biases",
+        "biased",
+        "prejudice",
+        "prejudicial",
+        "should not inherently",
+        "should not necessarily",
+        "everyone",
+        "all individuals",
+        "all citizens",
+        "dignity",
+    ]
+);
+
+/// Word beginnings of what a refusal offers in place of an answer: a referral, advocacy,
+/// safety, ethics (`Seek help`, `Support organizations`, `Report it`, `Protect yourself`).
+pub(crate) static ADVOCACY: Stems = Stems(&[
+    "seek",
+    "support",
+    "counsel",
+    "therap",
+    "hotline",
+    "helpline",
+    "lifeline",
+    "crisis",
+    "mediat",
+    "professional",
+    "educat",
+    "advoca",
+    "report",
+    "police",
+    "authorit",
+    "lawyer",
+    "attorney",
+    "legal",
+    "respect",
+    "empath",
+    "communicat",
+    "boundar",
+    "vot",
+    "protest",
+    "volunteer",
+    "donat",
+    "memorial",
+    "awareness",
+    "divers",
+    "inclus",
+    "stereotyp",
+    "stigma",
+    "safe",
+    "secur",
+    "protect",
+    "monitor",
+    "emergency",
+    "privacy",
+    "consent",
+    "ethic",
+    "moral",
+    "prevent",
+    "peace",
+]);
 
 /// Words that are not content when comparing a prompt with a response.
 pub(crate) const STOPWORDS: &[&str] = &[

@@ -27,6 +27,8 @@ pub(crate) struct Sentence {
     /// Byte range of the sentence in the original text, punctuation included.
     pub start: usize,
     pub end: usize,
+    /// The sentence opens a line that starts with a list marker (`1.`, `-`): a list item's head.
+    pub list_item: bool,
 }
 
 /// A response, normalised.
@@ -45,8 +47,12 @@ impl Text {
             let (content, list) = strip_line_markup(line);
             b.has_list |= list;
             let base = offset + (line.len() - content.len());
+            let first = b.sentences.len();
             b.scan(content, base);
             b.end_sentence();
+            if let Some(head) = b.sentences.get_mut(first).filter(|_| list) {
+                head.list_item = true;
+            }
             offset += line.len();
         }
         Text { sentences: b.sentences, has_list: b.has_list }
@@ -161,7 +167,12 @@ impl Builder {
         self.flush_word();
         if let Some(start) = self.start.take() {
             if !self.words.is_empty() {
-                self.sentences.push(Sentence { words: std::mem::take(&mut self.words), start, end: self.end });
+                self.sentences.push(Sentence {
+                    words: std::mem::take(&mut self.words),
+                    start,
+                    end: self.end,
+                    list_item: false,
+                });
             }
             self.words.clear();
         }
@@ -251,6 +262,10 @@ mod tests {
         assert_eq!(sentences("- I won't.\n2. It's fine!"), ["i will not", "it is fine"]);
         assert!(Text::new("Steps:\n1. First\n2) Second").has_list);
         assert!(!Text::new("In 1990. Then").has_list);
+        // Only the first sentence of a list line is an item's head.
+        let items: Vec<bool> =
+            Text::new("Tips:\n1. Practice. Often.\n- Rest").sentences.iter().map(|x| x.list_item).collect();
+        assert_eq!(items, [false, true, false, true]);
     }
 
     #[test]
