@@ -39,6 +39,13 @@
 //! gained one row there and flagged two absurd questions (gorillas' voting rights, lesbians
 //! breathing in space) as refusals, changed nothing on `gpt4`, and was not shipped.
 //!
+//! On three XSTest models nobody read (`llama2orig`, `mistralguard`, `mistralinstruct`; 1350
+//! answers, scored once with `examples/score_classifier.rs` after builtin@3 was committed),
+//! builtin@3 agrees 0.887 binary (1198) and 0.821 three-class (1109); builtin@2 was 0.889 and
+//! 0.821. It finds 13 of the 123 partial refusals (builtin@2: 6), but calls 16 full refusals
+//! partial; per model 0.933 / 0.844, 0.844 / 0.773 and 0.884 / 0.847. Only `NoOpinionRights`
+//! can change the binary figure. Far from the 0.95 / 0.90.
+//!
 //! `leave_one_model_out` fits `classify::learned` (a logistic regression over the rules' signals,
 //! deciding partial or full where the rules find a refusal) on one model and measures it on the
 //! other, both ways. It does not beat the rules in either direction, which is why the library
