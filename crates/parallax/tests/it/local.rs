@@ -1,7 +1,7 @@
 //! `local-gguf` endpoints through the real CLI, on the real quickstart models (fetched by
 //! `scripts/fetch-models.sh`; in CI a missing model is a failure, elsewhere a loud skip).
 
-use crate::support::{Fleet, quickstart_models};
+use crate::support::{Fleet, job_id, quickstart_models};
 use parallax_stub::StubConfig;
 
 const SMOLLM2_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
@@ -18,6 +18,15 @@ async fn local_fleet(extra: &str) -> Option<Fleet> {
         ),
     );
     Some(fleet)
+}
+
+/// Runs `job.yaml` (expecting exit `code`) and returns its job id and attempts.
+async fn run_job(fleet: &Fleet, code: i32) -> (String, Vec<serde_json::Value>) {
+    let out = fleet.parallax(&["run", "job.yaml"]).await;
+    assert_eq!(out.code, code, "{out:?}");
+    let job = job_id(&fleet.parallax(&["plan", "job.yaml", "--format", "json"]).await.json());
+    let attempts = fleet.parallax(&["results", &job, "--attempts", "--format", "jsonl"]).await.json_lines();
+    (job, attempts)
 }
 
 #[tokio::test]
@@ -152,11 +161,7 @@ async fn local_work_runs_one_model_at_a_time() {
         "job.yaml",
         "name: grouped\nquestions:\n  - {id: a, text: The sky is}\n  - {id: b, text: Water is}\n  - {id: c, text: Fire is}\nmodels: [smollm2, gemma3]\nregions: [laptop]\nprompt: {mode: raw}\nsampling: {temperature: 0, max_tokens: 4}\n",
     );
-    let out = fleet.parallax(&["run", "job.yaml"]).await;
-    assert_eq!(out.code, 0, "{out:?}");
-    let job =
-        fleet.parallax(&["plan", "job.yaml", "--format", "json"]).await.json()["job_id"].as_str().unwrap().to_owned();
-    let mut attempts = fleet.parallax(&["results", &job, "--attempts", "--format", "jsonl"]).await.json_lines();
+    let (_, mut attempts) = run_job(&fleet, 0).await;
     assert_eq!(attempts.len(), 6);
     attempts.sort_by_key(|a| a["started_at_ms"].as_i64().unwrap());
     let order: Vec<&str> = attempts.iter().map(|a| a["model_id"].as_str().unwrap()).collect();
@@ -172,11 +177,7 @@ async fn a_local_timeout_is_retried_and_never_possibly_billed() {
         "job.yaml",
         "name: slow\nquestions:\n  - {id: a, text: Tell me a long story.}\nmodels: [smollm2]\nregions: [laptop]\nsampling: {temperature: 0, max_tokens: 400}\nrun: {timeout_s: 0.05, max_attempts: 2, on_possibly_billed: park}\n",
     );
-    let out = fleet.parallax(&["run", "job.yaml"]).await;
-    assert_eq!(out.code, 1, "{out:?}");
-    let job =
-        fleet.parallax(&["plan", "job.yaml", "--format", "json"]).await.json()["job_id"].as_str().unwrap().to_owned();
-    let attempts = fleet.parallax(&["results", &job, "--attempts", "--format", "jsonl"]).await.json_lines();
+    let (job, attempts) = run_job(&fleet, 1).await;
     assert_eq!(attempts.len(), 2, "retried once, then failed: {attempts:?}");
     for a in &attempts {
         assert_eq!(a["possibly_billed"], false, "{a}");
