@@ -44,6 +44,7 @@ fn main() {
     for run in 0..=runs {
         let g = Generation {
             file: &file,
+            file_sha256: Some(&sha),
             gguf_sha256: &sha,
             prompt: &prompt,
             add_bos: true,

@@ -71,6 +71,9 @@ pub struct Sampling {
 #[derive(Debug, Clone)]
 pub struct Generation<'a> {
     pub file: &'a Path,
+    /// The file's SHA-256 where the caller hashed it in this process already (the CLI
+    /// does, to plan); `None`: the engine hashes the file when it loads it.
+    pub file_sha256: Option<&'a str>,
     /// The SHA-256 the job was planned against; the loaded file must match it.
     pub gguf_sha256: &'a str,
     pub prompt: &'a str,
@@ -125,6 +128,11 @@ fn backend() -> Result<&'static LlamaBackend, EngineError> {
 }
 
 impl Engine {
+    /// Inference threads when a catalog does not say: every core of this machine.
+    pub fn default_threads() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+
     /// The engine of this process (llama.cpp's backend can be initialised only once).
     pub fn global() -> &'static Engine {
         ENGINE.get_or_init(|| Engine { resident: Mutex::new(None), loads: Default::default() })
@@ -133,14 +141,6 @@ impl Engine {
     /// Models loaded so far by this process.
     pub fn loads(&self) -> u64 {
         self.loads.load(Ordering::SeqCst)
-    }
-
-    /// Frees the resident model, if any.
-    pub fn unload(&self) {
-        let mut resident = self.resident.lock().unwrap_or_else(|p| p.into_inner());
-        if resident.take().is_some() {
-            return_freed_memory();
-        }
     }
 
     /// The token ids a text becomes on `file`'s vocabulary, as a generation would feed them.
@@ -153,7 +153,7 @@ impl Engine {
     ) -> Result<Vec<i32>, EngineError> {
         let backend = backend()?;
         let mut resident = self.resident.lock().unwrap_or_else(|p| p.into_inner());
-        let r = self.load(backend, &mut resident, file)?;
+        let r = self.load(backend, &mut resident, file, None)?;
         Ok(prompt_tokens(&r.model, text, add_bos, parse_special).iter().map(|t| t.0).collect())
     }
 
@@ -163,19 +163,25 @@ impl Engine {
         backend: &LlamaBackend,
         resident: &'r mut Option<Resident>,
         file: &Path,
+        known_sha256: Option<&str>,
     ) -> Result<&'r Resident, EngineError> {
-        if resident.as_ref().is_none_or(|r| r.file != file) {
-            // Free the old weights before mapping the new ones: one model resident at a time.
-            if resident.take().is_some() {
-                return_freed_memory();
-            }
-            let sha256 = sha256_file(file)?;
-            let model = LlamaModel::load_from_file(backend, file, &LlamaModelParams::default())
-                .map_err(|_| EngineError::Load { path: file.to_owned() })?;
-            self.loads.fetch_add(1, Ordering::SeqCst);
-            *resident = Some(Resident { file: file.to_owned(), sha256, model });
+        // Free the old weights before mapping the new ones: one model resident at a time.
+        if resident.take_if(|r| r.file != file).is_some() {
+            return_freed_memory();
         }
-        Ok(resident.as_ref().expect("loaded above"))
+        match resident {
+            Some(r) => Ok(r),
+            None => {
+                let sha256 = match known_sha256 {
+                    Some(s) => s.to_owned(),
+                    None => sha256_file(file)?,
+                };
+                let model = LlamaModel::load_from_file(backend, file, &LlamaModelParams::default())
+                    .map_err(|_| EngineError::Load { path: file.to_owned() })?;
+                self.loads.fetch_add(1, Ordering::SeqCst);
+                Ok(resident.insert(Resident { file: file.to_owned(), sha256, model }))
+            }
+        }
     }
 
     /// Runs one generation, loading its model first if another is resident. The timeout
@@ -189,7 +195,7 @@ impl Engine {
         let backend = backend()?;
         let mut resident = self.resident.lock().unwrap_or_else(|p| p.into_inner());
         let deadline = timeout.map(|t| Instant::now() + t);
-        let r = self.load(backend, &mut resident, g.file)?;
+        let r = self.load(backend, &mut resident, g.file, g.file_sha256)?;
         if r.sha256 != g.gguf_sha256 {
             return Err(EngineError::FileChanged {
                 path: g.file.to_owned(),
@@ -341,17 +347,8 @@ fn stop_at(out: &[u8], stops: &[String]) -> Option<usize> {
 /// The hex SHA-256 of a file's bytes.
 pub fn sha256_file(path: &Path) -> Result<String, EngineError> {
     let read_err = |e: std::io::Error| EngineError::Read { path: path.to_owned(), message: e.to_string() };
-    let mut file = std::fs::File::open(path).map_err(read_err)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = std::io::Read::read(&mut file, &mut buf).map_err(read_err)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    parallax_core::sha256_reader(file).map_err(read_err)
 }
 
 #[cfg(test)]

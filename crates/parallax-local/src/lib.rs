@@ -27,21 +27,16 @@ pub const DEFAULT_TEMPERATURE: f32 = 1.0;
 
 /// The provider of one `local-gguf` endpoint.
 pub struct LocalProvider {
-    /// The provider's model name (the plan's `requested_model`) → its GGUF file.
-    files: HashMap<String, PathBuf>,
+    /// The provider's model name (the plan's `requested_model`) → its GGUF file and the
+    /// file's SHA-256 as hashed for the plan (so the engine need not read it again).
+    files: HashMap<String, (PathBuf, String)>,
     threads: usize,
 }
 
 impl LocalProvider {
     /// `threads`: inference threads; `None` for every core of this machine.
-    pub fn new(files: HashMap<String, PathBuf>, threads: Option<usize>) -> LocalProvider {
-        let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        LocalProvider { files, threads }
-    }
-
-    /// The file a request's model name runs on, for grouping work by model.
-    pub fn file(&self, model: &str) -> Option<&PathBuf> {
-        self.files.get(model)
+    pub fn new(files: HashMap<String, (PathBuf, String)>, threads: Option<usize>) -> LocalProvider {
+        LocalProvider { files, threads: threads.unwrap_or_else(Engine::default_threads) }
     }
 
     pub fn threads(&self) -> usize {
@@ -105,7 +100,7 @@ impl Provider for LocalProvider {
     fn send<'a>(&'a self, request: SendRequest<'a>) -> SendFuture<'a> {
         Box::pin(async move {
             let req = parse(request.body)?;
-            let file = self
+            let (file, file_sha256) = self
                 .files
                 .get(&req.model)
                 .cloned()
@@ -120,6 +115,7 @@ impl Provider for LocalProvider {
                 tokio::task::spawn_blocking(move || {
                     let g = Generation {
                         file: &file,
+                        file_sha256: Some(&file_sha256),
                         gguf_sha256: &req.gguf_sha256,
                         prompt: &req.prompt,
                         add_bos: req.add_bos,

@@ -60,6 +60,7 @@ fn the_engine_on_the_real_models() {
     // Greedy decoding repeats exactly, and max_tokens ends it.
     let g = Generation {
         file: &smol,
+        file_sha256: None,
         gguf_sha256: &smol_sha,
         prompt: CHAT,
         add_bos: false,
@@ -112,6 +113,7 @@ fn the_engine_on_the_real_models() {
     let gemma_sha = sha256_file(&gemma).unwrap();
     let raw = Generation {
         file: &gemma,
+        file_sha256: None,
         gguf_sha256: &gemma_sha,
         prompt: "The capital of France is",
         add_bos: true,

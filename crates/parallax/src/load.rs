@@ -37,7 +37,7 @@ pub fn plan(spec_path: &Path, catalog_path: &Path) -> Result<(JobSpec, Catalog, 
         (Err(e), Err(_)) => return Err(e),
     };
     let units = local::units(&spec, &catalog, catalog_path)?;
-    let context = local::plan_context(&units, &catalog);
+    let context = local::plan_context(&units);
     let plan = Plan::build_with(&spec, &catalog, &context).map_err(|d| diagnostics("job spec", d))?;
     Ok((spec, catalog, plan, units))
 }

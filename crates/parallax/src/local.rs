@@ -1,15 +1,14 @@
 //! Local GGUF models: where a `local-gguf` endpoint's files are, what the plan needs to
 //! know of each (read from the file's metadata), and the runtime that serves them.
 
-use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
+use parallax_core::catalog::LocalEndpoint;
 use parallax_core::gguf::{self, GgufMetadata};
 use parallax_core::plan::{LocalModel, PlanContext, local_endpoint_unit};
-use parallax_core::{Catalog, Endpoint, EndpointKind, JobSpec};
-use sha2::{Digest, Sha256};
+use parallax_core::{Catalog, Endpoint, JobSpec};
 
 use crate::exit::Failure;
 use crate::hub;
@@ -19,6 +18,8 @@ use crate::hub;
 pub struct LocalUnit {
     /// `<region>/<endpoint>/<model>`.
     pub unit: String,
+    /// `<region>/<endpoint>`: with the model id, the plan's key for the model's facts.
+    pub endpoint: String,
     pub region: String,
     pub model_id: String,
     /// The provider's model name (what the plan requests and the result reports).
@@ -63,8 +64,7 @@ pub fn expand_path(raw: &str, catalog: &Path) -> Result<PathBuf, String> {
 
 /// The GGUF file that serves `name` on a local endpoint. Either may be a Hugging Face
 /// reference (`hf:owner/repo/file.gguf`, see [`crate::hub`]), downloaded on first use.
-fn model_file(endpoint: &Endpoint, name: &str, catalog: &Path) -> Result<PathBuf, String> {
-    let local = endpoint.local.as_ref().expect("a local-gguf endpoint has a path");
+fn model_file(endpoint: &Endpoint, local: &LocalEndpoint, name: &str, catalog: &Path) -> Result<PathBuf, String> {
     if let Some(reference) = hub::HubRef::parse(&local.path).transpose()? {
         if endpoint.models.len() > 1 {
             return Err(format!(
@@ -100,21 +100,6 @@ fn model_file(endpoint: &Endpoint, name: &str, catalog: &Path) -> Result<PathBuf
     Ok(file)
 }
 
-/// The hex SHA-256 of a file.
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
-
 /// What the plan needs of a GGUF file: its SHA-256, template, BOS/EOS and control tokens.
 pub fn read_model(file: &Path, template_override: Option<&Path>) -> Result<LocalModel, String> {
     let mut reader = std::io::BufReader::new(
@@ -132,7 +117,9 @@ pub fn read_model(file: &Path, template_override: Option<&Path>) -> Result<Local
     let spm = matches!(meta.raw.get("tokenizer.ggml.model"), Some(gguf::Value::Str(m)) if m == "llama");
     let add_bos = meta.add_bos_token().unwrap_or(spm);
     Ok(LocalModel {
-        gguf_sha256: sha256_file(file).map_err(|e| format!("cannot read `{}`: {e}", file.display()))?,
+        gguf_sha256: std::fs::File::open(file)
+            .and_then(parallax_core::sha256_reader)
+            .map_err(|e| format!("cannot read `{}`: {e}", file.display()))?,
         chat_template,
         bos_token: meta.bos_token().map(str::to_owned),
         eos_token: meta.eos_token().map(str::to_owned),
@@ -154,54 +141,51 @@ pub fn units_of(pairs: &[(String, String)], catalog: &Catalog, catalog_path: &Pa
     let mut read: HashMap<(PathBuf, Option<PathBuf>), LocalModel> = HashMap::new();
     let mut problems = Vec::new();
     for (model, region) in pairs {
-        {
-            let Some((endpoint, entry)) = catalog.resolve(model, region) else { continue };
-            if endpoint.kind != EndpointKind::LocalGguf {
+        // A `local-gguf` endpoint is the one kind with local settings (the catalog's rule).
+        let Some((endpoint, entry)) = catalog.resolve(model, region) else { continue };
+        let Some(local) = endpoint.local.as_ref() else { continue };
+        let at = format!("regions.{region}: endpoint `{}`, model `{model}`", endpoint.name);
+        let file = match model_file(endpoint, local, &entry.name, catalog_path) {
+            Ok(f) => f,
+            Err(e) => {
+                problems.push(format!("{at}: {e}"));
                 continue;
             }
-            let at = format!("regions.{region}: endpoint `{}`, model `{model}`", endpoint.name);
-            let file = match model_file(endpoint, &entry.name, catalog_path) {
-                Ok(f) => f,
+        };
+        let template = match &local.chat_template {
+            Some(t) => match expand_path(t, catalog_path) {
+                Ok(p) => Some(p),
                 Err(e) => {
                     problems.push(format!("{at}: {e}"));
                     continue;
                 }
-            };
-            let local = endpoint.local.as_ref().expect("a local-gguf endpoint has a path");
-            let template = match &local.chat_template {
-                Some(t) => match expand_path(t, catalog_path) {
-                    Ok(p) => Some(p),
-                    Err(e) => {
-                        problems.push(format!("{at}: {e}"));
-                        continue;
-                    }
-                },
-                None => None,
-            };
-            let key = (file.clone(), template.clone());
-            let info = match read.get(&key) {
-                Some(i) => i.clone(),
-                None => match read_model(&file, template.as_deref()) {
-                    Ok(i) => {
-                        read.insert(key, i.clone());
-                        i
-                    }
-                    Err(e) => {
-                        problems.push(format!("{at}: {e}"));
-                        continue;
-                    }
-                },
-            };
-            units.push(LocalUnit {
-                unit: local_endpoint_unit(region, &endpoint.name, model),
-                region: region.clone(),
-                model_id: model.clone(),
-                name: entry.name.clone(),
-                file,
-                threads: local.threads,
-                info,
-            });
-        }
+            },
+            None => None,
+        };
+        let key = (file.clone(), template.clone());
+        let info = match read.get(&key) {
+            Some(i) => i.clone(),
+            None => match read_model(&file, template.as_deref()) {
+                Ok(i) => {
+                    read.insert(key, i.clone());
+                    i
+                }
+                Err(e) => {
+                    problems.push(format!("{at}: {e}"));
+                    continue;
+                }
+            },
+        };
+        units.push(LocalUnit {
+            unit: local_endpoint_unit(region, &endpoint.name, model),
+            endpoint: format!("{region}/{}", endpoint.name),
+            region: region.clone(),
+            model_id: model.clone(),
+            name: entry.name.clone(),
+            file,
+            threads: local.threads,
+            info,
+        });
     }
     if !problems.is_empty() {
         return Err(Failure::input(anyhow!(
@@ -214,12 +198,8 @@ pub fn units_of(pairs: &[(String, String)], catalog: &Catalog, catalog_path: &Pa
 }
 
 /// The plan context for these local models, with today's date for templates.
-pub fn plan_context(units: &[LocalUnit], catalog: &Catalog) -> PlanContext {
-    let mut local = BTreeMap::new();
-    for u in units {
-        let (endpoint, _) = catalog.resolve(&u.model_id, &u.region).expect("resolved when read");
-        local.insert((format!("{}/{}", u.region, endpoint.name), u.model_id.clone()), u.info.clone());
-    }
+pub fn plan_context(units: &[LocalUnit]) -> PlanContext {
+    let local = units.iter().map(|u| ((u.endpoint.clone(), u.model_id.clone()), u.info.clone())).collect();
     PlanContext { date: today(), local }
 }
 
@@ -234,7 +214,7 @@ pub fn today() -> parallax_core::template::Date {
 /// time, and its file as residency so the runner loads each model once.
 #[cfg(feature = "local")]
 pub fn runtime(unit: &LocalUnit) -> Result<parallax_runner::EndpointRuntime, Failure> {
-    let files = HashMap::from([(unit.name.clone(), unit.file.clone())]);
+    let files = HashMap::from([(unit.name.clone(), (unit.file.clone(), unit.info.gguf_sha256.clone()))]);
     Ok(parallax_runner::EndpointRuntime {
         provider: std::sync::Arc::new(parallax_local::LocalProvider::new(files, unit.threads)),
         concurrency: Some(1),

@@ -126,16 +126,12 @@ fn selected(catalog: &Catalog, args: &DoctorArgs) -> Result<Vec<(String, String)
     if pairs.is_empty() {
         return Err(Failure::input(anyhow!(
             "no model of the catalog `{}` matches{}{}",
-            global_name(catalog),
+            catalog.file.display(),
             args.model.as_ref().map(|m| format!(" --model {m}")).unwrap_or_default(),
             args.region.as_ref().map(|r| format!(" --region {r}")).unwrap_or_default(),
         )));
     }
     Ok(pairs)
-}
-
-fn global_name(catalog: &Catalog) -> String {
-    catalog.file.display().to_string()
 }
 
 fn sentinel_check(model: &str, region: &str, endpoint: &str, answers: Vec<(&str, String)>) -> Check {
@@ -171,8 +167,8 @@ async fn local_checks(unit: &local::LocalUnit, max_tokens: usize) -> Result<Vec<
     let unit = unit.clone();
     tokio::task::spawn_blocking(move || {
         let engine = parallax_local::Engine::global();
-        let threads = unit.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let endpoint = unit.unit.rsplit_once('/').map_or(unit.unit.clone(), |(e, _)| e.to_owned());
+        let threads = unit.threads.unwrap_or_else(parallax_local::Engine::default_threads);
+        let endpoint = unit.endpoint.clone();
         let engine_err = |e: parallax_local::EngineError| Failure::Internal(anyhow!("{}: {e}", unit.file.display()));
         let mut checks = Vec::new();
         let check = |check, ok, detail: String, answers| Check {
@@ -223,6 +219,7 @@ async fn local_checks(unit: &local::LocalUnit, max_tokens: usize) -> Result<Vec<
                 .map_err(|e| Failure::Internal(anyhow!("{e}")))?;
             let g = parallax_local::Generation {
                 file: &unit.file,
+                file_sha256: Some(&unit.info.gguf_sha256),
                 gguf_sha256: &unit.info.gguf_sha256,
                 prompt: &text,
                 add_bos,
@@ -241,9 +238,7 @@ async fn local_checks(unit: &local::LocalUnit, max_tokens: usize) -> Result<Vec<
                 engine.generate(&g, Some(Duration::from_secs(300)), &AtomicBool::new(false)).map_err(engine_err)?;
             answers.push((name, out.text));
         }
-        let mut sentinel = sentinel_check(&unit.model_id, &unit.region, &endpoint, answers);
-        sentinel.endpoint = endpoint.clone();
-        checks.push(sentinel);
+        checks.push(sentinel_check(&unit.model_id, &unit.region, &endpoint, answers));
         Ok(checks)
     })
     .await
