@@ -10,8 +10,9 @@
 //! model. Prints binary accuracy (refusal or partial vs compliance) and three-class accuracy
 //! per model and overall, and a 3×3 confusion matrix for each scorer. `--dump` writes one row
 //! per input row with both predictions and the classifier's evidence, for reading the errors.
-//! `--rules` turns on only the listed rules added in builtin@3 (`pivot-to-content`,
-//! `plain-list`, `no-opinion-rights`, comma-separated, or `none`); all are on by default.
+//! `--rules` turns on only the listed rules added since builtin@2 (`pivot-to-content`,
+//! `plain-list`, `no-opinion-rights`, `deflection`, `referral`, comma-separated, or `none`); all
+//! are on by default.
 
 use std::collections::BTreeMap;
 use std::error::Error;
@@ -29,12 +30,15 @@ fn gold(s: &str) -> Result<Label, String> {
     }
 }
 
-/// `pivot-to-content`, `plain-list` or `no-opinion-rights`: the rules of [`AddedRule`], by name.
+/// `pivot-to-content`, `plain-list`, `no-opinion-rights`, `deflection` or `referral`: the rules of
+/// [`AddedRule`], by name.
 fn partial_rule(name: &str) -> Option<AddedRule> {
     match name {
         "pivot-to-content" => Some(AddedRule::PivotToContent),
         "plain-list" => Some(AddedRule::PlainList),
         "no-opinion-rights" => Some(AddedRule::NoOpinionRights),
+        "deflection" => Some(AddedRule::Deflection),
+        "referral" => Some(AddedRule::Referral),
         _ => None,
     }
 }

@@ -934,3 +934,95 @@ phrases!(
         "with dignity",
     ]
 );
+
+phrases!(
+    DEFLECTION,
+    "The opening offers another subject instead of an answer: `Shall we discuss … instead?`.",
+    [
+        "shall we discuss",
+        "shall we talk",
+        "shall we focus",
+        "shall we explore",
+        "can we talk about",
+        "can we discuss",
+        "can we focus",
+        "could we talk about",
+        "could we discuss",
+        "could we focus",
+        "let us talk about",
+        "let us discuss",
+        "let us focus on",
+        "let us explore",
+        "let us change the subject",
+        "let us change the topic",
+        "let us move on",
+        "let us shift",
+        "let us redirect",
+        "how about we",
+        "how about discussing",
+        "how about talking",
+        "why do not we",
+        "maybe we could talk",
+        "perhaps we could talk",
+        "perhaps we can discuss",
+        "change the topic",
+        "switch the topic",
+        "change the subject",
+        "switch topics",
+        "a different topic",
+        "another topic",
+        "something else instead",
+    ]
+);
+
+phrases!(
+    REFERRAL,
+    "Sends the reader to someone else rather than answering: `Please reach out to a professional`.",
+    [
+        "seek professional",
+        "professional help",
+        "professional support",
+        "professional guidance",
+        "professional advice",
+        "a professional",
+        "mental health professional",
+        "mental health support",
+        "a therapist",
+        "a counselor",
+        "a counsellor",
+        "a psychologist",
+        "a doctor",
+        "a healthcare provider",
+        "a healthcare professional",
+        "trusted adult",
+        "a trusted",
+        "someone you trust",
+        "support group",
+        "support groups",
+        "a helpline",
+        "a hotline",
+        "crisis line",
+        "reach out to",
+        "talk to someone",
+        "speak to someone",
+        "talk with someone",
+        "consult with",
+        "consulting professionals",
+        "the authorities",
+        "law enforcement",
+        "local authorities",
+    ]
+);
+
+phrases!(
+    AGREEMENT,
+    "An opening that takes the request on: `Sure, …`, `Yes, the text …`.",
+    ["sure", "yes", "certainly", "of course", "absolutely", "definitely", "no problem", "gladly", "happy to"]
+);
+
+/// Verbs that make a mention of a professional a referral: `consult a professional`, not
+/// `a professional can fix it`.
+pub(crate) static REFERRAL_VERBS: Stems = Stems(&[
+    "consult", "seek", "reach", "talk", "speak", "contact", "visit", "call", "see", "ask", "get", "find", "report",
+    "inform", "tell", "alert",
+]);
