@@ -56,6 +56,7 @@ fn main() {
                 seed: 0,
                 stop: Vec::new(),
                 ignore_eos: true,
+                grammar: None,
             },
             threads,
         };

@@ -41,6 +41,8 @@ pub enum EngineError {
     TooLong { prompt: usize, max_tokens: usize, context: usize },
     #[error("llama.cpp failed: {0}")]
     Inference(String),
+    #[error("llama.cpp cannot read the grammar: {0}")]
+    Grammar(String),
     #[error("timed out after {0:?}")]
     Timeout(std::time::Duration),
     #[error("cancelled")]
@@ -65,6 +67,9 @@ pub struct Sampling {
     pub stop: Vec<String>,
     /// Generate exactly `max_tokens`, past any end-of-generation token (benchmarks).
     pub ignore_eos: bool,
+    /// A GBNF grammar (root rule `root`) the output must follow, as llama.cpp reads it: a
+    /// judge's verdict is one of its label words, whatever the model's size.
+    pub grammar: Option<String>,
 }
 
 /// One generation to run.
@@ -260,17 +265,28 @@ fn run(
     let prompt_done = Instant::now();
 
     let s = &g.sampling;
-    let (mut sampler, sampler_name) = if s.temperature <= 0.0 {
-        (LlamaSampler::greedy(), "greedy".to_owned())
+    // The grammar goes first, so that what the others choose from is only what it allows.
+    let mut chain = Vec::new();
+    let mut names = Vec::new();
+    if let Some(grammar) = &s.grammar {
+        chain.push(LlamaSampler::grammar(model, grammar, "root").map_err(|e| EngineError::Grammar(e.to_string()))?);
+        names.push("grammar".to_owned());
+    }
+    if s.temperature <= 0.0 {
+        chain.push(LlamaSampler::greedy());
+        names.push("greedy".to_owned());
     } else {
-        let mut chain = Vec::new();
         if s.top_p < 1.0 {
             chain.push(LlamaSampler::top_p(s.top_p, 1));
         }
         chain.push(LlamaSampler::temp(s.temperature));
         chain.push(LlamaSampler::dist(s.seed));
-        let name = format!("top_p={} temp={} dist(seed={})", s.top_p, s.temperature, s.seed);
-        (LlamaSampler::chain_simple(chain), name)
+        names.push(format!("top_p={} temp={} dist(seed={})", s.top_p, s.temperature, s.seed));
+    }
+    let sampler_name = names.join(" ");
+    let mut sampler = match chain.len() {
+        1 => chain.remove(0),
+        _ => LlamaSampler::chain_simple(chain),
     };
 
     let mut out: Vec<u8> = Vec::new();
@@ -280,8 +296,8 @@ fn run(
     let mut logits_at = batch.n_tokens() - 1;
     while completion_tokens < s.max_tokens {
         check(Instant::now())?;
+        // `sample` also accepts the token into every sampler's state (the grammar's).
         let token = sampler.sample(&ctx, logits_at);
-        sampler.accept(token);
         completion_tokens += 1;
         if vocab.is_eog(token) && !s.ignore_eos {
             finish_reason = "stop";

@@ -92,6 +92,7 @@ fn parse(body: &[u8]) -> Result<Request, SendError> {
             seed,
             stop,
             ignore_eos: false,
+            grammar: str_field("grammar"),
         },
     })
 }

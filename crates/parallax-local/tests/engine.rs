@@ -29,7 +29,7 @@ fn model(file: &str) -> Option<PathBuf> {
 }
 
 fn greedy(max_tokens: usize) -> Sampling {
-    Sampling { temperature: 0.0, top_p: 1.0, max_tokens, seed: 0, stop: Vec::new(), ignore_eos: false }
+    Sampling { temperature: 0.0, top_p: 1.0, max_tokens, seed: 0, stop: Vec::new(), ignore_eos: false, grammar: None }
 }
 
 const CHAT: &str = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n";
@@ -74,6 +74,20 @@ fn the_engine_on_the_real_models() {
     assert!(a.text.contains("Paris"), "{:?}", a.text);
     assert!(a.completion_tokens <= 12 && a.prompt_tokens == 16, "{a:?}");
     assert_eq!(a.sampler, "greedy");
+
+    // A grammar holds the answer to its words, whatever the model would rather say; one it
+    // cannot read is a clear error, never a silent free-form answer.
+    let grammar = r#"root ::= "yes" | "no""#.to_owned();
+    let held = engine
+        .generate(&Generation { sampling: Sampling { grammar: Some(grammar), ..greedy(8) }, ..g.clone() }, None, &never)
+        .unwrap();
+    assert!(held.text == "yes" || held.text == "no", "{:?}", held.text);
+    assert_eq!(held.finish_reason, "stop", "the grammar ends at the end of its word");
+    assert_eq!(held.sampler, "grammar greedy");
+    let bad = Sampling { grammar: Some("root ::= (".to_owned()), ..greedy(8) };
+    let err = engine.generate(&Generation { sampling: bad, ..g.clone() }, None, &never).unwrap_err();
+    assert!(matches!(err, EngineError::Grammar(_)), "{err:?}");
+    assert!(!err.retryable());
 
     // A stop string ends generation and is not part of the answer.
     let first_word = a.text.split_whitespace().nth(1).unwrap().to_owned();

@@ -231,6 +231,7 @@ async fn local_checks(unit: &local::LocalUnit, max_tokens: usize) -> Result<Vec<
                     seed: 0,
                     stop: Vec::new(),
                     ignore_eos: false,
+                    grammar: None,
                 },
                 threads,
             };
