@@ -80,8 +80,9 @@ pub struct ClassifyArgs {
     /// Label again answers this classifier version already labelled
     #[arg(long)]
     pub all: bool,
-    /// Also ask a catalog model to grade each answer with parallax's fixed rubric; its
-    /// verdicts are stored beside the built-in labels, never over them
+    /// Also ask a catalog model (`openai-chat`, or a `local-gguf` chat model) to grade each
+    /// answer with parallax's fixed rubric; its verdicts are stored beside the built-in
+    /// labels, never over them
     #[arg(long, value_name = "MODEL@REGION", conflicts_with = "input")]
     pub judge: Option<String>,
 }

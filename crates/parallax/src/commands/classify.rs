@@ -96,36 +96,44 @@ async fn judge_job(global: &Global, store: &Store, job_id: &str, judge: &str, al
             global.config.display()
         )));
     };
-    if endpoint.kind != EndpointKind::OpenAiChat {
-        return Err(Failure::input(anyhow!(
-            "the judge must be served by an `openai-chat` endpoint; `{}` is `{}`",
-            endpoint.name,
-            endpoint.kind.as_str()
-        )));
-    }
-    let api_key = match &endpoint.api_key_env {
-        Some(var) => Some(
-            std::env::var(var).map_err(|_| Failure::input(anyhow!("the environment variable `{var}` is not set")))?,
-        ),
-        None => None,
+    let grader = match endpoint.kind {
+        EndpointKind::OpenAiChat => {
+            let api_key = match &endpoint.api_key_env {
+                Some(var) => Some(
+                    std::env::var(var)
+                        .map_err(|_| Failure::input(anyhow!("the environment variable `{var}` is not set")))?,
+                ),
+                None => None,
+            };
+            let concurrency = endpoint.concurrency.unwrap_or(8).max(1);
+            let provider = OpenAiProvider::new(&endpoint.base_url, api_key, concurrency)
+                .map_err(|e| Failure::Internal(e.into()))?;
+            Grader { provider: Arc::new(provider), concurrency, local: None, model: entry.name.clone() }
+        }
+        EndpointKind::LocalGguf => local_grader(global, &catalog, model, region)?,
+        other => {
+            return Err(Failure::input(anyhow!(
+                "the judge must be served by an `openai-chat` or `local-gguf` endpoint; `{}` is `{}`",
+                endpoint.name,
+                other.as_str()
+            )));
+        }
     };
-    let concurrency = endpoint.concurrency.unwrap_or(8).max(1);
-    let provider = Arc::new(
-        OpenAiProvider::new(&endpoint.base_url, api_key, concurrency).map_err(|e| Failure::Internal(e.into()))?,
-    );
     let name = judge::judge_name(model, region);
     let todo = store.to_label(job_id, &name, judge::JUDGE_RUBRIC_VERSION, all, 0, usize::MAX).await?;
-    let limit = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let limit = Arc::new(tokio::sync::Semaphore::new(grader.concurrency));
+    let grader = Arc::new(grader);
     let mut calls = tokio::task::JoinSet::new();
     for t in todo {
-        let (provider, limit, provider_model) = (provider.clone(), limit.clone(), entry.name.clone());
+        let body = grader.request(&t.question_text, &t.response_text)?;
+        let (grader, limit) = (grader.clone(), limit.clone());
         calls.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            let body = judge::judge_request(&provider_model, &t.question_text, &t.response_text);
             let key = parallax_core::sha256_hex(body.as_bytes());
-            let reply = provider
+            let reply = grader
+                .provider
                 .send(SendRequest {
-                    kind: EndpointKind::OpenAiChat,
+                    kind: grader.kind(),
                     body: body.as_bytes(),
                     idempotency_key: &key,
                     timeout: Duration::from_secs(120),
@@ -180,6 +188,63 @@ async fn judge_job(global: &Global, store: &Store, job_id: &str, judge: &str, al
         }
     }
     Ok(if unreadable > 0 || !failed.is_empty() { Code::SomeFailed } else { Code::Success })
+}
+
+/// The judge's provider, and how to write its requests.
+struct Grader {
+    provider: Arc<dyn Provider>,
+    concurrency: usize,
+    /// A `local-gguf` judge's model, its compiled chat template and the day for it.
+    local:
+        Option<(parallax_core::plan::LocalModel, parallax_core::template::ChatTemplate, parallax_core::template::Date)>,
+    /// The provider's model name.
+    model: String,
+}
+
+impl Grader {
+    fn kind(&self) -> EndpointKind {
+        if self.local.is_some() { EndpointKind::LocalGguf } else { EndpointKind::OpenAiChat }
+    }
+
+    fn request(&self, question: &str, answer: &str) -> Result<String, Failure> {
+        match &self.local {
+            None => Ok(judge::judge_request(&self.model, question, answer)),
+            Some((info, template, date)) => {
+                judge::judge_local_request(&self.model, info, template, *date, question, answer)
+                    .map_err(|e| Failure::input(anyhow!("the judge's chat template cannot render the rubric: {e}")))
+            }
+        }
+    }
+}
+
+/// A `local-gguf` judge: its model read from its file (a chat model: the rubric is a
+/// conversation), served in this process one grading at a time.
+fn local_grader(
+    global: &Global,
+    catalog: &parallax_core::Catalog,
+    model: &str,
+    region: &str,
+) -> Result<Grader, Failure> {
+    let units = crate::local::units_of(&[(model.to_owned(), region.to_owned())], catalog, &global.config)?;
+    let unit = units
+        .into_iter()
+        .next()
+        .ok_or_else(|| Failure::Internal(anyhow!("`{model}@{region}` is local but was not read")))?;
+    let Some(source) = unit.info.chat_template.as_deref() else {
+        return Err(Failure::input(anyhow!(
+            "the judge `{model}@{region}` has no chat template (a base model?), and the rubric is a conversation\n\nhint: judge with a chat model, or give the endpoint a `chat_template:` file"
+        )));
+    };
+    let template = parallax_core::template::ChatTemplate::new(source).map_err(|e| {
+        Failure::input(anyhow!("the chat template of the judge `{model}@{region}` does not compile: {e}"))
+    })?;
+    let runtime = crate::local::runtime(&unit)?;
+    Ok(Grader {
+        provider: runtime.provider,
+        concurrency: 1,
+        model: unit.name.clone(),
+        local: Some((unit.info, template, crate::local::today())),
+    })
 }
 
 /// `--input FILE.jsonl`: every line is checked first; on any bad line nothing is written.
