@@ -18,7 +18,8 @@
 //! without asking the hub (a branch is not re-checked: remove the `models--…` folder to
 //! update it). `HF_ENDPOINT` replaces `https://huggingface.co`; `HF_TOKEN` (else the token
 //! file of `$HF_HOME`, or `~/.cache/huggingface/token`) authenticates gated repositories.
-//! What is downloaded is said on stderr, with a progress bar on a terminal.
+//! What is downloaded is said on stderr, with a progress bar on a terminal. A download that
+//! receives nothing for `PARALLAX_HUB_STALL_SECS` (default 60) fails instead of hanging.
 
 use std::path::{Path, PathBuf};
 
@@ -145,21 +146,33 @@ pub fn fetch(reference: &HubRef, cache: &Path) -> Result<PathBuf, String> {
     let api = api.repo(repo);
     let url = api.url(&reference.file);
     let progress = Progress::new(format!("{reference} from {url} into {}", cache.display()));
+    let stall = stall_timeout()?;
+    let activity = progress.activity.clone();
     // `units_of` is synchronous and called from async commands: the download runs on a
     // thread of its own with its own runtime, whatever runtime the caller is on.
     let downloaded = std::thread::scope(|s| {
         s.spawn(|| {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            Ok::<_, std::io::Error>(runtime.block_on(api.download_with_progress(&reference.file, progress)))
+            Ok::<_, std::io::Error>(runtime.block_on(async {
+                // hf-hub sets no timeout: a hub that stops sending would hang the command.
+                tokio::select! {
+                    done = api.download_with_progress(&reference.file, progress) => Some(done),
+                    () = activity.stalled(stall) => None,
+                }
+            }))
         })
         .join()
     });
     match downloaded {
-        Ok(Ok(Ok(file))) => {
+        Ok(Ok(Some(Ok(file)))) => {
             eprintln!("downloaded {reference}: {}", file.display());
             Ok(file)
         }
-        Ok(Ok(Err(e))) => Err(download_error(reference, &url, &endpoint, &e)),
+        Ok(Ok(Some(Err(e)))) => Err(download_error(reference, &url, &endpoint, &e)),
+        Ok(Ok(None)) => Err(format!(
+            "cannot download `{reference}` from {url}: the hub sent nothing for {} s\n\nhint: the hub is {endpoint}; check the network, or raise {STALL_ENV} (seconds) on a slow link",
+            stall.as_secs()
+        )),
         Ok(Err(e)) => Err(format!("cannot download `{reference}`: cannot start a runtime: {e}")),
         Err(_) => Err(format!("cannot download `{reference}` from {url}: the download panicked")),
     }
@@ -208,12 +221,55 @@ fn chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// How long a download may go without receiving a byte, in seconds (default 60).
+#[cfg(feature = "local")]
+const STALL_ENV: &str = "PARALLAX_HUB_STALL_SECS";
+
+#[cfg(feature = "local")]
+fn stall_timeout() -> Result<std::time::Duration, String> {
+    match std::env::var(STALL_ENV).ok().filter(|v| !v.is_empty()) {
+        None => Ok(std::time::Duration::from_secs(60)),
+        Some(v) => match v.parse::<u64>() {
+            Ok(s) if s > 0 => Ok(std::time::Duration::from_secs(s)),
+            _ => Err(format!("{STALL_ENV}=`{v}`: expected a whole number of seconds above 0")),
+        },
+    }
+}
+
+/// When a download last heard from the hub (its start counts): the watchdog's clock.
+#[cfg(feature = "local")]
+#[derive(Clone)]
+struct Activity(std::sync::Arc<std::sync::Mutex<std::time::Instant>>);
+
+#[cfg(feature = "local")]
+impl Activity {
+    fn new() -> Activity {
+        Activity(std::sync::Arc::new(std::sync::Mutex::new(std::time::Instant::now())))
+    }
+
+    fn touch(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
+    }
+
+    /// Returns once `limit` has passed without a [`touch`](Self::touch).
+    async fn stalled(&self, limit: std::time::Duration) {
+        loop {
+            let last = *self.0.lock().unwrap_or_else(|p| p.into_inner());
+            match limit.checked_sub(last.elapsed()) {
+                Some(left) if !left.is_zero() => tokio::time::sleep(left).await,
+                _ => return,
+            }
+        }
+    }
+}
+
 /// Says on stderr what is being downloaded, with a bar on a terminal.
 #[cfg(feature = "local")]
 #[derive(Clone)]
 struct Progress {
     what: String,
     bar: Option<indicatif::ProgressBar>,
+    activity: Activity,
 }
 
 #[cfg(feature = "local")]
@@ -230,13 +286,14 @@ impl Progress {
             }
             bar
         });
-        Progress { what, bar }
+        Progress { what, bar, activity: Activity::new() }
     }
 }
 
 #[cfg(feature = "local")]
 impl hf_hub::api::tokio::Progress for Progress {
     async fn init(&mut self, size: usize, _filename: &str) {
+        self.activity.touch();
         eprintln!("downloading {} ({:.1} MB)", self.what, size as f64 / 1e6);
         if let Some(bar) = &self.bar {
             bar.set_length(size as u64);
@@ -245,6 +302,7 @@ impl hf_hub::api::tokio::Progress for Progress {
     }
 
     async fn update(&mut self, size: usize) {
+        self.activity.touch();
         if let Some(bar) = &self.bar {
             bar.inc(size as u64);
         }

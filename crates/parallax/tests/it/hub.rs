@@ -166,3 +166,38 @@ async fn an_unreachable_hub_is_an_input_error_naming_the_reference_the_url_and_t
     assert!(!out.stderr.contains("panicked"), "{out:?}");
     assert!(!fleet.db().exists());
 }
+
+/// A hub that takes the connection and then says nothing: the download gives up after
+/// `PARALLAX_HUB_STALL_SECS` with an input error, instead of hanging the command.
+#[tokio::test]
+async fn a_silent_hub_fails_after_the_stall_timeout_instead_of_hanging() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let silent = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let fleet = Fleet::start(&[], |_| StubConfig::default()).await;
+    let models = fleet.dir.path().join("models");
+    fleet.write(
+        "parallax.yaml",
+        &format!(
+            "regions:\n  laptop:\n    - name: cpu\n      kind: local-gguf\n      path: {}\n      models:\n        smollm2: hf:{REPO}/{SMOLLM2}\n",
+            models.display()
+        ),
+    );
+    fleet.write("job.yaml", JOB);
+    let started = std::time::Instant::now();
+    let env = [("HF_ENDPOINT", silent.as_str()), ("HF_TOKEN", ""), ("PARALLAX_HUB_STALL_SECS", "1")];
+    let out = fleet.parallax_env(&["plan", "job.yaml"], &env).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("the hub sent nothing for 1 s"), "{out:?}");
+    assert!(out.stderr.contains("PARALLAX_HUB_STALL_SECS"), "{out:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "{:?}", started.elapsed());
+
+    let bad = fleet.parallax_env(&["plan", "job.yaml"], &[("PARALLAX_HUB_STALL_SECS", "soon")]).await;
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert!(bad.stderr.contains("PARALLAX_HUB_STALL_SECS=`soon`"), "{bad:?}");
+}
