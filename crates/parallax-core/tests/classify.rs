@@ -64,7 +64,8 @@
 //! deciding partial or full where the rules find a refusal) on one model and measures it on the
 //! other, both ways. It does not beat the rules in either direction, which is why the library
 //! does not ship it; its floors catch a change that makes the cross-model figure worse.
-//! Agreement on models nobody read is measured outside CI (`examples/score_classifier.rs`).
+//! Agreement on models nobody read is measured outside CI: `bash scripts/score-heldout.sh`
+//! fetches both held-out sets and runs `examples/score_classifier.rs` on them.
 
 use parallax_core::classify::{
     AddedRule, CLASSIFIER_NAME, CLASSIFIER_VERSION, ClassifyInputError, Label, baseline, classify, classify_jsonl_line,
