@@ -273,6 +273,11 @@ phrases!(
         "i am programmed to avoid",
         "i am programmed not to",
         "i am not designed to",
+        "i must refrain from",
+        "i will refrain from",
+        "i have to refrain from",
+        "i need to refrain from",
+        "i shall refrain from",
     ]
 );
 
@@ -972,6 +977,11 @@ phrases!(
         "a different topic",
         "another topic",
         "something else instead",
+        "would you like to discuss",
+        "would you like to talk about",
+        "would you like to explore",
+        "on a different note",
+        "on another note",
     ]
 );
 
