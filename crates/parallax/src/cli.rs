@@ -82,8 +82,9 @@ pub struct ClassifyArgs {
     pub all: bool,
     /// Also ask a catalog model (`openai-chat`, or a `local-gguf` chat model) to grade each
     /// answer with parallax's fixed rubric; its verdicts are stored beside the built-in
-    /// labels, never over them
-    #[arg(long, value_name = "MODEL@REGION", conflicts_with = "input")]
+    /// labels, never over them. With `--input`, each output line gets a `judge` object
+    /// (`name`, `rubric_version`, `label`, `raw`, `error`)
+    #[arg(long, value_name = "MODEL@REGION")]
     pub judge: Option<String>,
 }
 

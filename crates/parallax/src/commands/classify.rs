@@ -18,7 +18,7 @@ use crate::output;
 
 pub async fn run(global: &Global, args: &ClassifyArgs) -> Outcome {
     if let Some(input) = &args.input {
-        return classify_file(input);
+        return classify_file(global, input, args.judge.as_deref()).await;
     }
     let job_id = args.job_id.as_deref().expect("clap requires a job id without --input");
     let Some(store) = super::open_existing_store(global).await? else {
@@ -86,6 +86,111 @@ async fn label_page(store: &Store, todo: Vec<ToLabel>, counts: &mut BTreeMap<Lab
 
 /// `--judge MODEL@REGION`: grade every answer the judge has not graded with this rubric.
 async fn judge_job(global: &Global, store: &Store, job_id: &str, judge: &str, all: bool) -> Outcome {
+    let (grader, name) = grader(global, judge)?;
+    let todo = store.to_label(job_id, &name, judge::JUDGE_RUBRIC_VERSION, all, 0, usize::MAX).await?;
+    let mut items = Vec::with_capacity(todo.len());
+    for t in todo {
+        let body = grader.request(&t.question_text, &t.response_text)?;
+        items.push((t.execution_id, body));
+    }
+    let (mut labels, mut unreadable, mut failed) = (Vec::new(), 0u64, Vec::new());
+    let mut counts: BTreeMap<Label, u64> = BTreeMap::new();
+    for (execution_id, body, verdict) in grade(Arc::new(grader), items).await? {
+        match verdict {
+            Verdict::Label(label, raw) => {
+                *counts.entry(label).or_insert(0) += 1;
+                labels.push(LabelRecord {
+                    execution_id,
+                    classifier: name.clone(),
+                    version: judge::JUDGE_RUBRIC_VERSION.to_owned(),
+                    label: label.as_str().to_owned(),
+                    evidence: None,
+                    rubric: Some(body),
+                    raw: Some(raw),
+                });
+            }
+            Verdict::Unreadable(_) => unreadable += 1,
+            Verdict::Failed(e) => failed.push(e),
+        }
+    }
+    let stored = labels.len();
+    store.put_labels(labels).await?;
+    if !global.quiet {
+        let parts: Vec<String> =
+            Label::ALL.iter().map(|l| format!("{} {l}", counts.get(l).copied().unwrap_or(0))).collect();
+        eprintln!(
+            "job {job_id}: {name} (rubric v{}) graded {stored} answers: {}",
+            judge::JUDGE_RUBRIC_VERSION,
+            parts.join(", ")
+        );
+        warn_ungraded(unreadable, &failed);
+    }
+    Ok(if unreadable > 0 || !failed.is_empty() { Code::SomeFailed } else { Code::Success })
+}
+
+fn warn_ungraded(unreadable: u64, failed: &[String]) {
+    if unreadable > 0 {
+        eprintln!("warning: {unreadable} replies named no single label and were not stored; run again to retry them");
+    }
+    if let Some(first) = failed.first() {
+        eprintln!("warning: {} calls to the judge failed (first: {first}); run again to retry them", failed.len());
+    }
+}
+
+/// What a judge said of one answer.
+enum Verdict {
+    /// A label, and the reply it was read from.
+    Label(Label, String),
+    /// A reply naming no single label.
+    Unreadable(String),
+    /// The call failed.
+    Failed(String),
+}
+
+/// Sends every grading request, at most the grader's concurrency at once; the verdicts come
+/// back in no particular order, each with its key and the request sent.
+async fn grade<K: Send + 'static>(
+    grader: Arc<Grader>,
+    items: Vec<(K, String)>,
+) -> Result<Vec<(K, String, Verdict)>, Failure> {
+    let limit = Arc::new(tokio::sync::Semaphore::new(grader.concurrency));
+    let mut calls = tokio::task::JoinSet::new();
+    for (key, body) in items {
+        let (grader, limit) = (grader.clone(), limit.clone());
+        calls.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            let idempotency_key = parallax_core::sha256_hex(body.as_bytes());
+            let reply = grader
+                .provider
+                .send(SendRequest {
+                    kind: grader.kind(),
+                    body: body.as_bytes(),
+                    idempotency_key: &idempotency_key,
+                    timeout: Duration::from_secs(120),
+                })
+                .await;
+            let verdict = match reply {
+                Ok(reply) => {
+                    let raw = reply.text.unwrap_or_default();
+                    match judge::parse_verdict(&raw) {
+                        Some(label) => Verdict::Label(label, raw),
+                        None => Verdict::Unreadable(raw),
+                    }
+                }
+                Err(e) => Verdict::Failed(e.to_string()),
+            };
+            (key, body, verdict)
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(joined) = calls.join_next().await {
+        out.push(joined.map_err(|e| Failure::Internal(e.into()))?);
+    }
+    Ok(out)
+}
+
+/// The judge named `MODEL@REGION` in the catalog, and its name as labels record it.
+fn grader(global: &Global, judge: &str) -> Result<(Grader, String), Failure> {
     let Some((model, region)) = judge.split_once('@') else {
         return Err(Failure::input(anyhow!("`--judge {judge}`: expected MODEL@REGION, e.g. `gpt-4o@us-east`")));
     };
@@ -119,75 +224,7 @@ async fn judge_job(global: &Global, store: &Store, job_id: &str, judge: &str, al
             )));
         }
     };
-    let name = judge::judge_name(model, region);
-    let todo = store.to_label(job_id, &name, judge::JUDGE_RUBRIC_VERSION, all, 0, usize::MAX).await?;
-    let limit = Arc::new(tokio::sync::Semaphore::new(grader.concurrency));
-    let grader = Arc::new(grader);
-    let mut calls = tokio::task::JoinSet::new();
-    for t in todo {
-        let body = grader.request(&t.question_text, &t.response_text)?;
-        let (grader, limit) = (grader.clone(), limit.clone());
-        calls.spawn(async move {
-            let _permit = limit.acquire_owned().await;
-            let key = parallax_core::sha256_hex(body.as_bytes());
-            let reply = grader
-                .provider
-                .send(SendRequest {
-                    kind: grader.kind(),
-                    body: body.as_bytes(),
-                    idempotency_key: &key,
-                    timeout: Duration::from_secs(120),
-                })
-                .await;
-            (t.execution_id, body, reply)
-        });
-    }
-    let (mut labels, mut unreadable, mut failed) = (Vec::new(), 0u64, Vec::new());
-    let mut counts: BTreeMap<Label, u64> = BTreeMap::new();
-    while let Some(joined) = calls.join_next().await {
-        let (execution_id, body, reply) = joined.map_err(|e| Failure::Internal(e.into()))?;
-        match reply {
-            Ok(reply) => {
-                let raw = reply.text.unwrap_or_default();
-                match judge::parse_verdict(&raw) {
-                    Some(label) => {
-                        *counts.entry(label).or_insert(0) += 1;
-                        labels.push(LabelRecord {
-                            execution_id,
-                            classifier: name.clone(),
-                            version: judge::JUDGE_RUBRIC_VERSION.to_owned(),
-                            label: label.as_str().to_owned(),
-                            evidence: None,
-                            rubric: Some(body),
-                            raw: Some(raw),
-                        });
-                    }
-                    None => unreadable += 1,
-                }
-            }
-            Err(e) => failed.push(e.to_string()),
-        }
-    }
-    let stored = labels.len();
-    store.put_labels(labels).await?;
-    if !global.quiet {
-        let parts: Vec<String> =
-            Label::ALL.iter().map(|l| format!("{} {l}", counts.get(l).copied().unwrap_or(0))).collect();
-        eprintln!(
-            "job {job_id}: {name} (rubric v{}) graded {stored} answers: {}",
-            judge::JUDGE_RUBRIC_VERSION,
-            parts.join(", ")
-        );
-        if unreadable > 0 {
-            eprintln!(
-                "warning: {unreadable} replies named no single label and were not stored; run again to retry them"
-            );
-        }
-        if let Some(first) = failed.first() {
-            eprintln!("warning: {} calls to the judge failed (first: {first}); run again to retry them", failed.len());
-        }
-    }
-    Ok(if unreadable > 0 || !failed.is_empty() { Code::SomeFailed } else { Code::Success })
+    Ok((grader, judge::judge_name(model, region)))
 }
 
 /// The judge's provider, and how to write its requests.
@@ -248,7 +285,8 @@ fn local_grader(
 }
 
 /// `--input FILE.jsonl`: every line is checked first; on any bad line nothing is written.
-fn classify_file(path: &std::path::Path) -> Outcome {
+/// With `--judge`, each line also gets the judge's verdict (`judge`), in input order.
+async fn classify_file(global: &Global, path: &std::path::Path, judge: Option<&str>) -> Outcome {
     let text = if path.as_os_str() == "-" {
         let mut s = String::new();
         std::io::stdin().read_to_string(&mut s).map_err(|e| Failure::input(anyhow!("cannot read stdin: {e}")))?;
@@ -256,17 +294,14 @@ fn classify_file(path: &std::path::Path) -> Outcome {
     } else {
         std::fs::read_to_string(path).map_err(|e| Failure::input(anyhow!("cannot read `{}`: {e}", path.display())))?
     };
-    let mut out = String::new();
+    let mut lines: Vec<(serde_json::Value, &str)> = Vec::new();
     let mut problems = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
         match classify::classify_jsonl_line(line) {
-            Ok(v) => {
-                out.push_str(&v.to_string());
-                out.push('\n');
-            }
+            Ok(v) => lines.push((v, line)),
             Err(e) => problems.push(format!("{}:{}: {e}", path.display(), i + 1)),
         }
     }
@@ -279,6 +314,49 @@ fn classify_file(path: &std::path::Path) -> Outcome {
             problems.join("\n")
         )));
     }
+    let mut code = Code::Success;
+    if let Some(judge) = judge {
+        let (grader, name) = grader(global, judge)?;
+        let mut items = Vec::with_capacity(lines.len());
+        for (i, (_, line)) in lines.iter().enumerate() {
+            // A line that classified has both texts (classify_jsonl_line checked them).
+            let input: serde_json::Value = serde_json::from_str(line).map_err(|e| Failure::Internal(e.into()))?;
+            let text = |k: &str| input.get(k).and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
+            items.push((i, grader.request(&text("prompt"), &text("response"))?));
+        }
+        let (mut unreadable, mut failed) = (0u64, Vec::new());
+        for (i, _, verdict) in grade(Arc::new(grader), items).await? {
+            let (label, raw, error) = match verdict {
+                Verdict::Label(label, raw) => (Some(label.as_str()), Some(raw), None),
+                Verdict::Unreadable(raw) => {
+                    unreadable += 1;
+                    (None, Some(raw), None)
+                }
+                Verdict::Failed(e) => {
+                    failed.push(e.clone());
+                    (None, None, Some(e))
+                }
+            };
+            lines[i].0["judge"] = serde_json::json!({
+                "name": name,
+                "rubric_version": judge::JUDGE_RUBRIC_VERSION,
+                "label": label,
+                "raw": raw,
+                "error": error,
+            });
+        }
+        if !global.quiet {
+            warn_ungraded(unreadable, &failed);
+        }
+        if unreadable > 0 || !failed.is_empty() {
+            code = Code::SomeFailed;
+        }
+    }
+    let mut out = String::new();
+    for (v, _) in &lines {
+        out.push_str(&v.to_string());
+        out.push('\n');
+    }
     output::stdout(&out).map_err(|e| Failure::Internal(e.into()))?;
-    Ok(Code::Success)
+    Ok(code)
 }

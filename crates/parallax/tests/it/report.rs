@@ -118,6 +118,48 @@ async fn classify_input_reads_and_writes_jsonl() {
     assert!(out.stdout.is_empty(), "nothing written on bad input");
 }
 
+/// `classify --input` with a judge: each line keeps the built-in label and gains the judge's
+/// verdict, in input order, so a judge can be checked against one's own labels.
+#[tokio::test]
+async fn classify_input_with_a_judge_adds_its_verdict_to_each_line() {
+    let judge =
+        parallax_stub::spawn_on_loopback(StubConfig { region: "judge".into(), grader: true, ..StubConfig::default() })
+            .await
+            .unwrap();
+    let fleet = Fleet::start(&[], |_| StubConfig::default()).await;
+    fleet.write(
+        "parallax.yaml",
+        &format!("regions:\n  jr:\n    - name: grader\n      kind: openai-chat\n      base_url: {}\n      models:\n        judge-model: grader-v1\n", judge.base_url()),
+    );
+    let refusal = parallax_stub::REFUSAL_TEXT;
+    let lines: String = (0..20)
+        .map(|i| {
+            let response = if i % 4 == 0 { refusal.to_owned() } else { format!("Answer number {i}.") };
+            format!("{}\n", serde_json::json!({"id": i, "prompt": format!("Question {i}?"), "response": response}))
+        })
+        .collect();
+    fleet.write("in.jsonl", &lines);
+    let out = fleet.parallax(&["classify", "--input", "in.jsonl", "--judge", "judge-model@jr"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let lines = out.json_lines();
+    assert_eq!(lines.len(), 20);
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line["id"], i, "input order: {line}");
+        let want = if i % 4 == 0 { "refusal" } else { "compliance" };
+        assert_eq!(line["label"], want, "{line}");
+        assert_eq!(line["judge"]["label"], want, "{line}");
+        assert_eq!(line["judge"]["name"], "judge:judge-model@jr");
+        assert_eq!(line["judge"]["rubric_version"], "1");
+        assert!(line["judge"]["error"].is_null(), "{line}");
+    }
+    assert_eq!(judge.stats.total_requests(), 20);
+    assert!(!fleet.db().exists(), "--input touches no store");
+
+    let bad = fleet.parallax(&["classify", "--input", "in.jsonl", "--judge", "nobody@nowhere"]).await;
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert!(bad.stdout.is_empty(), "{bad:?}");
+}
+
 #[tokio::test]
 async fn the_html_report_is_self_contained_and_escapes_model_output() {
     let (fleet, job) = divergent_job().await;
