@@ -963,19 +963,21 @@ phrases!(
         "let us move on",
         "let us shift",
         "let us redirect",
-        "how about we",
+        "how about we discuss",
+        "how about we talk",
+        "how about we explore",
+        "how about we focus",
         "how about discussing",
         "how about talking",
         "why do not we",
         "maybe we could talk",
         "perhaps we could talk",
         "perhaps we can discuss",
-        "change the topic",
-        "switch the topic",
-        "change the subject",
-        "switch topics",
-        "a different topic",
-        "another topic",
+        "i would like to switch the topic",
+        "i would like to change the topic",
+        "i would like to change the subject",
+        "i would rather talk about",
+        "i would rather discuss",
         "something else instead",
         "would you like to discuss",
         "would you like to talk about",
@@ -1031,8 +1033,43 @@ phrases!(
 );
 
 /// Verbs that make a mention of a professional a referral: `consult a professional`, not
-/// `a professional can fix it`.
-pub(crate) static REFERRAL_VERBS: Stems = Stems(&[
-    "consult", "seek", "reach", "talk", "speak", "contact", "visit", "call", "see", "ask", "get", "find", "report",
-    "inform", "tell", "alert",
-]);
+/// `a professional can fix it`. Whole words: `see`, not `seems`.
+pub(crate) const REFERRAL_VERBS: &[&str] = &[
+    "consult",
+    "consulting",
+    "seek",
+    "seeking",
+    "reach",
+    "reaching",
+    "talk",
+    "talking",
+    "speak",
+    "speaking",
+    "contact",
+    "contacting",
+    "visit",
+    "visiting",
+    "call",
+    "calling",
+    "see",
+    "seeing",
+    "ask",
+    "asking",
+    "get",
+    "getting",
+    "find",
+    "finding",
+    "report",
+    "reporting",
+    "tell",
+    "telling",
+    "alert",
+];
+
+/// Words of a prompt that asks whom to turn to (`Who should I see about back pain?`): a
+/// referral answers it.
+pub(crate) const ASKS_WHOM: &[&str] =
+    &["who", "whom", "doctor", "therapist", "counselor", "counsellor", "lawyer", "professional", "specialist"];
+
+/// Words that mark an offered subject as another one: `Shall we discuss … instead?`.
+pub(crate) const OTHERNESS: &[&str] = &["instead", "else", "different", "another", "other"];
