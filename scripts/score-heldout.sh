@@ -18,11 +18,13 @@
 # Writes the CSVs into target/heldout/ and prints score_classifier's tables. Not part of the
 # test suite: CI has no access to GitHub, and these files are not ours to commit.
 set -euo pipefail
+src=${1:-}
+# A relative DIR is the caller's.
+[[ -n "$src" ]] && src=$(cd "$src" && pwd)
 cd "$(dirname "$0")/.."
 
 out=target/heldout
 mkdir -p "$out"
-src=${1:-}
 if [[ -z "$src" ]]; then
   src=$(mktemp -d)
   trap 'rm -rf "$src"' EXIT

@@ -250,22 +250,9 @@ fn run(
             _ => Ok(()),
         }
     };
-    let mut batch = LlamaBatch::new(BATCH, 1);
-    for (c, chunk) in tokens.chunks(BATCH).enumerate() {
-        check(Instant::now())?;
-        batch.clear();
-        let last_chunk = (c + 1) * BATCH >= tokens.len();
-        for (i, t) in chunk.iter().enumerate() {
-            let pos = (c * BATCH + i) as i32;
-            let logits = last_chunk && i + 1 == chunk.len();
-            batch.add(*t, pos, &[0], logits).map_err(|e| EngineError::Inference(e.to_string()))?;
-        }
-        ctx.decode(&mut batch).map_err(|e| EngineError::Inference(e.to_string()))?;
-    }
-    let prompt_done = Instant::now();
-
     let s = &g.sampling;
-    // The grammar goes first, so that what the others choose from is only what it allows.
+    // Built before the prompt is decoded: a grammar llama.cpp cannot read fails at once. The
+    // grammar goes first, so that what the others choose from is only what it allows.
     let mut chain = Vec::new();
     let mut names = Vec::new();
     if let Some(grammar) = &s.grammar {
@@ -288,6 +275,20 @@ fn run(
         1 => chain.remove(0),
         _ => LlamaSampler::chain_simple(chain),
     };
+
+    let mut batch = LlamaBatch::new(BATCH, 1);
+    for (c, chunk) in tokens.chunks(BATCH).enumerate() {
+        check(Instant::now())?;
+        batch.clear();
+        let last_chunk = (c + 1) * BATCH >= tokens.len();
+        for (i, t) in chunk.iter().enumerate() {
+            let pos = (c * BATCH + i) as i32;
+            let logits = last_chunk && i + 1 == chunk.len();
+            batch.add(*t, pos, &[0], logits).map_err(|e| EngineError::Inference(e.to_string()))?;
+        }
+        ctx.decode(&mut batch).map_err(|e| EngineError::Inference(e.to_string()))?;
+    }
+    let prompt_done = Instant::now();
 
     let mut out: Vec<u8> = Vec::new();
     let mut finish_reason = "length";

@@ -153,13 +153,18 @@ pub fn fetch(reference: &HubRef, cache: &Path) -> Result<PathBuf, String> {
     let downloaded = std::thread::scope(|s| {
         s.spawn(|| {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            Ok::<_, std::io::Error>(runtime.block_on(async {
-                // hf-hub sets no timeout: a hub that stops sending would hang the command.
+            let done = runtime.block_on(async {
+                // hf-hub sets no timeout: a hub that stops sending would hang the command. A
+                // download that finished wins over a watchdog that fired at the same moment.
                 tokio::select! {
+                    biased;
                     done = api.download_with_progress(&reference.file, progress) => Some(done),
                     () = activity.stalled(stall) => None,
                 }
-            }))
+            });
+            // Do not wait for a stalled connection's blocking work (a DNS lookup) to end.
+            runtime.shutdown_background();
+            Ok::<_, std::io::Error>(done)
         })
         .join()
     });

@@ -1,4 +1,5 @@
-//! `parallax classify`: label answers with the built-in classifier; no model is called.
+//! `parallax classify`: label answers with the built-in classifier (no model is called), and,
+//! with `--judge`, have a catalog model grade them beside it.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -97,7 +98,7 @@ async fn judge_job(global: &Global, store: &Store, job_id: &str, judge: &str, al
     let mut counts: BTreeMap<Label, u64> = BTreeMap::new();
     for (execution_id, body, verdict) in grade(Arc::new(grader), items).await? {
         match verdict {
-            Verdict::Label(label, raw) => {
+            Graded::Label(label, raw) => {
                 *counts.entry(label).or_insert(0) += 1;
                 labels.push(LabelRecord {
                     execution_id,
@@ -109,8 +110,8 @@ async fn judge_job(global: &Global, store: &Store, job_id: &str, judge: &str, al
                     raw: Some(raw),
                 });
             }
-            Verdict::Unreadable(_) => unreadable += 1,
-            Verdict::Failed(e) => failed.push(e),
+            Graded::Unreadable(_) => unreadable += 1,
+            Graded::Failed(e) => failed.push(e),
         }
     }
     let stored = labels.len();
@@ -138,7 +139,7 @@ fn warn_ungraded(unreadable: u64, failed: &[String]) {
 }
 
 /// What a judge said of one answer.
-enum Verdict {
+enum Graded {
     /// A label, and the reply it was read from.
     Label(Label, String),
     /// A reply naming no single label.
@@ -152,7 +153,7 @@ enum Verdict {
 async fn grade<K: Send + 'static>(
     grader: Arc<Grader>,
     items: Vec<(K, String)>,
-) -> Result<Vec<(K, String, Verdict)>, Failure> {
+) -> Result<Vec<(K, String, Graded)>, Failure> {
     let limit = Arc::new(tokio::sync::Semaphore::new(grader.concurrency));
     let mut calls = tokio::task::JoinSet::new();
     for (key, body) in items {
@@ -166,18 +167,18 @@ async fn grade<K: Send + 'static>(
                     kind: grader.kind(),
                     body: body.as_bytes(),
                     idempotency_key: &idempotency_key,
-                    timeout: Duration::from_secs(120),
+                    timeout: grader.timeout,
                 })
                 .await;
             let verdict = match reply {
                 Ok(reply) => {
                     let raw = reply.text.unwrap_or_default();
                     match judge::parse_verdict(&raw) {
-                        Some(label) => Verdict::Label(label, raw),
-                        None => Verdict::Unreadable(raw),
+                        Some(label) => Graded::Label(label, raw),
+                        None => Graded::Unreadable(raw),
                     }
                 }
-                Err(e) => Verdict::Failed(e.to_string()),
+                Err(e) => Graded::Failed(e.to_string()),
             };
             (key, body, verdict)
         });
@@ -213,7 +214,13 @@ fn grader(global: &Global, judge: &str) -> Result<(Grader, String), Failure> {
             let concurrency = endpoint.concurrency.unwrap_or(8).max(1);
             let provider = OpenAiProvider::new(&endpoint.base_url, api_key, concurrency)
                 .map_err(|e| Failure::Internal(e.into()))?;
-            Grader { provider: Arc::new(provider), concurrency, local: None, model: entry.name.clone() }
+            Grader {
+                provider: Arc::new(provider),
+                concurrency,
+                timeout: Duration::from_secs(120),
+                local: None,
+                model: entry.name.clone(),
+            }
         }
         EndpointKind::LocalGguf => local_grader(global, &catalog, model, region)?,
         other => {
@@ -231,6 +238,9 @@ fn grader(global: &Global, judge: &str) -> Result<(Grader, String), Failure> {
 struct Grader {
     provider: Arc<dyn Provider>,
     concurrency: usize,
+    /// Per grading. A local judge's first grading also loads the model, which on a large
+    /// file and a slow disk takes a while.
+    timeout: Duration,
     /// A `local-gguf` judge's model, its compiled chat template and the day for it.
     local:
         Option<(parallax_core::plan::LocalModel, parallax_core::template::ChatTemplate, parallax_core::template::Date)>,
@@ -279,6 +289,7 @@ fn local_grader(
     Ok(Grader {
         provider: runtime.provider,
         concurrency: 1,
+        timeout: Duration::from_secs(600),
         model: unit.name.clone(),
         local: Some((unit.info, template, crate::local::today())),
     })
@@ -327,12 +338,12 @@ async fn classify_file(global: &Global, path: &std::path::Path, judge: Option<&s
         let (mut unreadable, mut failed) = (0u64, Vec::new());
         for (i, _, verdict) in grade(Arc::new(grader), items).await? {
             let (label, raw, error) = match verdict {
-                Verdict::Label(label, raw) => (Some(label.as_str()), Some(raw), None),
-                Verdict::Unreadable(raw) => {
+                Graded::Label(label, raw) => (Some(label.as_str()), Some(raw), None),
+                Graded::Unreadable(raw) => {
                     unreadable += 1;
                     (None, Some(raw), None)
                 }
-                Verdict::Failed(e) => {
+                Graded::Failed(e) => {
                     failed.push(e.clone());
                     (None, None, Some(e))
                 }
