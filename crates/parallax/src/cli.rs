@@ -78,7 +78,7 @@ pub struct ClassifyArgs {
     #[arg(long, value_name = "FILE.jsonl")]
     pub input: Option<PathBuf>,
     /// Label again answers this classifier version already labelled
-    #[arg(long)]
+    #[arg(long, conflicts_with = "input")]
     pub all: bool,
     /// Also ask a catalog model (`openai-chat`, or a `local-gguf` chat model) to grade each
     /// answer with parallax's fixed rubric; its verdicts are stored beside the built-in
