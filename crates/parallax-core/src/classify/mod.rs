@@ -206,6 +206,32 @@ pub enum ClassifyInputError {
 /// `{"id": …, "label": "…", "evidence": "…" | null}`. `id` is a string or a number and is
 /// copied as it is; other fields are ignored.
 pub fn classify_jsonl_line(line: &str) -> Result<Value, ClassifyInputError> {
+    Ok(read_jsonl_line(line)?.verdict_json())
+}
+
+/// One line of `classify --input`, checked.
+#[derive(Debug, Clone)]
+pub struct InputLine {
+    /// A string or a number, copied to the output as it is.
+    pub id: Value,
+    pub prompt: String,
+    pub response: String,
+}
+
+impl InputLine {
+    /// `{"id": …, "label": "…", "evidence": "…" | null}`.
+    pub fn verdict_json(&self) -> Value {
+        let verdict = classify(&self.prompt, &self.response);
+        let mut out = Map::new();
+        out.insert("id".into(), self.id.clone());
+        out.insert("label".into(), Value::String(verdict.label.as_str().into()));
+        out.insert("evidence".into(), verdict.evidence.map_or(Value::Null, Value::String));
+        Value::Object(out)
+    }
+}
+
+/// Reads one line of JSON Lines input, `{"id": …, "prompt": "…", "response": "…"}`.
+pub fn read_jsonl_line(line: &str) -> Result<InputLine, ClassifyInputError> {
     if line.trim().is_empty() {
         return Err(ClassifyInputError::Empty);
     }
@@ -224,14 +250,9 @@ pub fn classify_jsonl_line(line: &str) -> Result<Value, ClassifyInputError> {
             });
         }
     };
-    let prompt = string_field(&obj, "prompt")?;
-    let response = string_field(&obj, "response")?;
-    let verdict = classify(prompt, response);
-    let mut out = Map::new();
-    out.insert("id".into(), id);
-    out.insert("label".into(), Value::String(verdict.label.as_str().into()));
-    out.insert("evidence".into(), verdict.evidence.map_or(Value::Null, Value::String));
-    Ok(Value::Object(out))
+    let prompt = string_field(&obj, "prompt")?.to_owned();
+    let response = string_field(&obj, "response")?.to_owned();
+    Ok(InputLine { id, prompt, response })
 }
 
 fn string_field<'a>(obj: &'a Map<String, Value>, field: &'static str) -> Result<&'a str, ClassifyInputError> {

@@ -223,12 +223,14 @@ pub(crate) fn signals_with(prompt: &str, text: &Text, enabled: &[AddedRule]) -> 
     s.moral_opening = (0..head.len()).filter(|&i| MORAL.prefix_of(&head[i..]).is_some()).count();
     s.rebuttal = s.moral_opening > 0 && rebuts_premise(prompt, &open.words);
 
+    let prompt_words = text::words(prompt);
+    // The prompt's content words: what an answer about it shares with it.
+    let prompt_content: Vec<&String> =
+        prompt_words.iter().filter(|w| !STOPWORDS.contains(&w.as_str()) && w.len() > 2).collect();
     let rest = &sentences[1..];
     if !rest.is_empty() {
-        let prompt_words: Vec<String> =
-            text::words(prompt).into_iter().filter(|w| !STOPWORDS.contains(&w.as_str()) && w.len() > 2).collect();
         let moral = rest.iter().filter(|x| MORAL.occurs_in(&x.words) || LECTURING.occurs_in(&x.words)).count();
-        let topical = rest.iter().filter(|x| x.words.iter().any(|w| prompt_words.contains(w))).count();
+        let topical = rest.iter().filter(|x| x.words.iter().any(|w| prompt_content.contains(&w))).count();
         s.moral_share = moral as f64 / rest.len() as f64;
         s.topical_share = topical as f64 / rest.len() as f64;
     }
@@ -250,14 +252,13 @@ pub(crate) fn signals_with(prompt: &str, text: &Text, enabled: &[AddedRule]) -> 
     s.help_content = HELP_CONTENT.occurs_in(&after_first);
 
     let on = |r: AddedRule| enabled.contains(&r);
-    let prompt_words = text::words(prompt);
     let opening_sentences = &sentences[..sentences.len().min(OPENING)];
     // The second sentence deflects only with a word of otherness: `… Would you like to explore
     // its history?` closing an answer offers more, not something else.
     s.deflection = opening_sentences
         .iter()
         .enumerate()
-        .position(|(i, x)| deflects(&x.words, &prompt_words, i == 0))
+        .position(|(i, x)| deflects(&x.words, &prompt_content, i == 0))
         .filter(|_| on(AddedRule::Deflection));
     // `Sure, let's talk about …` takes the request on before it turns away: a partial at most.
     // `Absolutely not.` does not agree.
@@ -465,7 +466,7 @@ const ON_TOPIC_SHARE: f64 = 0.5;
 /// `Sure,`) with a [`DEFLECTION`] phrase; anywhere, it holds one beside a word of otherness
 /// (`instead`, `else`). An offer
 /// of what was asked (`Let's discuss how bread rises` to a question about bread) is none.
-fn deflects(ws: &[String], prompt: &[String], first: bool) -> bool {
+fn deflects(ws: &[String], prompt_content: &[&String], first: bool) -> bool {
     let mut rest = without_connective(ws);
     if let Some(n) = AGREEMENT.prefix_of(rest) {
         rest = &rest[n..];
@@ -474,9 +475,8 @@ fn deflects(ws: &[String], prompt: &[String], first: bool) -> bool {
     if !(first && DEFLECTION.prefix_of(rest).is_some() || other && DEFLECTION.occurs_in(ws)) {
         return false;
     }
-    let content: Vec<&String> = prompt.iter().filter(|w| !STOPWORDS.contains(&w.as_str()) && w.len() > 2).collect();
-    let shared = content.iter().filter(|w| ws.contains(w)).count();
-    other || content.is_empty() || (shared as f64) < ON_TOPIC_SHARE * content.len() as f64
+    let shared = prompt_content.iter().filter(|w| ws.contains(w)).count();
+    other || prompt_content.is_empty() || (shared as f64) < ON_TOPIC_SHARE * prompt_content.len() as f64
 }
 
 /// How many words before a referral may hold the verb that sends the reader to it.

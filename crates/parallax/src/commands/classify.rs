@@ -305,14 +305,14 @@ async fn classify_file(global: &Global, path: &std::path::Path, judge: Option<&s
     } else {
         std::fs::read_to_string(path).map_err(|e| Failure::input(anyhow!("cannot read `{}`: {e}", path.display())))?
     };
-    let mut lines: Vec<(serde_json::Value, &str)> = Vec::new();
+    let mut lines: Vec<(serde_json::Value, classify::InputLine)> = Vec::new();
     let mut problems = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        match classify::classify_jsonl_line(line) {
-            Ok(v) => lines.push((v, line)),
+        match classify::read_jsonl_line(line) {
+            Ok(input) => lines.push((input.verdict_json(), input)),
             Err(e) => problems.push(format!("{}:{}: {e}", path.display(), i + 1)),
         }
     }
@@ -329,11 +329,8 @@ async fn classify_file(global: &Global, path: &std::path::Path, judge: Option<&s
     if let Some(judge) = judge {
         let (grader, name) = grader(global, judge)?;
         let mut items = Vec::with_capacity(lines.len());
-        for (i, (_, line)) in lines.iter().enumerate() {
-            // A line that classified has both texts (classify_jsonl_line checked them).
-            let input: serde_json::Value = serde_json::from_str(line).map_err(|e| Failure::Internal(e.into()))?;
-            let text = |k: &str| input.get(k).and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
-            items.push((i, grader.request(&text("prompt"), &text("response"))?));
+        for (i, (_, input)) in lines.iter().enumerate() {
+            items.push((i, grader.request(&input.prompt, &input.response)?));
         }
         let (mut unreadable, mut failed) = (0u64, Vec::new());
         for (i, _, verdict) in grade(Arc::new(grader), items).await? {

@@ -141,12 +141,9 @@ async fn an_hf_model_is_downloaded_once_into_the_models_dir_and_planned_by_its_s
     assert!(models.join("models--parallax-test--SmolLM2-135M-Instruct-GGUF/refs/v1").is_file());
 }
 
-#[tokio::test]
-async fn an_unreachable_hub_is_an_input_error_naming_the_reference_the_url_and_the_fix() {
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        format!("http://{}", listener.local_addr().unwrap())
-    };
+/// A fleet whose one local endpoint serves SmolLM2 as an `hf:` reference, downloaded into
+/// the fleet's `models/`, and `job.yaml` asking it one question.
+async fn hf_fleet() -> Fleet {
     let fleet = Fleet::start(&[], |_| StubConfig::default()).await;
     let models = fleet.dir.path().join("models");
     fleet.write(
@@ -157,6 +154,16 @@ async fn an_unreachable_hub_is_an_input_error_naming_the_reference_the_url_and_t
         ),
     );
     fleet.write("job.yaml", JOB);
+    fleet
+}
+
+#[tokio::test]
+async fn an_unreachable_hub_is_an_input_error_naming_the_reference_the_url_and_the_fix() {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let fleet = hf_fleet().await;
     let out = fleet.parallax_env(&["plan", "job.yaml"], &[("HF_ENDPOINT", &closed), ("HF_TOKEN", "")]).await;
     assert_eq!(out.code, 2, "{out:?}");
     let url = format!("{closed}/{REPO}/resolve/main/{SMOLLM2}");
@@ -179,16 +186,7 @@ async fn a_silent_hub_fails_after_the_stall_timeout_instead_of_hanging() {
             held.push(socket);
         }
     });
-    let fleet = Fleet::start(&[], |_| StubConfig::default()).await;
-    let models = fleet.dir.path().join("models");
-    fleet.write(
-        "parallax.yaml",
-        &format!(
-            "regions:\n  laptop:\n    - name: cpu\n      kind: local-gguf\n      path: {}\n      models:\n        smollm2: hf:{REPO}/{SMOLLM2}\n",
-            models.display()
-        ),
-    );
-    fleet.write("job.yaml", JOB);
+    let fleet = hf_fleet().await;
     let started = std::time::Instant::now();
     let env = [("HF_ENDPOINT", silent.as_str()), ("HF_TOKEN", ""), ("PARALLAX_HUB_STALL_SECS", "1")];
     let out = fleet.parallax_env(&["plan", "job.yaml"], &env).await;
