@@ -62,6 +62,18 @@ impl From<parallax_store::StoreError> for Failure {
     }
 }
 
+impl From<parallax_app::AppError> for Failure {
+    fn from(e: parallax_app::AppError) -> Failure {
+        use parallax_app::AppError;
+        match e {
+            AppError::Input(message) => Failure::Input(anyhow::Error::msg(message)),
+            AppError::Store(e) => e.into(),
+            AppError::Run(e) => e.into(),
+            AppError::Internal(message) => Failure::Internal(anyhow::Error::msg(message)),
+        }
+    }
+}
+
 impl From<parallax_runner::RunError> for Failure {
     fn from(e: parallax_runner::RunError) -> Failure {
         Failure::Internal(e.into())

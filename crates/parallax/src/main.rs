@@ -3,10 +3,6 @@
 mod cli;
 mod commands;
 mod exit;
-mod html;
-mod hub;
-mod load;
-mod local;
 mod output;
 mod progress;
 

@@ -47,10 +47,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// A fraction as a percentage with one decimal; `—` for no value (an empty cell's rate).
-pub fn pct(x: f64) -> String {
-    if x.is_nan() { "—".into() } else { format!("{:.1}%", 100.0 * x) }
-}
+pub use parallax_app::html::pct;
 
 /// The first `n` characters of `s`, with an ellipsis if cut.
 pub fn truncate(s: &str, n: usize) -> String {

@@ -19,7 +19,8 @@ use serde_json::json;
 
 use crate::cli::{DoctorArgs, Global};
 use crate::exit::{Code, Failure, Outcome};
-use crate::{load, local, output};
+use crate::output;
+use parallax_app::{load, local};
 
 /// The sentinel prompts and how to tell that an answer followed them.
 const SENTINELS: [(&str, &str); 2] =
@@ -248,7 +249,7 @@ async fn local_checks(unit: &local::LocalUnit, max_tokens: usize) -> Result<Vec<
 
 #[cfg(not(feature = "local"))]
 async fn local_checks(unit: &local::LocalUnit, _max_tokens: usize) -> Result<Vec<Check>, Failure> {
-    local::runtime(unit).map(|_| Vec::new())
+    local::runtime(unit).map(|_| Vec::new()).map_err(Failure::from)
 }
 
 fn report(global: &Global, args: &DoctorArgs, checks: &[Check]) -> Outcome {

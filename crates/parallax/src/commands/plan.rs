@@ -4,7 +4,8 @@ use serde_json::json;
 
 use crate::cli::{Global, PlanArgs, PlanFormat};
 use crate::exit::{Code, Failure, Outcome};
-use crate::{load, output};
+use crate::output;
+use parallax_app::load;
 
 pub async fn run(global: &Global, args: &PlanArgs) -> Outcome {
     let (spec, _catalog, plan, _local) = load::plan(&args.spec, &global.config)?;

@@ -4,18 +4,14 @@
 //! `--format json` writes the [`parallax_core::analysis::Report`] (schema
 //! `parallax.report/1`); `--format html` one self-contained page.
 
-use std::collections::HashMap;
-
 use anyhow::anyhow;
-use parallax_core::analysis::{self, JobFacts, Observation, Report};
-use parallax_core::catalog::Price;
-use parallax_core::{Catalog, Expect, canonical_json, sha256_hex};
-use parallax_store::{AnalysisRow, Store};
+use parallax_app::{html, report};
+use parallax_core::analysis::{self, Report};
 
 use crate::cli::{Global, ReportArgs, ReportFormat};
 use crate::exit::{Code, Failure, Outcome};
+use crate::output;
 use crate::output::pct;
-use crate::{html, output};
 
 pub async fn run(global: &Global, args: &ReportArgs) -> Outcome {
     if let Some(m) = args.min_agreement
@@ -26,7 +22,7 @@ pub async fn run(global: &Global, args: &ReportArgs) -> Outcome {
     let Some(store) = super::open_existing_store(global).await? else {
         return Err(Failure::input(anyhow!("no store at `{}`\n\nhint: pass `--db` or set PARALLAX_DB", global.db)));
     };
-    let report = build(&store, &args.job_id, prices(global)).await?;
+    let report = report::build(&store, &args.job_id, &report::prices(&global.config)).await?;
     let text = match args.format {
         ReportFormat::Table => terminal(&report, args.top),
         ReportFormat::Json => serde_json::to_string_pretty(&report).map_err(|e| Failure::Internal(e.into()))? + "\n",
@@ -50,75 +46,6 @@ pub async fn run(global: &Global, args: &ReportArgs) -> Outcome {
         }
     }
     Ok(Code::Success)
-}
-
-/// Prices per (model, region) from the catalog, when one is at hand; a report does not need it.
-fn prices(global: &Global) -> HashMap<(String, String), Price> {
-    let Ok(text) = std::fs::read_to_string(&global.config) else { return HashMap::new() };
-    let Ok(catalog) = Catalog::parse(&text, &global.config) else { return HashMap::new() };
-    let mut out = HashMap::new();
-    for (region, r) in &catalog.regions {
-        for endpoint in &r.endpoints {
-            for (model, entry) in &endpoint.models {
-                if let Some(p) = entry.price_per_mtok {
-                    out.insert((model.clone(), region.clone()), p);
-                }
-            }
-        }
-    }
-    out
-}
-
-pub async fn build(store: &Store, job_id: &str, prices: HashMap<(String, String), Price>) -> Result<Report, Failure> {
-    // Answers not labelled yet are labelled now: the built-in classifier calls no model.
-    super::classify::label_job(store, job_id, false).await?;
-    let job = store.job(job_id).await?;
-    let identity = store.job_identity(job_id).await?;
-    let override_regions = identity
-        .pointer("/prompt/system_by_region")
-        .and_then(|v| v.as_object())
-        .map(|o| o.keys().cloned().collect())
-        .unwrap_or_default();
-    let endpoint_attempts = store
-        .endpoint_attempts(job_id)
-        .await?
-        .into_iter()
-        .map(|e| (e.endpoint, e.attempts, e.possibly_billed))
-        .collect();
-    let rows = store.analysis_rows(job_id).await?;
-    let observations: Vec<Observation> = rows.into_iter().map(|r| observation(r, &prices)).collect();
-    let facts = JobFacts { job_id: job.id, planned: job.planned as u64, override_regions, endpoint_attempts };
-    Ok(analysis::analyse(&facts, &observations))
-}
-
-fn observation(r: AnalysisRow, prices: &HashMap<(String, String), Price>) -> Observation {
-    let usage = |k: &str| r.usage.as_ref().and_then(|u| u.get(k)).and_then(|v| v.as_u64());
-    let mut prompt: serde_json::Value = serde_json::from_str(&r.request_body).unwrap_or(serde_json::Value::Null);
-    if let Some(obj) = prompt.as_object_mut() {
-        obj.remove("model");
-    }
-    Observation {
-        price: prices.get(&(r.model_id.clone(), r.region.clone())).copied(),
-        prompt_tokens: usage("prompt_tokens"),
-        completion_tokens: usage("completion_tokens"),
-        prompt_fingerprint: sha256_hex(canonical_json(&prompt).as_bytes()),
-        expect: match r.expect.as_deref() {
-            Some("comply") => Some(Expect::Comply),
-            Some("refuse") => Some(Expect::Refuse),
-            _ => None,
-        },
-        label: r.label.as_deref().and_then(|l| l.parse().ok()),
-        question_id: r.question_id,
-        question_text: r.question_text,
-        model_id: r.model_id,
-        region: r.region,
-        sample: r.sample as u32,
-        status: r.status,
-        response_text: r.response_text,
-        model_mismatch: r.model_mismatch.unwrap_or(false),
-        endpoint: r.endpoint,
-        latency_ms: r.latency_ms,
-    }
 }
 
 /// The ten-second summary.

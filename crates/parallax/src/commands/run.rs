@@ -1,18 +1,17 @@
 //! `parallax run`: execute what is not done yet, exactly once each.
 
-use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::anyhow;
-use parallax_providers::OpenAiProvider;
-use parallax_runner::{CrashPoint, EndpointRuntime, RunConfig, Stop, TestHooks};
+use parallax_app::{label, load, providers};
+use parallax_runner::{CrashPoint, RunConfig, Stop, TestHooks};
 use tokio::sync::watch;
 
 use crate::cli::{Global, RunArgs};
 use crate::exit::{Code, Failure, Outcome};
-use crate::{load, progress};
+use crate::progress;
 
 pub async fn run(global: &Global, args: &RunArgs) -> Outcome {
     let (spec, catalog, plan, local_units) = load::plan(&args.spec, &global.config)?;
@@ -28,43 +27,7 @@ pub async fn run(global: &Global, args: &RunArgs) -> Outcome {
     }
 
     // Providers before the store: a missing API key is bad input and must write nothing.
-    let mut endpoints = HashMap::new();
-    for unit in &local_units {
-        endpoints.insert(unit.unit.clone(), crate::local::runtime(unit)?);
-    }
-    for (model, region) in spec.models.iter().flat_map(|m| spec.regions.iter().map(move |r| (m, r))) {
-        let (endpoint, _) = catalog.resolve(model, region).expect("the plan resolved every model and region");
-        if endpoint.kind == parallax_core::EndpointKind::LocalGguf {
-            continue;
-        }
-        let name = format!("{region}/{}", endpoint.name);
-        if endpoints.contains_key(&name) {
-            continue;
-        }
-        let api_key = match &endpoint.api_key_env {
-            Some(var) => Some(std::env::var(var).map_err(|_| {
-                Failure::input(anyhow!(
-                    "the environment variable `{var}` is not set\n\nhint: endpoint `{}` of region `{}` in `{}` reads its API key from it",
-                    endpoint.name,
-                    region,
-                    global.config.display()
-                ))
-            })?),
-            None => None,
-        };
-        let max_connections = endpoint.concurrency.unwrap_or(policy.concurrency).max(1);
-        let provider = OpenAiProvider::new(&endpoint.base_url, api_key, max_connections)
-            .map_err(|e| Failure::Internal(e.into()))?;
-        endpoints.insert(
-            name,
-            EndpointRuntime {
-                provider: Arc::new(provider),
-                concurrency: endpoint.concurrency,
-                rate_per_s: endpoint.rate_per_s,
-                residency: None,
-            },
-        );
-    }
+    let endpoints = providers::endpoint_runtimes(&spec, &catalog, &global.config, &local_units, policy.concurrency)?;
 
     let store = super::open_store(global).await?;
     let hooks = test_hooks(&store)?;
@@ -119,13 +82,13 @@ pub async fn run(global: &Global, args: &RunArgs) -> Outcome {
     });
 
     let started = Instant::now();
-    let config = RunConfig { job_id: job.id.clone(), worker: worker_name(), policy, endpoints, hooks };
+    let config = RunConfig { job_id: job.id.clone(), worker: parallax_app::worker_id(), policy, endpoints, hooks };
     let result = parallax_runner::run(store.clone(), config, bar.clone(), stop_rx).await;
     bar.finish();
     signals.abort();
     let summary = result?;
     // Label what was answered: the built-in classifier calls no model.
-    super::classify::label_job(&store, &job.id, false).await?;
+    label::label_job(&store, &job.id, false).await?;
 
     let after = store.status(&job.id).await?;
     let t = &after.total;
@@ -180,14 +143,4 @@ fn test_hooks(store: &parallax_store::Store) -> Result<TestHooks, Failure> {
             "PARALLAX_TEST_CRASH: expected after-claim|after-send|after-finish[:N], got `{spec}`"
         ))),
     }
-}
-
-/// Names this process in leases and attempts: host and pid.
-fn worker_name() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into());
-    format!("{host}:{}", std::process::id())
 }

@@ -4,13 +4,12 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::anyhow;
 use parallax_core::catalog::LocalEndpoint;
 use parallax_core::gguf::{self, GgufMetadata};
 use parallax_core::plan::{LocalModel, PlanContext, local_endpoint_unit};
 use parallax_core::{Catalog, Endpoint, JobSpec};
 
-use crate::exit::Failure;
+use crate::AppError;
 use crate::hub;
 
 /// One local model of the plan: the unit the runner limits, and where its weights are.
@@ -129,14 +128,18 @@ pub fn read_model(file: &Path, template_override: Option<&Path>) -> Result<Local
 }
 
 /// Reads every local model a spec uses. Each file is read (and hashed) once.
-pub fn units(spec: &JobSpec, catalog: &Catalog, catalog_path: &Path) -> Result<Vec<LocalUnit>, Failure> {
+pub fn units(spec: &JobSpec, catalog: &Catalog, catalog_path: &Path) -> Result<Vec<LocalUnit>, AppError> {
     let pairs: Vec<(String, String)> =
         spec.models.iter().flat_map(|m| spec.regions.iter().map(move |r| (m.clone(), r.clone()))).collect();
     units_of(&pairs, catalog, catalog_path)
 }
 
 /// Reads the local models among these (model, region) pairs.
-pub fn units_of(pairs: &[(String, String)], catalog: &Catalog, catalog_path: &Path) -> Result<Vec<LocalUnit>, Failure> {
+pub fn units_of(
+    pairs: &[(String, String)],
+    catalog: &Catalog,
+    catalog_path: &Path,
+) -> Result<Vec<LocalUnit>, AppError> {
     let mut units = Vec::new();
     let mut read: HashMap<(PathBuf, Option<PathBuf>), LocalModel> = HashMap::new();
     let mut problems = Vec::new();
@@ -188,7 +191,7 @@ pub fn units_of(pairs: &[(String, String)], catalog: &Catalog, catalog_path: &Pa
         });
     }
     if !problems.is_empty() {
-        return Err(Failure::input(anyhow!(
+        return Err(AppError::input(format!(
             "invalid catalog `{}`:\n{}",
             catalog_path.display(),
             problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n")
@@ -213,7 +216,7 @@ pub fn today() -> parallax_core::template::Date {
 /// The runtime of a local unit: its provider (one model, in-process), one generation at a
 /// time, and its file as residency so the runner loads each model once.
 #[cfg(feature = "local")]
-pub fn runtime(unit: &LocalUnit) -> Result<parallax_runner::EndpointRuntime, Failure> {
+pub fn runtime(unit: &LocalUnit) -> Result<parallax_runner::EndpointRuntime, AppError> {
     let files = HashMap::from([(unit.name.clone(), (unit.file.clone(), unit.info.gguf_sha256.clone()))]);
     Ok(parallax_runner::EndpointRuntime {
         provider: std::sync::Arc::new(parallax_local::LocalProvider::new(files, unit.threads)),
@@ -224,8 +227,8 @@ pub fn runtime(unit: &LocalUnit) -> Result<parallax_runner::EndpointRuntime, Fai
 }
 
 #[cfg(not(feature = "local"))]
-pub fn runtime(unit: &LocalUnit) -> Result<parallax_runner::EndpointRuntime, Failure> {
-    Err(Failure::input(anyhow!(
+pub fn runtime(unit: &LocalUnit) -> Result<parallax_runner::EndpointRuntime, AppError> {
+    Err(AppError::input(format!(
         "`{}` is a local-gguf model, but this parallax was built without local models\n\nhint: build with `--features local` (the default)",
         unit.unit
     )))

@@ -10,7 +10,10 @@ use std::fmt::Write;
 use parallax_core::analysis::{Report, text::DiffOp};
 use parallax_core::classify::Label;
 
-use crate::output::pct;
+/// A rate as a percentage with one decimal; NaN (no data) as a dash.
+pub fn pct(x: f64) -> String {
+    if x.is_nan() { "—".into() } else { format!("{:.1}%", 100.0 * x) }
+}
 
 /// Escapes text for HTML element content and quoted attribute values.
 pub fn esc(s: &str) -> String {

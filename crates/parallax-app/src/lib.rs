@@ -1,0 +1,38 @@
+//! The parallax application: what the CLI, the worker and the HTTP server all do the same
+//! way, behind the argument parsing and printing each of them owns.
+//!
+//! - [`load`] reads a job spec and a catalog from disk and builds the [`Plan`], reading
+//!   every local model the job names (files are hashed once, here).
+//! - [`providers`] turns a plan's endpoints into the runner's [`EndpointRuntime`]s: API keys
+//!   from the environment, HTTP clients, in-process local models.
+//! - [`label`] stores the built-in classifier's labels and has a catalog model judge answers.
+//! - [`report`] builds the [`Report`] of a job from the store, reading only, and renders it as
+//!   the self-contained HTML page ([`html`]).
+//!
+//! Errors are [`AppError`]: bad input (with a message naming the file, field and fix) apart
+//! from store and runner failures, so each caller maps them to its own exit codes or statuses.
+//!
+//! [`Plan`]: parallax_core::Plan
+//! [`EndpointRuntime`]: parallax_runner::EndpointRuntime
+//! [`Report`]: parallax_core::analysis::Report
+
+mod error;
+pub mod html;
+pub mod hub;
+pub mod label;
+pub mod load;
+pub mod local;
+pub mod providers;
+pub mod report;
+
+pub use error::AppError;
+
+/// Names this process in leases, attempts and the worker registry: host and pid.
+pub fn worker_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}:{}", std::process::id())
+}

@@ -1,0 +1,77 @@
+//! Provider wiring: how each endpoint a job uses is reached — an HTTP client with the key
+//! its catalog entry names, or an in-process local model — and limited.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use parallax_core::{Catalog, Endpoint, EndpointKind, JobSpec};
+use parallax_providers::OpenAiProvider;
+use parallax_runner::EndpointRuntime;
+
+use crate::AppError;
+use crate::local::{self, LocalUnit};
+
+/// The runtime of every endpoint the spec's models and regions resolve to, keyed by the
+/// plan's endpoint name (`<region>/<endpoint>`, or `<region>/<endpoint>/<model>` for a
+/// local model). Built before anything is written: a missing API key is bad input.
+pub fn endpoint_runtimes(
+    spec: &JobSpec,
+    catalog: &Catalog,
+    catalog_path: &Path,
+    local_units: &[LocalUnit],
+    default_concurrency: usize,
+) -> Result<HashMap<String, EndpointRuntime>, AppError> {
+    let mut endpoints = HashMap::new();
+    for unit in local_units {
+        endpoints.insert(unit.unit.clone(), local::runtime(unit)?);
+    }
+    for (model, region) in spec.models.iter().flat_map(|m| spec.regions.iter().map(move |r| (m, r))) {
+        let Some((endpoint, _)) = catalog.resolve(model, region) else {
+            return Err(AppError::input(format!(
+                "model `{model}` is not served in region `{region}` of `{}`",
+                catalog_path.display()
+            )));
+        };
+        if endpoint.kind == EndpointKind::LocalGguf {
+            continue;
+        }
+        let name = format!("{region}/{}", endpoint.name);
+        if endpoints.contains_key(&name) {
+            continue;
+        }
+        let max_connections = endpoint.concurrency.unwrap_or(default_concurrency).max(1);
+        let provider = http_provider(endpoint, region, catalog_path, max_connections)?;
+        endpoints.insert(
+            name,
+            EndpointRuntime {
+                provider: Arc::new(provider),
+                concurrency: endpoint.concurrency,
+                rate_per_s: endpoint.rate_per_s,
+                residency: None,
+            },
+        );
+    }
+    Ok(endpoints)
+}
+
+/// An HTTP client for an OpenAI-compatible endpoint, with the API key its `api_key_env`
+/// names. The key lives only in the provider: it is never stored or printed.
+pub fn http_provider(
+    endpoint: &Endpoint,
+    region: &str,
+    catalog_path: &Path,
+    max_connections: usize,
+) -> Result<OpenAiProvider, AppError> {
+    let api_key = match &endpoint.api_key_env {
+        Some(var) => Some(std::env::var(var).map_err(|_| {
+            AppError::input(format!(
+                "the environment variable `{var}` is not set\n\nhint: endpoint `{}` of region `{region}` in `{}` reads its API key from it",
+                endpoint.name,
+                catalog_path.display()
+            ))
+        })?),
+        None => None,
+    };
+    OpenAiProvider::new(&endpoint.base_url, api_key, max_connections).map_err(AppError::internal)
+}

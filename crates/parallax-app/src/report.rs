@@ -1,0 +1,95 @@
+//! A job's report, built from the store without writing to it.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use parallax_core::analysis::{self, JobFacts, Observation, Report};
+use parallax_core::catalog::Price;
+use parallax_core::classify::{self, Label};
+use parallax_core::{Catalog, Expect, canonical_json, sha256_hex};
+use parallax_store::{AnalysisRow, Store};
+
+use crate::AppError;
+
+/// The report of a job as the store holds it now. Reading only: an answer the built-in
+/// classifier has not labelled yet (a run stopped before labelling, a worker's fresh
+/// result) is classified here, in memory, with the same rules `label_job` stores.
+pub async fn build(store: &Store, job_id: &str, prices: &HashMap<(String, String), Price>) -> Result<Report, AppError> {
+    let job = store.job(job_id).await?;
+    let identity = store.job_identity(job_id).await?;
+    let override_regions = identity
+        .pointer("/prompt/system_by_region")
+        .and_then(|v| v.as_object())
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    let endpoint_attempts = store
+        .endpoint_attempts(job_id)
+        .await?
+        .into_iter()
+        .map(|e| (e.endpoint, e.attempts, e.possibly_billed))
+        .collect();
+    let rows = store.analysis_rows(job_id).await?;
+    let observations: Vec<Observation> = rows.into_iter().map(|r| observation(r, prices)).collect();
+    let facts = JobFacts { job_id: job.id, planned: job.planned as u64, override_regions, endpoint_attempts };
+    Ok(analysis::analyse(&facts, &observations))
+}
+
+/// Prices per (model, region) from the catalog at `path`, when one is at hand and reads;
+/// a report does not need it.
+pub fn prices(path: &Path) -> HashMap<(String, String), Price> {
+    let Ok(text) = std::fs::read_to_string(path) else { return HashMap::new() };
+    let Ok(catalog) = Catalog::parse(&text, path) else { return HashMap::new() };
+    prices_of(&catalog)
+}
+
+/// Prices per (model, region) of a catalog.
+pub fn prices_of(catalog: &Catalog) -> HashMap<(String, String), Price> {
+    let mut out = HashMap::new();
+    for (region, r) in &catalog.regions {
+        for endpoint in &r.endpoints {
+            for (model, entry) in &endpoint.models {
+                if let Some(p) = entry.price_per_mtok {
+                    out.insert((model.clone(), region.clone()), p);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn observation(r: AnalysisRow, prices: &HashMap<(String, String), Price>) -> Observation {
+    let usage = |k: &str| r.usage.as_ref().and_then(|u| u.get(k)).and_then(|v| v.as_u64());
+    let mut prompt: serde_json::Value = serde_json::from_str(&r.request_body).unwrap_or(serde_json::Value::Null);
+    if let Some(obj) = prompt.as_object_mut() {
+        obj.remove("model");
+    }
+    let label: Option<Label> = match r.label.as_deref() {
+        Some(l) => l.parse().ok(),
+        None if r.status == "succeeded" => {
+            Some(classify::classify(&r.question_text, r.response_text.as_deref().unwrap_or("")).label)
+        }
+        None => None,
+    };
+    Observation {
+        price: prices.get(&(r.model_id.clone(), r.region.clone())).copied(),
+        prompt_tokens: usage("prompt_tokens"),
+        completion_tokens: usage("completion_tokens"),
+        prompt_fingerprint: sha256_hex(canonical_json(&prompt).as_bytes()),
+        expect: match r.expect.as_deref() {
+            Some("comply") => Some(Expect::Comply),
+            Some("refuse") => Some(Expect::Refuse),
+            _ => None,
+        },
+        label,
+        question_id: r.question_id,
+        question_text: r.question_text,
+        model_id: r.model_id,
+        region: r.region,
+        sample: r.sample as u32,
+        status: r.status,
+        response_text: r.response_text,
+        model_mismatch: r.model_mismatch.unwrap_or(false),
+        endpoint: r.endpoint,
+        latency_ms: r.latency_ms,
+    }
+}
