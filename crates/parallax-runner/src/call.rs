@@ -1,0 +1,256 @@
+//! Calling: one claimed item, one request through its provider, and what the answer (or
+//! the failure) means for the item — the retry policy of `LEDGER.md`.
+
+use std::time::{Duration, Instant};
+
+use parallax_core::{ItemKey, OnPossiblyBilled, RunPolicy};
+use parallax_providers::{Provider, SendError, SendRequest};
+use parallax_store::{Claim, Next, Outcome, ResultRecord};
+
+use crate::{Settled, backoff};
+
+/// A finished call, on its way to the writer.
+pub(crate) struct Done {
+    pub outcome: Outcome,
+    pub key: ItemKey,
+    pub settled: Settled,
+}
+
+/// Makes one call and decides what it means.
+pub(crate) async fn call(provider: &dyn Provider, claim: Claim, timeout: Duration, policy: &RunPolicy) -> Done {
+    let started = Instant::now();
+    let result = provider
+        .send(SendRequest {
+            kind: claim.kind,
+            body: &claim.request_body,
+            idempotency_key: &claim.idempotency_key,
+            timeout,
+        })
+        .await;
+    let latency_ms = started.elapsed().as_millis() as i64;
+    let (next, settled, http_status, possibly_billed, error) = match result {
+        Ok(reply) => {
+            let model_mismatch = reply
+                .reported_model
+                .as_deref()
+                .is_some_and(|r| r != claim.requested_model && !claim.model_aliases.iter().any(|a| a == r));
+            let record = ResultRecord {
+                reported_model: reply.reported_model,
+                model_mismatch,
+                response_text: reply.text,
+                finish_reason: reply.finish_reason,
+                usage: reply.usage,
+                provenance: reply.provenance,
+            };
+            (Next::Succeeded(Box::new(record)), Settled::Succeeded, reply.http_status, false, None)
+        }
+        Err(e) => {
+            let (next, settled) = decide(&e, claim.attempt_in_budget, policy);
+            let message = match next {
+                Next::Failed if e.retryable() => format!("gave up after {} attempts: {e}", claim.attempt_in_budget),
+                _ => e.to_string(),
+            };
+            (next, settled, e.http_status(), e.possibly_billed(), Some(message))
+        }
+    };
+    Done {
+        outcome: Outcome {
+            execution_id: claim.execution_id,
+            attempt_id: claim.attempt_id,
+            lease_token: claim.lease_token,
+            latency_ms,
+            http_status,
+            possibly_billed,
+            error,
+            next,
+        },
+        key: claim.key,
+        settled,
+    }
+}
+
+/// A claimed item whose call never left (the run stopped first) goes back to pending.
+pub(crate) fn release(claim: Claim) -> Done {
+    Done {
+        outcome: Outcome {
+            execution_id: claim.execution_id,
+            attempt_id: claim.attempt_id,
+            lease_token: claim.lease_token,
+            latency_ms: 0,
+            http_status: None,
+            possibly_billed: false,
+            error: Some("not sent: the run stopped before this call left".into()),
+            next: Next::Released,
+        },
+        key: claim.key,
+        settled: Settled::Retrying,
+    }
+}
+
+/// Retry, park or fail: the policy of `LEDGER.md`. `attempt` counts from 1 since the
+/// item's last re-arm.
+pub(crate) fn decide(e: &SendError, attempt: u32, policy: &RunPolicy) -> (Next, Settled) {
+    if !e.retryable() {
+        return (Next::Failed, Settled::Failed);
+    }
+    if e.possibly_billed() && policy.on_possibly_billed == OnPossiblyBilled::Park {
+        return (Next::Parked, Settled::Parked);
+    }
+    if attempt >= policy.max_attempts {
+        return (Next::Failed, Settled::Failed);
+    }
+    let after = e.retry_after().map_or_else(|| backoff::full_jitter(attempt), |d| d.min(backoff::MAX_RETRY_AFTER));
+    (Next::Retry { after }, Settled::Retrying)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parallax_core::EndpointKind;
+    use parallax_providers::{Reply, SendFuture};
+    use std::sync::Mutex;
+
+    fn policy(max_attempts: u32, park: bool) -> RunPolicy {
+        RunPolicy {
+            max_attempts,
+            on_possibly_billed: if park { OnPossiblyBilled::Park } else { OnPossiblyBilled::Retry },
+            ..RunPolicy::default()
+        }
+    }
+
+    fn http(status: u16, retry_after: Option<Duration>) -> SendError {
+        SendError::Http { status, message: "nope".into(), retry_after }
+    }
+
+    #[test]
+    fn a_client_error_fails_at_once() {
+        let (next, settled) = decide(&http(400, None), 1, &policy(5, false));
+        assert!(matches!(next, Next::Failed));
+        assert_eq!(settled, Settled::Failed);
+    }
+
+    #[test]
+    fn a_possibly_billed_failure_parks_under_park_and_retries_otherwise() {
+        let timeout = SendError::Timeout(Duration::from_secs(1));
+        assert!(matches!(decide(&timeout, 1, &policy(5, true)).0, Next::Parked));
+        assert!(matches!(decide(&timeout, 1, &policy(5, false)).0, Next::Retry { .. }));
+        // Not billed (the server refused to start): retried even under park.
+        assert!(matches!(decide(&http(429, None), 1, &policy(5, true)).0, Next::Retry { .. }));
+    }
+
+    #[test]
+    fn the_attempt_budget_ends_retries() {
+        let e = SendError::Connect("refused".into());
+        assert!(matches!(decide(&e, 2, &policy(3, false)).0, Next::Retry { .. }));
+        assert!(matches!(decide(&e, 3, &policy(3, false)), (Next::Failed, Settled::Failed)));
+    }
+
+    #[test]
+    fn retry_after_is_honoured_up_to_its_cap() {
+        let asked = Duration::from_secs(7);
+        assert!(
+            matches!(decide(&http(429, Some(asked)), 1, &policy(5, false)).0, Next::Retry { after } if after == asked)
+        );
+        let huge = Duration::from_secs(86_400);
+        assert!(
+            matches!(decide(&http(503, Some(huge)), 1, &policy(5, false)).0, Next::Retry { after } if after == backoff::MAX_RETRY_AFTER)
+        );
+        // Without one: full jitter, under the exponential ceiling.
+        match decide(&http(503, None), 1, &policy(5, false)).0 {
+            Next::Retry { after } => assert!(after <= Duration::from_millis(400)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A provider that answers with what it is given, and records what it was sent.
+    struct Scripted {
+        reply: Result<Reply, SendError>,
+        sent: Mutex<Vec<(Vec<u8>, String)>>,
+    }
+
+    impl Provider for Scripted {
+        fn send<'a>(&'a self, request: SendRequest<'a>) -> SendFuture<'a> {
+            self.sent.lock().unwrap().push((request.body.to_vec(), request.idempotency_key.to_owned()));
+            let reply = self.reply.clone();
+            Box::pin(async move { reply })
+        }
+    }
+
+    fn claim() -> Claim {
+        Claim {
+            execution_id: 7,
+            attempt_id: 11,
+            lease_token: "token".into(),
+            key: ItemKey { question_id: "q".into(), model_id: "m".into(), region: "r".into(), sample: 0 },
+            endpoint: "r/e".into(),
+            kind: EndpointKind::OpenAiChat,
+            requested_model: "provider-m".into(),
+            model_aliases: vec!["provider-m-2025".into()],
+            request_body: br#"{"model":"provider-m"}"#.to_vec(),
+            idempotency_key: "key".into(),
+            attempt_in_budget: 1,
+        }
+    }
+
+    fn reply(model: &str) -> Reply {
+        Reply {
+            http_status: Some(200),
+            reported_model: Some(model.into()),
+            text: Some("hello".into()),
+            finish_reason: Some("stop".into()),
+            usage: None,
+            provenance: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_claimed_bytes_are_sent_and_the_answer_is_fenced_by_the_claims_token() {
+        let provider = Scripted { reply: Ok(reply("provider-m")), sent: Mutex::new(vec![]) };
+        let done = call(&provider, claim(), Duration::from_secs(1), &policy(3, false)).await;
+        assert_eq!(
+            provider.sent.lock().unwrap().as_slice(),
+            [(br#"{"model":"provider-m"}"#.to_vec(), "key".to_owned())]
+        );
+        assert_eq!((done.outcome.execution_id, done.outcome.attempt_id), (7, 11));
+        assert_eq!(done.outcome.lease_token, "token");
+        assert_eq!(done.settled, Settled::Succeeded);
+        match done.outcome.next {
+            Next::Succeeded(r) => {
+                assert_eq!(r.response_text.as_deref(), Some("hello"));
+                assert!(!r.model_mismatch);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_model_that_is_neither_the_requested_one_nor_an_alias_is_a_mismatch() {
+        for (reported, mismatch) in [("provider-m-2025", false), ("someone-else", true)] {
+            let provider = Scripted { reply: Ok(reply(reported)), sent: Mutex::new(vec![]) };
+            let done = call(&provider, claim(), Duration::from_secs(1), &policy(3, false)).await;
+            match done.outcome.next {
+                Next::Succeeded(r) => assert_eq!(r.model_mismatch, mismatch, "{reported}"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failure_keeps_the_servers_message_and_its_billing() {
+        let provider = Scripted { reply: Err(http(502, None)), sent: Mutex::new(vec![]) };
+        let mut c = claim();
+        c.attempt_in_budget = 3;
+        let done = call(&provider, c, Duration::from_secs(1), &policy(3, false)).await;
+        assert!(matches!(done.outcome.next, Next::Failed));
+        assert!(done.outcome.possibly_billed);
+        assert_eq!(done.outcome.http_status, Some(502));
+        assert_eq!(done.outcome.error.as_deref(), Some("gave up after 3 attempts: HTTP 502: nope"));
+    }
+
+    #[test]
+    fn a_released_item_was_not_sent_and_is_not_billed() {
+        let done = release(claim());
+        assert!(matches!(done.outcome.next, Next::Released));
+        assert!(!done.outcome.possibly_billed);
+    }
+}

@@ -1,0 +1,149 @@
+//! The calls of a run: one task per claimed item, held within the job's and its
+//! endpoint's concurrency by permits (claims may run ahead of the calls), and how they end
+//! when the run stops — drained, or abandoned and recorded as such.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use parallax_core::RunPolicy;
+use parallax_providers::Provider;
+use parallax_store::{Claim, Next, Outcome};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::call::{self, Done};
+use crate::flight::{Held, InFlight};
+use crate::{CrashPoint, Settled, Stop, TestHooks};
+
+pub(crate) struct Calls {
+    tasks: JoinSet<()>,
+    /// The job's concurrency.
+    send_permits: Arc<Semaphore>,
+    /// Set when the run stops: a call that has not left yet gives its item back.
+    stopping: Arc<AtomicBool>,
+    done: mpsc::UnboundedSender<Done>,
+    /// A call's lane, sent when its HTTP call returns (its slot is free from then on).
+    freed_tx: mpsc::UnboundedSender<usize>,
+    pub freed: mpsc::UnboundedReceiver<usize>,
+    in_flight: Arc<InFlight>,
+    /// Outcomes sent to the writer and not committed yet.
+    uncommitted: Arc<AtomicUsize>,
+    hooks: TestHooks,
+    policy: RunPolicy,
+    timeout: Duration,
+    /// Calls started whose slot is not freed yet.
+    pub running: usize,
+}
+
+impl Calls {
+    pub fn new(
+        policy: RunPolicy,
+        done: mpsc::UnboundedSender<Done>,
+        in_flight: Arc<InFlight>,
+        uncommitted: Arc<AtomicUsize>,
+        hooks: TestHooks,
+    ) -> Calls {
+        let (freed_tx, freed) = mpsc::unbounded_channel();
+        Calls {
+            tasks: JoinSet::new(),
+            send_permits: Arc::new(Semaphore::new(policy.concurrency)),
+            stopping: Arc::new(AtomicBool::new(false)),
+            done,
+            freed_tx,
+            freed,
+            in_flight,
+            uncommitted,
+            hooks,
+            timeout: Duration::from_secs_f64(policy.timeout_s),
+            policy,
+            running: 0,
+        }
+    }
+
+    /// Starts the call of a claimed item of lane `lane`. It waits for a job permit and its
+    /// endpoint's, then sends — unless the run stopped meanwhile, and then it gives the
+    /// item back unsent.
+    pub fn start(&mut self, claim: Claim, lane: usize, provider: Arc<dyn Provider>, permits: Option<Arc<Semaphore>>) {
+        self.running += 1;
+        let sent = Arc::new(AtomicBool::new(false));
+        self.in_flight.lock().insert(
+            claim.execution_id,
+            Held {
+                attempt_id: claim.attempt_id,
+                lease_token: claim.lease_token.clone(),
+                key: claim.key.clone(),
+                sent: sent.clone(),
+            },
+        );
+        let (done, freed, uncommitted) = (self.done.clone(), self.freed_tx.clone(), self.uncommitted.clone());
+        let (send, stopping, hooks) = (self.send_permits.clone(), self.stopping.clone(), self.hooks.clone());
+        let (policy, timeout) = (self.policy.clone(), self.timeout);
+        self.tasks.spawn(async move {
+            let _send = send.acquire_owned().await;
+            let _local = match permits {
+                Some(l) => Some(l.acquire_owned().await),
+                None => None,
+            };
+            let d = if stopping.load(Ordering::SeqCst) {
+                call::release(claim)
+            } else {
+                sent.store(true, Ordering::SeqCst);
+                call::call(provider.as_ref(), claim, timeout, &policy).await
+            };
+            hooks.reached(CrashPoint::AfterSend, 1);
+            uncommitted.fetch_add(1, Ordering::SeqCst);
+            let _ = done.send(d);
+            let _ = freed.send(lane);
+        });
+    }
+
+    /// Forgets finished tasks (their outcomes are with the writer already).
+    pub fn reap(&mut self) {
+        while self.tasks.try_join_next().is_some() {}
+    }
+
+    pub fn pending_tasks(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Ends the calls: lets them finish (drain), or, on a second stop or when the run
+    /// failed (`abort`), abandons them, recording each as aborted (it may have been sent)
+    /// or released (it was not). Every outcome reaches the writer before this returns.
+    pub async fn stop(mut self, stop: &mut watch::Receiver<Stop>, abort: bool) {
+        self.stopping.store(true, Ordering::SeqCst);
+        while !self.tasks.is_empty() {
+            if !abort && *stop.borrow() != Stop::Abort {
+                tokio::select! {
+                    _ = self.tasks.join_next() => continue,
+                    _ = stop.changed() => {}
+                }
+                if *stop.borrow() != Stop::Abort {
+                    continue;
+                }
+            }
+            self.tasks.abort_all();
+            while self.tasks.join_next().await.is_some() {}
+            let abandoned: Vec<(i64, Held)> = self.in_flight.lock().iter().map(|(id, h)| (*id, h.clone())).collect();
+            for (execution_id, held) in abandoned {
+                let sent = held.sent.load(Ordering::SeqCst);
+                let outcome = Outcome {
+                    execution_id,
+                    attempt_id: held.attempt_id,
+                    lease_token: held.lease_token.clone(),
+                    latency_ms: 0,
+                    http_status: None,
+                    possibly_billed: sent,
+                    error: Some(if sent {
+                        "aborted by the user while in flight (the request may have been sent)".into()
+                    } else {
+                        "not sent: the run was aborted before this call left".into()
+                    }),
+                    next: if sent { Next::Aborted } else { Next::Released },
+                };
+                let _ = self.done.send(Done { outcome, key: held.key.clone(), settled: Settled::Retrying });
+            }
+            break;
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! What to claim next. Per-endpoint slots and rates, the spec's pacing, and residency (only
+//! one in-process model loaded at a time) decide how many items each endpoint may claim.
+//! Owned by the scheduler task alone, so it needs no lock, and does no I/O, so each rule
+//! can be read and tested alone.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parallax_providers::Provider;
+use parallax_store::Claim;
+use tokio::sync::Semaphore;
+
+use crate::EndpointRuntime;
+use crate::limits::TokenBucket;
+
+/// One endpoint as the scheduler sees it.
+pub(crate) struct Lane {
+    pub name: String,
+    pub provider: Arc<dyn Provider>,
+    /// Keeps the endpoint's calls within its concurrency (claims may run ahead of them).
+    pub permits: Option<Arc<Semaphore>>,
+    concurrency: Option<usize>,
+    bucket: Option<TokenBucket>,
+    /// Calls claimed and not yet returned.
+    in_flight: usize,
+    /// Index into [`Schedule::residencies`].
+    residency: Option<usize>,
+}
+
+pub(crate) struct Schedule {
+    /// Sorted by name, so the order of claims does not depend on a hash map's.
+    lanes: Vec<Lane>,
+    index: HashMap<String, usize>,
+    pacing: Option<TokenBucket>,
+    /// What must be resident for in-process endpoints, in a fixed order; `active` is the
+    /// one whose endpoints may claim now.
+    residencies: Vec<String>,
+    active: usize,
+    /// Residencies moved past in a row without finding work.
+    idle_turns: usize,
+    /// Which endpoint asks first, rotating so none is always last.
+    rotate: usize,
+    /// How many items per endpoint slot may be claimed: 2 when claims run ahead of calls.
+    ahead: usize,
+}
+
+/// What one round of claiming asks the store for.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Wants {
+    /// `(endpoint, n)`.
+    pub per_endpoint: Vec<(String, usize)>,
+    pub max_total: usize,
+}
+
+impl Schedule {
+    pub fn new(endpoints: HashMap<String, EndpointRuntime>, delay_ms: u64, claim_ahead: bool) -> Schedule {
+        let mut endpoints: Vec<(String, EndpointRuntime)> = endpoints.into_iter().collect();
+        endpoints.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut residencies: Vec<String> = endpoints.iter().filter_map(|(_, e)| e.residency.clone()).collect();
+        residencies.sort_unstable();
+        residencies.dedup();
+        let lanes: Vec<Lane> = endpoints
+            .into_iter()
+            .map(|(name, e)| Lane {
+                residency: e.residency.as_ref().and_then(|r| residencies.binary_search(r).ok()),
+                permits: e.concurrency.map(|c| Arc::new(Semaphore::new(c))),
+                bucket: e.rate_per_s.map(TokenBucket::new),
+                concurrency: e.concurrency,
+                provider: e.provider,
+                in_flight: 0,
+                name,
+            })
+            .collect();
+        let index = lanes.iter().enumerate().map(|(i, l)| (l.name.clone(), i)).collect();
+        Schedule {
+            lanes,
+            index,
+            pacing: (delay_ms > 0).then(|| TokenBucket::with_capacity(1000.0 / delay_ms as f64, 1.0)),
+            residencies,
+            active: 0,
+            idle_turns: 0,
+            rotate: 0,
+            ahead: if claim_ahead { 2 } else { 1 },
+        }
+    }
+
+    /// How many items each endpoint may claim now, given `free` slots of the job's.
+    /// Endpoints of a residency other than the active one ask for nothing.
+    pub fn wants(&mut self, free: usize) -> Wants {
+        let paced = self.pacing.as_mut().map_or(usize::MAX, TokenBucket::available);
+        let mut per_endpoint = Vec::new();
+        if free == 0 || paced == 0 {
+            return Wants { per_endpoint, max_total: 0 };
+        }
+        let n_lanes = self.lanes.len();
+        for k in 0..n_lanes {
+            let i = (self.rotate + k) % n_lanes;
+            let (active, ahead) = (self.active, self.ahead);
+            let lane = &mut self.lanes[i];
+            if lane.residency.is_some_and(|r| r != active) {
+                continue;
+            }
+            let cap = lane.concurrency.map_or(usize::MAX, |c| (ahead * c).saturating_sub(lane.in_flight));
+            let rate = lane.bucket.as_mut().map_or(usize::MAX, TokenBucket::available);
+            let n = free.min(cap).min(rate).min(paced);
+            if n > 0 {
+                per_endpoint.push((lane.name.clone(), n));
+            }
+        }
+        self.rotate = self.rotate.wrapping_add(1);
+        Wants { per_endpoint, max_total: free.min(paced) }
+    }
+
+    pub fn lane_of(&self, endpoint: &str) -> Option<usize> {
+        self.index.get(endpoint).copied()
+    }
+
+    pub fn lane(&self, i: usize) -> &Lane {
+        &self.lanes[i]
+    }
+
+    /// After a claim batch, before its calls are counted: when the resident model has
+    /// nothing claimed and nothing in flight, the next residency gets its turn. Returns
+    /// true when the caller should claim again at once (for the new residency).
+    pub fn after_batch(&mut self, claims: &[Claim]) -> bool {
+        if self.residencies.is_empty() {
+            return false;
+        }
+        let active = Some(self.active);
+        let claimed_active =
+            claims.iter().any(|c| self.lane_of(&c.endpoint).is_some_and(|i| self.lanes[i].residency == active));
+        let busy = self.lanes.iter().any(|l| l.residency == active && l.in_flight > 0);
+        if claimed_active || busy {
+            self.idle_turns = 0;
+            false
+        } else if self.idle_turns < self.residencies.len() {
+            self.active = (self.active + 1) % self.residencies.len();
+            self.idle_turns += 1;
+            claims.is_empty()
+        } else {
+            false
+        }
+    }
+
+    /// After a wait, work may have come due for any model: look at each again.
+    pub fn waited(&mut self) {
+        self.idle_turns = 0;
+    }
+
+    /// A call of lane `i` was claimed: it takes a rate token, a pacing token and a slot.
+    pub fn claimed(&mut self, i: usize) {
+        let lane = &mut self.lanes[i];
+        if let Some(b) = lane.bucket.as_mut() {
+            b.take();
+        }
+        if let Some(b) = self.pacing.as_mut() {
+            b.take();
+        }
+        lane.in_flight += 1;
+    }
+
+    /// A call of lane `i` returned: its slot is free.
+    pub fn freed(&mut self, i: usize) {
+        self.lanes[i].in_flight -= 1;
+    }
+
+    /// How long until a rate or the pacing allows one more call; `None` if none is waiting.
+    pub fn refill_wait(&self) -> Option<Duration> {
+        self.lanes
+            .iter()
+            .filter_map(|l| l.bucket.as_ref())
+            .chain(self.pacing.iter())
+            .map(TokenBucket::time_to_next)
+            .filter(|d| !d.is_zero())
+            .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parallax_core::{EndpointKind, ItemKey};
+    use parallax_providers::{SendError, SendFuture, SendRequest};
+
+    struct Never;
+    impl Provider for Never {
+        fn send<'a>(&'a self, _: SendRequest<'a>) -> SendFuture<'a> {
+            Box::pin(async { Err(SendError::Connect("never".into())) })
+        }
+    }
+
+    fn runtime(concurrency: Option<usize>, residency: Option<&str>) -> EndpointRuntime {
+        EndpointRuntime {
+            provider: Arc::new(Never),
+            concurrency,
+            rate_per_s: None,
+            residency: residency.map(str::to_owned),
+        }
+    }
+
+    fn claim(endpoint: &str) -> Claim {
+        Claim {
+            execution_id: 1,
+            attempt_id: 1,
+            lease_token: "t".into(),
+            key: ItemKey { question_id: "q".into(), model_id: "m".into(), region: "r".into(), sample: 0 },
+            endpoint: endpoint.into(),
+            kind: EndpointKind::OpenAiChat,
+            requested_model: "m".into(),
+            model_aliases: vec![],
+            request_body: vec![],
+            idempotency_key: "k".into(),
+            attempt_in_budget: 1,
+        }
+    }
+
+    #[test]
+    fn an_endpoint_asks_for_no_more_than_its_slots_ahead_of_its_calls() {
+        let endpoints =
+            HashMap::from([("r/a".to_owned(), runtime(Some(3), None)), ("r/b".to_owned(), runtime(None, None))]);
+        let mut s = Schedule::new(endpoints, 0, true);
+        let w = s.wants(100);
+        assert_eq!(w.max_total, 100);
+        assert!(w.per_endpoint.contains(&("r/a".to_owned(), 6)), "{w:?}");
+        assert!(w.per_endpoint.contains(&("r/b".to_owned(), 100)), "{w:?}");
+        let a = s.lane_of("r/a").unwrap();
+        for _ in 0..6 {
+            s.claimed(a);
+        }
+        assert!(!s.wants(100).per_endpoint.iter().any(|(e, _)| e == "r/a"), "a full endpoint asks for nothing");
+        s.freed(a);
+        assert!(s.wants(100).per_endpoint.contains(&("r/a".to_owned(), 1)));
+    }
+
+    #[test]
+    fn no_free_slot_means_no_claim() {
+        let mut s = Schedule::new(HashMap::from([("r/a".to_owned(), runtime(None, None))]), 0, false);
+        assert_eq!(s.wants(0), Wants { per_endpoint: vec![], max_total: 0 });
+    }
+
+    #[test]
+    fn endpoints_take_turns_asking_first() {
+        let endpoints =
+            HashMap::from([("r/a".to_owned(), runtime(None, None)), ("r/b".to_owned(), runtime(None, None))]);
+        let mut s = Schedule::new(endpoints, 0, false);
+        let first: Vec<String> = (0..4).map(|_| s.wants(1).per_endpoint[0].0.clone()).collect();
+        assert_eq!(first, ["r/a", "r/b", "r/a", "r/b"]);
+    }
+
+    #[test]
+    fn one_residency_claims_at_a_time_and_moves_on_when_it_has_nothing_left() {
+        let endpoints = HashMap::from([
+            ("r/e/m1".to_owned(), runtime(Some(1), Some("/models/one.gguf"))),
+            ("r/e/m2".to_owned(), runtime(Some(1), Some("/models/two.gguf"))),
+            ("r/http".to_owned(), runtime(None, None)),
+        ]);
+        let mut s = Schedule::new(endpoints, 0, false);
+        let asked = |w: &Wants| w.per_endpoint.iter().map(|(e, _)| e.clone()).collect::<Vec<_>>();
+        let w = s.wants(8);
+        assert!(asked(&w).contains(&"r/e/m1".to_owned()) && !asked(&w).contains(&"r/e/m2".to_owned()), "{w:?}");
+        assert!(asked(&w).contains(&"r/http".to_owned()), "HTTP endpoints are never held back");
+        // m1 claimed something: it stays resident while its call is in flight.
+        assert!(!s.after_batch(&[claim("r/e/m1")]));
+        s.claimed(s.lane_of("r/e/m1").unwrap());
+        assert!(!s.after_batch(&[]));
+        assert!(!asked(&s.wants(8)).contains(&"r/e/m2".to_owned()));
+        // Its call returned and nothing more was claimed for it: m2's turn, at once.
+        s.freed(s.lane_of("r/e/m1").unwrap());
+        assert!(s.after_batch(&[]));
+        let w = s.wants(8);
+        assert!(asked(&w).contains(&"r/e/m2".to_owned()) && !asked(&w).contains(&"r/e/m1".to_owned()), "{w:?}");
+        // Neither has work: after one round each, it stops moving until a wait.
+        assert!(s.after_batch(&[]));
+        assert!(!s.after_batch(&[]));
+        s.waited();
+        assert!(s.after_batch(&[]));
+    }
+
+    #[test]
+    fn pacing_allows_one_call_at_a_time() {
+        let mut s = Schedule::new(HashMap::from([("r/a".to_owned(), runtime(None, None))]), 1000, false);
+        let w = s.wants(10);
+        assert_eq!(w.max_total, 1);
+        s.claimed(0);
+        assert_eq!(s.wants(10).max_total, 0, "the next call waits for its delay");
+        assert!(s.refill_wait().is_some_and(|d| d > Duration::from_millis(900)));
+    }
+}

@@ -1,0 +1,73 @@
+//! Writing: outcomes are committed in batches (group commit), and only then reported.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use parallax_core::ItemKey;
+use parallax_store::{Applied, Outcome, Store};
+use tokio::sync::mpsc;
+
+use crate::call::Done;
+use crate::flight::InFlight;
+use crate::{CrashPoint, Event, Reporter, RunError, Settled, TestHooks};
+
+/// Outcomes committed by one run, by what they settled as.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    pub succeeded: u64,
+    pub failed: u64,
+    pub parked: u64,
+    pub retried: u64,
+    pub stale: u64,
+}
+
+/// The most outcomes in one transaction.
+const MAX_BATCH: usize = 1024;
+
+/// Commits what arrives on `rx` in batches of whatever has arrived (up to [`MAX_BATCH`]),
+/// until every sender is gone. Ends early only on a store error, which stops the run.
+pub(crate) async fn writer(
+    store: Store,
+    mut rx: mpsc::UnboundedReceiver<Done>,
+    reporter: Arc<dyn Reporter>,
+    in_flight: Arc<InFlight>,
+    uncommitted: Arc<AtomicUsize>,
+    hooks: TestHooks,
+) -> Result<Tally, RunError> {
+    let mut tally = Tally::default();
+    let mut batch: Vec<Done> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(more) => batch.push(more),
+                Err(_) => break,
+            }
+        }
+        // The outcomes (with their answers) move to the store; only what reporting needs stays.
+        let (outcomes, reports): (Vec<Outcome>, Vec<(i64, ItemKey, Settled)>) = batch
+            .drain(..)
+            .map(|d| (d.outcome.execution_id, d))
+            .map(|(id, d)| (d.outcome, (id, d.key, d.settled)))
+            .unzip();
+        let applied = store.finish(outcomes).await?;
+        hooks.reached(CrashPoint::AfterFinish, applied.len() as u64);
+        let mut held = in_flight.lock();
+        for ((execution_id, key, settled), applied) in reports.into_iter().zip(applied) {
+            held.remove(&execution_id);
+            let settled = if applied == Applied::Stale { Settled::Stale } else { settled };
+            match settled {
+                Settled::Succeeded => tally.succeeded += 1,
+                Settled::Failed => tally.failed += 1,
+                Settled::Parked => tally.parked += 1,
+                Settled::Retrying => tally.retried += 1,
+                Settled::Stale => tally.stale += 1,
+            }
+            uncommitted.fetch_sub(1, Ordering::SeqCst);
+            reporter.event(Event::Settled { key, settled });
+        }
+        drop(held);
+        in_flight.committed.notify_one();
+    }
+    Ok(tally)
+}
