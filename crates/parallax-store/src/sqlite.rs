@@ -42,7 +42,7 @@ trait Ctx<T> {
 
 impl<T> Ctx<T> for rusqlite::Result<T> {
     fn at(self, path: &Path) -> Result<T> {
-        self.map_err(|source| StoreError::Sqlite { path: path.to_owned(), source })
+        self.map_err(|source| StoreError::Backend { store: path.display().to_string(), source: Box::new(source) })
     }
 }
 

@@ -215,9 +215,3 @@ async fn retries_wait_out_their_backoff_and_results_are_unique() {
     assert_eq!((status.total.counts.succeeded, status.total.attempts, status.total.possibly_billed), (2, 4, 2));
     assert_eq!(store.next_wakeup(&job.id).await.unwrap(), None);
 }
-
-#[tokio::test]
-async fn postgres_urls_are_refused_clearly() {
-    let err = Store::open("postgres://localhost/test").await.err().unwrap();
-    assert!(err.to_string().contains("PostgreSQL stores are not supported"), "{err}");
-}
