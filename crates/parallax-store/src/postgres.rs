@@ -18,7 +18,7 @@
 //!   open a fresh database at once apply them once; a transaction-scoped lock cannot leak.
 //!
 //! A small fixed pool (four connections per handle, opened on demand) serves the calls; a
-//! connection that saw an error or a cancelled call in a transaction is closed, never reused.
+//! connection that saw an error, a cancelled call or an open transaction is closed, never reused.
 //! TLS is not supported yet (`NoTls`): use a local socket, a tunnel or a sidecar.
 
 use std::collections::{BTreeMap, HashMap};
@@ -253,20 +253,24 @@ struct Inner {
 #[derive(Clone)]
 pub(crate) struct PgStore(Arc<Inner>);
 
-/// A pooled connection, held for one call.
+/// A pooled connection, held for one call. It goes back to the pool only if its last
+/// request was answered without error and no transaction is open; otherwise (an error, a
+/// call cancelled mid-request, a transaction left open) it is closed, which also rolls
+/// back whatever it had begun. Reconnecting after an error is cheap; reusing a connection
+/// in an unknown state is not.
 struct Lease<'a> {
     store: &'a Inner,
     conn: Option<Conn>,
     _slot: SemaphorePermit<'a>,
-    /// A transaction may be open. A lease dropped so (an error, a cancelled call) closes its
-    /// connection instead of returning it: closing rolls the transaction back.
-    dirty: bool,
+    in_tx: bool,
+    healthy: bool,
 }
 
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take()
-            && !self.dirty
+            && !self.in_tx
+            && self.healthy
             && !conn.client.is_closed()
         {
             self.store.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
@@ -275,26 +279,38 @@ impl Drop for Lease<'_> {
 }
 
 impl Lease<'_> {
-    fn client(&self) -> &Client {
-        &self.conn.as_ref().expect("a lease holds its connection until dropped").client
+    fn conn(&mut self) -> &mut Conn {
+        self.conn.as_mut().expect("a lease holds its connection until dropped")
+    }
+
+    /// The client, for one request (or one pipeline of them): a round trip, and the
+    /// connection is suspect until `settle` sees the answer.
+    fn send(&mut self) -> &Client {
+        self.healthy = false;
+        self.store.trip();
+        &self.conn().client
+    }
+
+    fn settle<T>(&mut self, answer: std::result::Result<T, tokio_postgres::Error>) -> Result<T> {
+        self.healthy = answer.is_ok();
+        answer.map_err(|e| self.store.err(e))
     }
 
     /// The statement prepared on this connection (one round trip the first time).
     async fn statement(&mut self, sql: &'static str) -> Result<Statement> {
-        let conn = self.conn.as_mut().expect("a lease holds its connection until dropped");
-        if let Some(statement) = conn.statements.get(sql) {
+        if let Some(statement) = self.conn().statements.get(sql) {
             return Ok(statement.clone());
         }
-        self.store.trip();
-        let statement = conn.client.prepare(sql).await.map_err(|e| self.store.err(e))?;
-        conn.statements.insert(sql, statement.clone());
+        let answer = self.send().prepare(sql).await;
+        let statement = self.settle(answer)?;
+        self.conn().statements.insert(sql, statement.clone());
         Ok(statement)
     }
 
     async fn query(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
         let statement = self.statement(sql).await?;
-        self.store.trip();
-        self.client().query(&statement, params).await.map_err(|e| self.store.err(e))
+        let answer = self.send().query(&statement, params).await;
+        self.settle(answer)
     }
 
     async fn query_opt(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
@@ -303,23 +319,23 @@ impl Lease<'_> {
 
     async fn execute(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
         let statement = self.statement(sql).await?;
-        self.store.trip();
-        self.client().execute(&statement, params).await.map_err(|e| self.store.err(e))
+        let answer = self.send().execute(&statement, params).await;
+        self.settle(answer)
     }
 
     async fn batch(&mut self, sql: &str) -> Result<()> {
-        self.store.trip();
-        self.client().batch_execute(sql).await.map_err(|e| self.store.err(e))
+        let answer = self.send().batch_execute(sql).await;
+        self.settle(answer)
     }
 
     async fn begin(&mut self) -> Result<()> {
-        self.dirty = true;
+        self.in_tx = true;
         self.batch("BEGIN").await
     }
 
     async fn commit(&mut self) -> Result<()> {
         self.batch("COMMIT").await?;
-        self.dirty = false;
+        self.in_tx = false;
         Ok(())
     }
 }
@@ -402,14 +418,12 @@ impl Inner {
             Some(conn) if !conn.client.is_closed() => conn,
             _ => self.connect().await?,
         };
-        let mut lease = Lease { store: self, conn: Some(conn), _slot: slot, dirty: false };
+        let mut lease = Lease { store: self, conn: Some(conn), _slot: slot, in_tx: false, healthy: true };
         if self.read_only.load(Ordering::SeqCst) && !lease.conn.as_ref().is_some_and(|c| c.read_only) {
             // Test hook: from now on every write on this connection fails, as on a real
             // database gone read-only (a replica, a full disk's `default_transaction_read_only`).
             lease.batch("SET default_transaction_read_only = on").await?;
-            if let Some(conn) = lease.conn.as_mut() {
-                conn.read_only = true;
-            }
+            lease.conn().read_only = true;
         }
         Ok(lease)
     }
@@ -630,9 +644,8 @@ impl PgStore {
                 first.push((w, n, n as i64, (0..n).map(|_| new_token()).collect()));
             }
         }
-        c.dirty = true;
-        self.0.trip();
-        let client = c.client();
+        c.in_tx = true;
+        let client = c.send();
         let (begun, rows) = tokio::join!(
             client.batch_execute("BEGIN"),
             try_join_all(first.iter().map(|(w, _, n, tokens)| {
@@ -657,8 +670,8 @@ impl PgStore {
                 }
             }))
         );
-        begun.map_err(|e| self.0.err(e))?;
-        let rows = rows.map_err(|e| self.0.err(e))?;
+        c.settle(begun)?;
+        let rows = c.settle(rows)?;
         for ((w, n, _, _), rows) in first.iter().zip(rows) {
             let picked = take_rows(rows, &mut batch)?;
             exhausted[*w] = picked < *n;
@@ -904,13 +917,10 @@ impl PgStore {
             statements.push(c.statement(s).await?);
         }
         // Four independent reads, pipelined: one round trip.
-        self.0.trip();
-        let client = c.client();
+        let client = c.send();
         let params: [&(dyn ToSql + Sync); 1] = [&job_id];
-        let mut results = try_join_all(statements.iter().map(|s| client.query(s, &params)))
-            .await
-            .map_err(|e| self.0.err(e))?
-            .into_iter();
+        let answer = try_join_all(statements.iter().map(|s| client.query(s, &params))).await;
+        let mut results = c.settle(answer)?.into_iter();
         let job = results.next().and_then(|rows| rows.first().map(job_from_row));
         let job = job.ok_or_else(|| StoreError::NoSuchJob(job_id.to_owned()))?;
         let (counts, billed, mismatches) = (
@@ -948,11 +958,10 @@ impl PgStore {
     async fn rows_of_job(&self, job_id: &str, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
         let mut c = self.0.lease().await?;
         let (job, rows) = (c.statement(JOB).await?, c.statement(sql).await?);
-        self.0.trip();
-        let client = c.client();
+        let client = c.send();
         let job_params: [&(dyn ToSql + Sync); 1] = [&job_id];
-        let (job, rows) = tokio::try_join!(client.query(&job, &job_params), client.query(&rows, params))
-            .map_err(|e| self.0.err(e))?;
+        let answer = tokio::try_join!(client.query(&job, &job_params), client.query(&rows, params));
+        let (job, rows) = c.settle(answer)?;
         if job.is_empty() {
             return Err(StoreError::NoSuchJob(job_id.to_owned()));
         }
@@ -1132,12 +1141,11 @@ ON CONFLICT (execution_id, classifier) DO UPDATE SET version = excluded.version,
                  ORDER BY q.ordinal, e.model_id, e.region, e.sample",
             )
             .await?;
-        self.0.trip();
-        let client = c.client();
+        let client = c.send();
         let params: [&(dyn ToSql + Sync); 1] = [&job_id];
-        let (job, judge_rows, rows) =
-            tokio::try_join!(client.query(&job, &params), client.query(&judges, &params), client.query(&main, &params))
-                .map_err(|e| self.0.err(e))?;
+        let answer =
+            tokio::try_join!(client.query(&job, &params), client.query(&judges, &params), client.query(&main, &params));
+        let (job, judge_rows, rows) = c.settle(answer)?;
         if job.is_empty() {
             return Err(StoreError::NoSuchJob(job_id.to_owned()));
         }
