@@ -72,25 +72,29 @@ pub enum StoreError {
 
 /// `location` as it may be shown: a PostgreSQL URL's password (in the user part, or a
 /// `password=` parameter) becomes `***`. Other locations (SQLite paths) are returned as
-/// they are. When the user part is ambiguous (an unescaped `@` in it), more is hidden.
+/// they are. The user part ends where the driver ends it, at the first `@`; when more `@`
+/// follow before the query (an unescaped `@` in a password), everything up to the last of
+/// them is hidden too: showing too little is safe, showing a piece of a password is not.
 pub fn redact(location: &str) -> String {
     let Some((scheme, rest)) = location.split_once("://") else { return location.to_owned() };
     if !matches!(scheme, "postgres" | "postgresql") {
         return location.to_owned();
     }
-    let (authority, tail) = match rest.find(['/', '?']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
+    let (userinfo, rest) = match rest.find('@') {
+        Some(first) => {
+            let query = rest[first..].find('?').map_or(rest.len(), |q| first + q);
+            let last = rest[..query].rfind('@').unwrap_or(first);
+            let userinfo = match rest[..last].split_once(':') {
+                Some((user, _)) => format!("{user}:***@"),
+                None => format!("{}@", &rest[..last]),
+            };
+            (userinfo, &rest[last + 1..])
+        }
+        None => (String::new(), rest),
     };
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, hosts)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{user}:***@{hosts}"),
-            None => authority.to_owned(),
-        },
-        None => authority.to_owned(),
-    };
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
+    let shown = format!("{scheme}://{userinfo}{rest}");
+    match shown.split_once('?') {
+        Some((before, query)) => {
             let params: Vec<String> = query
                 .split('&')
                 .map(|param| match param.split_once('=') {
@@ -98,11 +102,10 @@ pub fn redact(location: &str) -> String {
                     _ => param.to_owned(),
                 })
                 .collect();
-            format!("{path}?{}", params.join("&"))
+            format!("{before}?{}", params.join("&"))
         }
-        None => tail.to_owned(),
-    };
-    format!("{scheme}://{authority}{tail}")
+        None => shown,
+    }
 }
 
 fn percent_decoded(s: &str) -> String {
@@ -370,6 +373,14 @@ mod tests {
             ("postgres://u@db/x?sslmode=disable", "postgres://u@db/x?sslmode=disable"),
             ("postgres://u:p%40ss@h1,h2/x", "postgres://u:***@h1,h2/x"),
             ("postgres://u:p@ss@db/x", "postgres://u:***@db/x"),
+            ("postgres://u:s3c/ret@db/x", "postgres://u:***@db/x"),
+            ("postgres://u:s3c?ret@db/x", "postgres://u:***@db/x"),
+            ("postgres://u:s3cret@db/x?application_name=me@home", "postgres://u:***@db/x?application_name=me@home"),
+            ("postgres://db/x?application_name=me@home", "postgres://db/x?application_name=me@home"),
+            (
+                "postgres://db/x?application_name=me@home&password=s3cret",
+                "postgres://db/x?application_name=me@home&password=***",
+            ),
             ("postgres://db/x?user=u&password=s3cret&a=b", "postgres://db/x?user=u&password=***&a=b"),
             ("postgres://db?pass%77ord=s3cret", "postgres://db?pass%77ord=***"),
             ("postgres://u:s3cret@db?options=-c%20search_path%3Dt", "postgres://u:***@db?options=-c%20search_path%3Dt"),
