@@ -8,9 +8,23 @@
 //!
 //! The store knows nothing of HTTP or providers. It does not decide *whether* to retry —
 //! the runner does — it only makes each decision durable, in batches (group commit).
+//!
+//! [`Store`] is one contract with two back ends, chosen by the location it is opened with:
+//!
+//! - **SQLite** (a path or a `sqlite:` URL): one process's ledger in one file, one writer
+//!   connection, `BEGIN IMMEDIATE` transactions, time from the local clock.
+//! - **PostgreSQL** (`postgres://` or `postgresql://`): a ledger shared by many workers on
+//!   many hosts; rows are claimed with `FOR UPDATE SKIP LOCKED`, and every lease and time
+//!   stamp comes from the database's clock, so hosts whose clocks disagree still agree on
+//!   when a lease ran out.
+//!
+//! Both give the same answers to the same calls: `tests/ledger.rs` runs every test on each.
+//! Errors name neither driver: a [`StoreError`] says where (the location, its password
+//! redacted) and carries the driver's error as its source.
 
 mod clock;
 mod model;
+mod postgres;
 mod sqlite;
 
 use std::path::PathBuf;
@@ -21,17 +35,29 @@ pub use clock::{Clock, SystemClock};
 pub use model::*;
 use parallax_core::Plan;
 
+/// A boxed driver error: the source of a [`StoreError`], whatever the back end.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Errors from the store. Every one of them stops a run: nothing is lost silently.
+/// `store` is where the store is, as [`redact`] shows it: never with a password.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("SQLite error on `{path}`")]
-    Sqlite {
-        path: PathBuf,
+    /// The back end refused or failed an operation (a constraint, a read-only database, a
+    /// full disk, a broken file...).
+    #[error("Store error on `{store}`")]
+    Backend {
+        store: String,
         #[source]
-        source: rusqlite::Error,
+        source: BoxError,
     },
-    #[error("`{0}`: PostgreSQL stores are not supported by this build yet")]
-    PostgresUnsupported(String),
+    /// The database could not be reached, or the connection was lost mid-call. The call's
+    /// effect is unknown: it committed entirely or not at all.
+    #[error("The store `{store}` is unavailable")]
+    Unavailable {
+        store: String,
+        #[source]
+        source: BoxError,
+    },
     #[error("No job `{0}` in the store")]
     NoSuchJob(String),
     #[error("The store's record of job `{job}` is inconsistent: {detail}")]
@@ -44,108 +70,204 @@ pub enum StoreError {
     Task(String),
 }
 
-/// The store: SQLite today; the type is the boundary a PostgreSQL backend will sit behind.
+/// `location` as it may be shown: a PostgreSQL URL's password (in the user part, or a
+/// `password=` parameter) becomes `***`. Other locations (SQLite paths) are returned as
+/// they are. The user part ends where the driver ends it, at the first `@`; when more `@`
+/// follow before the query (an unescaped `@` in a password), everything up to the last of
+/// them is hidden too: showing too little is safe, showing a piece of a password is not.
+pub fn redact(location: &str) -> String {
+    let Some((scheme, rest)) = location.split_once("://") else { return location.to_owned() };
+    if !matches!(scheme, "postgres" | "postgresql") {
+        return location.to_owned();
+    }
+    let (userinfo, rest) = match rest.find('@') {
+        Some(first) => {
+            let query = rest[first..].find('?').map_or(rest.len(), |q| first + q);
+            let last = rest[..query].rfind('@').unwrap_or(first);
+            let userinfo = match rest[..last].split_once(':') {
+                Some((user, _)) => format!("{user}:***@"),
+                None => format!("{}@", &rest[..last]),
+            };
+            (userinfo, &rest[last + 1..])
+        }
+        None => (String::new(), rest),
+    };
+    let shown = format!("{scheme}://{userinfo}{rest}");
+    match shown.split_once('?') {
+        Some((before, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|param| match param.split_once('=') {
+                    Some((key, _)) if percent_decoded(key).eq_ignore_ascii_case("password") => format!("{key}=***"),
+                    _ => param.to_owned(),
+                })
+                .collect();
+            format!("{before}?{}", params.join("&"))
+        }
+        None => shown,
+    }
+}
+
+fn percent_decoded(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn is_postgres(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
+}
+
+/// The store: cheap to clone (every clone shares the connection or pool).
 #[derive(Clone)]
 pub struct Store {
-    inner: Arc<sqlite::SqliteStore>,
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(Arc<sqlite::SqliteStore>),
+    Postgres(postgres::PgStore),
+}
+
+/// Runs `$call` on the back end: SQLite's blocking call on the blocking pool, with
+/// `$owned` moved in; PostgreSQL's directly.
+macro_rules! dispatch {
+    ($self:ident, |$s:ident| $sqlite:expr, $pg:expr) => {
+        match &$self.backend {
+            Backend::Sqlite(s) => {
+                let $s = s.clone();
+                blocking(move || $sqlite).await
+            }
+            Backend::Postgres($s) => $pg.await,
+        }
+    };
 }
 
 impl Store {
-    /// Opens (creating if needed) the store named by `location`: a file path, or a
-    /// `sqlite:` URL. `postgres://` URLs are recognised and refused until supported.
+    /// Opens (creating or migrating if needed) the store named by `location`: a file path,
+    /// a `sqlite:` URL, or a `postgres://` / `postgresql://` URL (whose schema is the
+    /// connection's `search_path`, e.g. `?options=-c%20search_path%3Dledger`). Time comes
+    /// from the store's host: the local clock for SQLite, the database's for PostgreSQL.
     pub async fn open(location: &str) -> Result<Store, StoreError> {
-        Self::open_with_clock(location, Arc::new(SystemClock)).await
+        Self::open_clocked(location, None).await
     }
 
     /// The SQLite file a location names (a path, or a `sqlite:` URL); `None` for a
     /// PostgreSQL URL.
     pub fn sqlite_path(location: &str) -> Option<PathBuf> {
-        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+        if is_postgres(location) {
             return None;
         }
         Some(PathBuf::from(location.strip_prefix("sqlite://").or(location.strip_prefix("sqlite:")).unwrap_or(location)))
     }
 
-    /// Like [`Store::open`], with an injected clock (tests make leases expire with it).
+    /// Like [`Store::open`], with an injected clock (tests make leases expire with it). On
+    /// PostgreSQL the clock's reading is sent with every statement in place of the
+    /// database's own.
     pub async fn open_with_clock(location: &str, clock: Arc<dyn Clock>) -> Result<Store, StoreError> {
-        let Some(path) = Store::sqlite_path(location) else {
-            return Err(StoreError::PostgresUnsupported(location.to_owned()));
+        Self::open_clocked(location, Some(clock)).await
+    }
+
+    async fn open_clocked(location: &str, clock: Option<Arc<dyn Clock>>) -> Result<Store, StoreError> {
+        let backend = match Store::sqlite_path(location) {
+            Some(path) => {
+                let clock = clock.unwrap_or_else(|| Arc::new(SystemClock));
+                Backend::Sqlite(Arc::new(blocking(move || sqlite::SqliteStore::open(path, clock)).await?))
+            }
+            None => Backend::Postgres(postgres::PgStore::open(location, redact(location), clock).await?),
         };
-        let store = blocking(move || sqlite::SqliteStore::open(path, clock)).await?;
-        Ok(Store { inner: Arc::new(store) })
+        Ok(Store { backend })
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    pub fn backend(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
     }
 
     /// Records a job and every execution of its plan, idempotently, and returns the job.
     /// Without `fresh`, the latest generation of the plan's job is continued (created if
     /// new); with it, a new generation starts (`<base>-2`, `-3`, …).
     pub async fn enqueue(&self, plan: Arc<Plan>, fresh: bool) -> Result<JobRecord, StoreError> {
-        let s = self.inner.clone();
-        blocking(move || s.enqueue(&plan, fresh)).await
+        dispatch!(self, |s| s.enqueue(&plan, fresh), s.enqueue(&plan, fresh))
     }
 
     /// The job a plan would continue, if the store has one.
     pub async fn current_job(&self, base_id: &str) -> Result<Option<JobRecord>, StoreError> {
-        let (s, base) = (self.inner.clone(), base_id.to_owned());
-        blocking(move || s.current_job(&base)).await
+        let base = base_id.to_owned();
+        dispatch!(self, |s| s.current_job(&base), s.current_job(&base))
     }
 
     /// Claims up to `n` claimable executions of each endpoint in `wants`, and records an
     /// open attempt for each, in one transaction. Claimable: pending and past its backoff,
     /// or running with an expired lease (whose open attempt is closed as `lost`).
     pub async fn claim(&self, request: ClaimRequest) -> Result<ClaimBatch, StoreError> {
-        let s = self.inner.clone();
-        blocking(move || s.claim(&request)).await
+        dispatch!(self, |s| s.claim(&request), s.claim(&request))
     }
 
     /// Extends the leases of `held`; returns the ids whose token is no longer current.
     pub async fn heartbeat(&self, held: Vec<(i64, String)>, lease: Duration) -> Result<Vec<i64>, StoreError> {
-        let s = self.inner.clone();
-        blocking(move || s.heartbeat(&held, lease)).await
+        dispatch!(self, |s| s.heartbeat(&held, lease), s.heartbeat(&held, lease))
     }
 
     /// Records the outcomes of finished attempts in one transaction (group commit).
     /// Each execution write is fenced by its lease token; the returned list says, for each
     /// outcome in order, whether it was applied or refused as stale.
     pub async fn finish(&self, outcomes: Vec<Outcome>) -> Result<Vec<Applied>, StoreError> {
-        let s = self.inner.clone();
-        blocking(move || s.finish(&outcomes)).await
+        dispatch!(self, |s| s.finish(&outcomes), s.finish(&outcomes))
     }
 
     /// Re-arms failed (and, with `parked`, parked) executions in place with a fresh attempt budget.
     pub async fn rearm(&self, job_id: &str, failed: bool, parked: bool) -> Result<u64, StoreError> {
-        let (s, job) = (self.inner.clone(), job_id.to_owned());
-        blocking(move || s.rearm(&job, failed, parked)).await
+        let job = job_id.to_owned();
+        dispatch!(self, |s| s.rearm(&job, failed, parked), s.rearm(&job, failed, parked))
     }
 
     pub async fn job(&self, job_id: &str) -> Result<JobRecord, StoreError> {
-        let (s, job) = (self.inner.clone(), job_id.to_owned());
-        blocking(move || s.job(&job)).await
+        let job = job_id.to_owned();
+        dispatch!(self, |s| s.job(&job), s.job(&job))
     }
 
     /// The canonical JSON that names the job: questions, models, regions, prompt, sampling, samples.
     pub async fn job_identity(&self, job_id: &str) -> Result<serde_json::Value, StoreError> {
-        let (s, job) = (self.inner.clone(), job_id.to_owned());
-        blocking(move || s.job_identity(&job)).await
+        let job = job_id.to_owned();
+        dispatch!(self, |s| s.job_identity(&job), s.job_identity(&job))
     }
 
     pub async fn jobs(&self, limit: usize) -> Result<Vec<JobSummary>, StoreError> {
-        let s = self.inner.clone();
-        blocking(move || s.jobs(limit)).await
+        dispatch!(self, |s| s.jobs(limit), s.jobs(limit))
     }
 
     pub async fn status(&self, job_id: &str) -> Result<JobStatus, StoreError> {
-        let (s, job) = (self.inner.clone(), job_id.to_owned());
-        blocking(move || s.status(&job)).await
+        let job = job_id.to_owned();
+        dispatch!(self, |s| s.status(&job), s.status(&job))
     }
 
     pub async fn results(&self, job_id: &str, filter: ResultFilter) -> Result<Vec<ResultRow>, StoreError> {
-        let (s, job) = (self.inner.clone(), job_id.to_owned());
-        blocking(move || s.results(&job, &filter)).await
+        let job = job_id.to_owned();
+        dispatch!(self, |s| s.results(&job, &filter), s.results(&job, &filter))
     }
 
     pub async fn attempts(&self, job_id: &str, filter: ResultFilter) -> Result<Vec<AttemptRow>, StoreError> {
-        let (s, job) = (self.inner.clone(), job_id.to_owned());
-        blocking(move || s.attempts(&job, &filter)).await
+        let job = job_id.to_owned();
+        dispatch!(self, |s| s.attempts(&job, &filter), s.attempts(&job, &filter))
     }
 
     /// Succeeded results that `classifier` has not labelled at `version` (all of them with
@@ -159,43 +281,77 @@ impl Store {
         after_id: i64,
         limit: usize,
     ) -> Result<Vec<ToLabel>, StoreError> {
-        let (s, job, c, v) = (self.inner.clone(), job_id.to_owned(), classifier.to_owned(), version.to_owned());
-        blocking(move || s.to_label(&job, &c, &v, all, after_id, limit)).await
+        let (job, c, v) = (job_id.to_owned(), classifier.to_owned(), version.to_owned());
+        dispatch!(
+            self,
+            |s| s.to_label(&job, &c, &v, all, after_id, limit),
+            s.to_label(&job, &c, &v, all, after_id, limit)
+        )
     }
 
     /// Stores labels, replacing an earlier label of the same classifier for the same result.
     pub async fn put_labels(&self, labels: Vec<LabelRecord>) -> Result<u64, StoreError> {
-        let s = self.inner.clone();
-        blocking(move || s.put_labels(&labels)).await
+        dispatch!(self, |s| s.put_labels(&labels), s.put_labels(&labels))
     }
 
     /// Every execution of a job with its question, result and labels, in plan order.
     pub async fn analysis_rows(&self, job_id: &str) -> Result<Vec<AnalysisRow>, StoreError> {
-        let (s, job) = (self.inner.clone(), job_id.to_owned());
-        blocking(move || s.analysis_rows(&job)).await
+        let job = job_id.to_owned();
+        dispatch!(self, |s| s.analysis_rows(&job), s.analysis_rows(&job))
     }
 
     pub async fn endpoint_attempts(&self, job_id: &str) -> Result<Vec<EndpointAttempts>, StoreError> {
-        let (s, job) = (self.inner.clone(), job_id.to_owned());
-        blocking(move || s.endpoint_attempts(&job)).await
+        let job = job_id.to_owned();
+        dispatch!(self, |s| s.endpoint_attempts(&job), s.endpoint_attempts(&job))
     }
 
     /// The earliest time (store clock, ms) at which something of the job may become
     /// claimable: a backoff ending or a lease expiring. `None`: nothing is waiting.
+    /// `t - now_ms()` is the wait: on PostgreSQL this call also re-measures the offset
+    /// between this host's clock and the database's that `now_ms` applies.
     pub async fn next_wakeup(&self, job_id: &str) -> Result<Option<i64>, StoreError> {
-        let (s, job) = (self.inner.clone(), job_id.to_owned());
-        blocking(move || s.next_wakeup(&job)).await
+        let job = job_id.to_owned();
+        dispatch!(self, |s| s.next_wakeup(&job), s.next_wakeup(&job))
     }
 
     /// Test hook: after `finishes` result batches, the store's connection turns read-only,
     /// so every later write fails as a real store would.
     #[doc(hidden)]
     pub fn read_only_after(&self, finishes: u64) {
-        self.inner.read_only_after(finishes);
+        match &self.backend {
+            Backend::Sqlite(s) => s.read_only_after(finishes),
+            Backend::Postgres(s) => s.read_only_after(finishes),
+        }
     }
 
+    /// The store's clock in ms since the Unix epoch, without a round trip, for display and
+    /// for turning [`Store::next_wakeup`] into a wait. SQLite: the store's clock itself.
+    /// PostgreSQL: this host's clock corrected by its offset to the database's, measured
+    /// at open and at every `next_wakeup` (good to a round trip; leases never use it).
     pub fn now_ms(&self) -> i64 {
-        self.inner.now_ms()
+        match &self.backend {
+            Backend::Sqlite(s) => s.now_ms(),
+            Backend::Postgres(s) => s.now_ms(),
+        }
+    }
+
+    /// The store's clock, read where it is kept: on PostgreSQL the database's `now`, asked
+    /// for (one round trip); on SQLite, or with an injected clock, the same as `now_ms`.
+    pub async fn db_now_ms(&self) -> Result<i64, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => Ok(s.now_ms()),
+            Backend::Postgres(s) => s.db_now_ms().await,
+        }
+    }
+
+    /// Test hook: requests that waited for the database server since open (PostgreSQL;
+    /// `None` for SQLite), for measuring what a batch costs.
+    #[doc(hidden)]
+    pub fn round_trips(&self) -> Option<u64> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(s) => Some(s.round_trips()),
+        }
     }
 }
 
@@ -203,4 +359,38 @@ async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Task(e.to_string()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redact_hides_passwords_and_nothing_else() {
+        let cases = [
+            ("postgres://u:s3cret@db:5432/x", "postgres://u:***@db:5432/x"),
+            ("postgresql://u:s3cret@db", "postgresql://u:***@db"),
+            ("postgres://u@db/x?sslmode=disable", "postgres://u@db/x?sslmode=disable"),
+            ("postgres://u:p%40ss@h1,h2/x", "postgres://u:***@h1,h2/x"),
+            ("postgres://u:p@ss@db/x", "postgres://u:***@db/x"),
+            ("postgres://u:s3c/ret@db/x", "postgres://u:***@db/x"),
+            ("postgres://u:s3c?ret@db/x", "postgres://u:***@db/x"),
+            ("postgres://u:s3cret@db/x?application_name=me@home", "postgres://u:***@db/x?application_name=me@home"),
+            ("postgres://db/x?application_name=me@home", "postgres://db/x?application_name=me@home"),
+            (
+                "postgres://db/x?application_name=me@home&password=s3cret",
+                "postgres://db/x?application_name=me@home&password=***",
+            ),
+            ("postgres://db/x?user=u&password=s3cret&a=b", "postgres://db/x?user=u&password=***&a=b"),
+            ("postgres://db?pass%77ord=s3cret", "postgres://db?pass%77ord=***"),
+            ("postgres://u:s3cret@db?options=-c%20search_path%3Dt", "postgres://u:***@db?options=-c%20search_path%3Dt"),
+            ("postgres://:s3cret@db", "postgres://:***@db"),
+            ("ledger.db", "ledger.db"),
+            ("sqlite:///tmp/a:b@c.db", "sqlite:///tmp/a:b@c.db"),
+        ];
+        for (given, shown) in cases {
+            assert_eq!(redact(given), shown, "{given}");
+            assert!(!redact(given).contains("s3cret"));
+        }
+    }
 }

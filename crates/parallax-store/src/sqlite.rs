@@ -42,7 +42,7 @@ trait Ctx<T> {
 
 impl<T> Ctx<T> for rusqlite::Result<T> {
     fn at(self, path: &Path) -> Result<T> {
-        self.map_err(|source| StoreError::Sqlite { path: path.to_owned(), source })
+        self.map_err(|source| StoreError::Backend { store: path.display().to_string(), source: Box::new(source) })
     }
 }
 
@@ -57,7 +57,8 @@ impl SqliteStore {
         conn.busy_timeout(Duration::from_secs(30)).at(&path)?;
         // Claims, finishes, heartbeats and reads together use more statements than the default 16.
         conn.set_prepared_statement_cache_capacity(64);
-        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;").at(&path)?;
+        wal(&conn, &path)?;
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;").at(&path)?;
         migrate(&mut conn, &path)?;
         Ok(SqliteStore { path, conn: Mutex::new(conn), clock, finishes_before_read_only: AtomicI64::new(i64::MAX) })
     }
@@ -832,6 +833,24 @@ fn latest_generation(conn: &Connection, base_id: &str) -> rusqlite::Result<Optio
         job_from_row,
     )
     .optional()
+}
+
+/// Turns a new file to WAL. That needs the file to itself for a moment, and SQLite answers
+/// `SQLITE_BUSY` at once instead of calling the busy handler: processes that open a new
+/// ledger together retry here, for as long as the busy timeout. (Once in WAL, a file stays so,
+/// and the pragma is a no-op.)
+fn wal(conn: &Connection, path: &Path) -> Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match conn.execute_batch("PRAGMA journal_mode=WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            done => return done.at(path),
+        }
+    }
 }
 
 /// Applies the embedded migrations in order. An applied migration is never edited: its

@@ -1,12 +1,24 @@
-//! The ledger's promises, exercised directly with a controllable clock.
+//! The ledger's promises, exercised directly with a controllable clock, on both back ends.
+//!
+//! Every test body is written once, as an `async fn(Db)`, and `on_both_back_ends!` runs it
+//! twice: `sqlite::name` on a temporary file, `postgres::name` in a fresh schema of the
+//! server at `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`), dropped
+//! afterwards. Without a server the PostgreSQL half says so loudly on stderr and passes,
+//! unless `PARALLAX_CI=1`, where a skipped test is a failed one.
 
+use std::collections::HashSet;
+use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use parallax_core::{Catalog, JobSpec, Plan};
-use parallax_store::{Applied, ClaimRequest, Clock, Next, Outcome, ResultFilter, ResultRecord, Store};
+use parallax_store::{
+    Applied, ClaimRequest, Clock, LabelRecord, Next, Outcome, ResultFilter, ResultRecord, Store, StoreError, redact,
+};
+
+const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 struct TestClock(AtomicI64);
 impl Clock for TestClock {
@@ -15,14 +27,207 @@ impl Clock for TestClock {
     }
 }
 impl TestClock {
+    fn new() -> Arc<TestClock> {
+        Arc::new(TestClock(AtomicI64::new(1_700_000_000_000)))
+    }
     fn advance(&self, d: Duration) {
         self.0.fetch_add(d.as_millis() as i64, Ordering::SeqCst);
     }
 }
 
+/// A fresh, empty store location for one test, removed when dropped.
+struct Db {
+    location: String,
+    place: Place,
+}
+
+/// Held for its `Drop`: the directory or schema goes with the test.
+#[allow(dead_code)]
+enum Place {
+    Sqlite(tempfile::TempDir),
+    Postgres(Schema),
+}
+
+/// A schema of its own on the shared server; dropped (with everything in it) at the end.
+struct Schema {
+    admin_url: String,
+    name: String,
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        // Drop runs outside async (and maybe while a failed test unwinds): use a thread
+        // with a runtime of its own.
+        let (url, name) = (self.admin_url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let client = admin(&url).await?;
+                client.batch_execute(&format!("SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS {name} CASCADE")).await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("warning: could not drop test schema {}", self.name);
+        }
+    }
+}
+
+async fn admin(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let mut config: tokio_postgres::Config = url.parse()?;
+    config.connect_timeout(Duration::from_secs(3));
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+fn database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned())
+}
+
+impl Db {
+    fn sqlite() -> Db {
+        let dir = tempfile::tempdir().unwrap();
+        let location = dir.path().join("ledger.db").to_str().unwrap().to_owned();
+        Db { location, place: Place::Sqlite(dir) }
+    }
+
+    /// A fresh schema, or `None` (after a loud message) when no server answers.
+    async fn postgres(test: &str) -> Option<Db> {
+        let url = database_url();
+        let client = match admin(&url).await {
+            Ok(client) => client,
+            Err(e) => {
+                let message = format!(
+                    "PostgreSQL test `{test}` SKIPPED: no server at {} ({e}). Set DATABASE_URL to run it.",
+                    redact(&url)
+                );
+                if std::env::var("PARALLAX_CI").is_ok_and(|v| v == "1") {
+                    panic!("{message} PARALLAX_CI=1: a skipped test fails.");
+                }
+                // Straight to stderr: `eprintln!` is captured, and hidden, for a passing test.
+                let _ = writeln!(std::io::stderr(), "\n!!!!!!!! {message} !!!!!!!!\n");
+                return None;
+            }
+        };
+        let name = format!("t_{}", hex::encode(rand::random::<[u8; 8]>()));
+        client.batch_execute(&format!("CREATE SCHEMA {name}")).await.unwrap();
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let location = format!("{url}{sep}options=-c%20search_path%3D{name}");
+        Some(Db { location, place: Place::Postgres(Schema { admin_url: url, name }) })
+    }
+
+    fn kind(&self) -> &'static str {
+        match self.place {
+            Place::Sqlite(_) => "sqlite",
+            Place::Postgres(_) => "postgres",
+        }
+    }
+
+    /// A store with a test clock.
+    async fn store(&self) -> (Store, Arc<TestClock>) {
+        let clock = TestClock::new();
+        (Store::open_with_clock(&self.location, clock.clone()).await.unwrap(), clock)
+    }
+
+    /// Runs SQL on the store directly, behind the back end's back (tampering, inspection).
+    async fn sql(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        match &self.place {
+            Place::Sqlite(_) => {
+                let conn = rusqlite::Connection::open(&self.location).unwrap();
+                let mut stmt = conn.prepare(sql).unwrap();
+                let n = stmt.column_count();
+                stmt.query_map([], |r| {
+                    (0..n)
+                        .map(|i| {
+                            Ok(match r.get_ref(i)? {
+                                rusqlite::types::ValueRef::Null => None,
+                                rusqlite::types::ValueRef::Integer(v) => Some(v.to_string()),
+                                rusqlite::types::ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
+                                v => Some(format!("{v:?}")),
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+            }
+            Place::Postgres(_) => {
+                let client = admin(&self.location).await.unwrap();
+                client
+                    .simple_query(sql)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .filter_map(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::Row(r) => {
+                            Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+macro_rules! on_both_back_ends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Db::sqlite()).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(db) = super::Db::postgres(stringify!($name)).await {
+                        super::$name(db).await
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_both_back_ends!(
+    enqueue_is_idempotent_and_fresh_starts_a_new_generation,
+    a_claim_records_its_attempt_and_each_key_is_claimed_once,
+    a_stale_lease_cannot_write_and_the_new_holder_can,
+    a_late_answer_whose_token_is_still_current_is_kept,
+    lost_attempts_park_under_the_park_policy_and_fail_when_the_budget_is_spent,
+    retries_wait_out_their_backoff_and_results_are_unique,
+    a_heartbeat_keeps_a_lease_and_names_the_stale_ones,
+    a_batch_that_repeats_an_execution_applies_it_once,
+    released_and_aborted_calls_go_back_to_pending,
+    fair_shares_leave_room_for_every_endpoint,
+    labels_replace_their_own_classifier_only,
+    concurrent_claims_from_two_stores_never_share_a_key,
+    concurrent_opens_migrate_once,
+    a_changed_migration_or_a_newer_schema_is_refused,
+    a_read_only_store_fails_the_finish_with_a_backend_error,
+    unknown_jobs_are_reported_as_such,
+);
+
 fn plan(questions: usize) -> Arc<Plan> {
+    plan_of(questions, &["m"], 1)
+}
+
+/// `questions` × `models` × regions r1, r2 × `samples`; every model served in both regions.
+fn plan_of(questions: usize, models: &[&str], samples: u32) -> Arc<Plan> {
+    let served: Vec<String> = models.iter().map(|m| format!("{m}: provider-{m}")).collect();
+    let served = served.join(", ");
     let catalog = Catalog::parse(
-        "regions:\n  r1:\n    - {name: e1, kind: openai-chat, base_url: 'http://127.0.0.1:1/v1', models: {m: provider-m}}\n  r2:\n    - {name: e2, kind: openai-chat, base_url: 'http://127.0.0.1:2/v1', models: {m: provider-m}}\n",
+        &format!(
+            "regions:\n  r1:\n    - {{name: e1, kind: openai-chat, base_url: 'http://127.0.0.1:1/v1', models: {{{served}}}}}\n  r2:\n    - {{name: e2, kind: openai-chat, base_url: 'http://127.0.0.1:2/v1', models: {{{served}}}}}\n"
+        ),
         Path::new("c.yaml"),
     )
     .unwrap();
@@ -30,18 +235,13 @@ fn plan(questions: usize) -> Arc<Plan> {
     for i in 0..questions {
         spec.push_str(&format!("  - {{id: q{i}, text: question {i}}}\n"));
     }
-    spec.push_str("models: [m]\nregions: [r1, r2]\n");
+    spec.push_str(&format!("models: [{}]\nregions: [r1, r2]\n", models.join(", ")));
+    if samples > 1 {
+        spec.push_str(&format!("samples: {samples}\n"));
+    }
     let mut read = |_: &Path| Err(std::io::Error::from(std::io::ErrorKind::NotFound));
     let spec = JobSpec::parse(&spec, Path::new("s.yaml"), &mut read).unwrap();
     Arc::new(Plan::build(&spec, &catalog).unwrap())
-}
-
-async fn store() -> (Store, Arc<TestClock>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(TestClock(AtomicI64::new(1_700_000_000_000)));
-    let db = dir.path().join("ledger.db");
-    let store = Store::open_with_clock(db.to_str().unwrap(), clock.clone()).await.unwrap();
-    (store, clock, dir)
 }
 
 fn claim_request(job: &str, n: usize) -> ClaimRequest {
@@ -76,10 +276,15 @@ fn success(claim: &parallax_store::Claim, text: &str) -> Outcome {
     }
 }
 
-#[tokio::test]
-async fn enqueue_is_idempotent_and_fresh_starts_a_new_generation() {
-    let (store, _, _dir) = store().await;
+fn ended(claim: &parallax_store::Claim, next: Next) -> Outcome {
+    Outcome { next, http_status: None, error: Some("it ended so".into()), ..success(claim, "") }
+}
+
+async fn enqueue_is_idempotent_and_fresh_starts_a_new_generation(db: Db) {
+    let (store, _) = db.store().await;
+    assert_eq!(store.backend(), db.kind());
     let plan = plan(3);
+    assert!(store.current_job(&plan.base_job_id).await.unwrap().is_none());
     let first = store.enqueue(plan.clone(), false).await.unwrap();
     assert_eq!((first.id.as_str(), first.inserted), (plan.base_job_id.as_str(), 6));
     let again = store.enqueue(plan.clone(), false).await.unwrap();
@@ -89,11 +294,15 @@ async fn enqueue_is_idempotent_and_fresh_starts_a_new_generation() {
     assert_eq!(fresh.inserted, 6);
     // A plain enqueue now continues the newest generation.
     assert_eq!(store.enqueue(plan.clone(), false).await.unwrap().id, fresh.id);
+    assert_eq!(store.current_job(&plan.base_job_id).await.unwrap().unwrap().id, fresh.id);
+    assert_eq!(store.job_identity(&fresh.id).await.unwrap(), plan.identity);
+    let jobs = store.jobs(10).await.unwrap();
+    assert_eq!(jobs.len(), 2);
+    assert!(jobs.iter().all(|j| j.counts.pending == 6 && j.counts.total() == 6));
 }
 
-#[tokio::test]
-async fn a_claim_records_its_attempt_and_each_key_is_claimed_once() {
-    let (store, _, _dir) = store().await;
+async fn a_claim_records_its_attempt_and_each_key_is_claimed_once(db: Db) {
+    let (store, _) = db.store().await;
     let plan = plan(5);
     let job = store.enqueue(plan.clone(), false).await.unwrap();
     let a = store.claim(claim_request(&job.id, 3)).await.unwrap();
@@ -107,15 +316,27 @@ async fn a_claim_records_its_attempt_and_each_key_is_claimed_once() {
     let attempts = store.attempts(&job.id, ResultFilter::default()).await.unwrap();
     assert_eq!(attempts.len(), 10);
     assert!(attempts.iter().all(|a| a.outcome == "open"));
-    // The stored bytes are the planned bytes.
+    // The stored bytes are the planned bytes, and a claim says what to send.
     let first = &a.claims[0];
     let planned = plan.items().find(|i| i.key == first.key).unwrap();
     assert_eq!(first.request_body, planned.request_body.as_bytes());
+    assert_eq!((first.endpoint.as_str(), first.requested_model.as_str()), ("r1/e1", "provider-m"));
+    assert_eq!((first.attempt_in_budget, first.lease_token.len()), (1, 32));
+    assert_eq!(first.idempotency_key, parallax_core::idempotency_key(&job.id, &first.key));
+    // Claims come in plan order, endpoint by endpoint.
+    let keys: Vec<(String, String)> =
+        a.claims.iter().map(|c| (c.key.question_id.clone(), c.key.region.clone())).collect();
+    let want: Vec<(String, String)> =
+        [("q0", "r1"), ("q1", "r1"), ("q2", "r1"), ("q0", "r2"), ("q1", "r2"), ("q2", "r2")]
+            .iter()
+            .map(|(q, r)| (q.to_string(), r.to_string()))
+            .collect();
+    assert_eq!(keys, want);
+    assert_eq!(store.status(&job.id).await.unwrap().total.counts.running, 10);
 }
 
-#[tokio::test]
-async fn a_stale_lease_cannot_write_and_the_new_holder_can() {
-    let (store, clock, _dir) = store().await;
+async fn a_stale_lease_cannot_write_and_the_new_holder_can(db: Db) {
+    let (store, clock) = db.store().await;
     let plan = plan(1);
     let job = store.enqueue(plan.clone(), false).await.unwrap();
     let mut req = claim_request(&job.id, 1);
@@ -153,9 +374,8 @@ async fn a_stale_lease_cannot_write_and_the_new_holder_can() {
     assert_eq!(status.total.possibly_billed, 1);
 }
 
-#[tokio::test]
-async fn a_late_answer_whose_token_is_still_current_is_kept() {
-    let (store, clock, _dir) = store().await;
+async fn a_late_answer_whose_token_is_still_current_is_kept(db: Db) {
+    let (store, clock) = db.store().await;
     let plan = plan(1);
     let job = store.enqueue(plan.clone(), false).await.unwrap();
     let claim = store.claim(claim_request(&job.id, 1)).await.unwrap().claims.remove(0);
@@ -163,9 +383,8 @@ async fn a_late_answer_whose_token_is_still_current_is_kept() {
     assert_eq!(store.finish(vec![success(&claim, "late but ours")]).await.unwrap(), vec![Applied::Applied]);
 }
 
-#[tokio::test]
-async fn lost_attempts_park_under_the_park_policy_and_fail_when_the_budget_is_spent() {
-    let (store, clock, _dir) = store().await;
+async fn lost_attempts_park_under_the_park_policy_and_fail_when_the_budget_is_spent(db: Db) {
+    let (store, clock) = db.store().await;
     let plan = plan(1);
     let job = store.enqueue(plan.clone(), false).await.unwrap();
     let mut req = claim_request(&job.id, 1);
@@ -173,7 +392,7 @@ async fn lost_attempts_park_under_the_park_policy_and_fail_when_the_budget_is_sp
     store.claim(req.clone()).await.unwrap();
     clock.advance(Duration::from_secs(11));
     let batch = store.claim(req.clone()).await.unwrap();
-    assert_eq!((batch.claims.len(), batch.parked), (0, 2));
+    assert_eq!((batch.claims.len(), batch.parked, batch.lost_attempts), (0, 2, 2));
     let status = store.status(&job.id).await.unwrap();
     assert_eq!(status.total.counts.parked, 2);
 
@@ -185,14 +404,22 @@ async fn lost_attempts_park_under_the_park_policy_and_fail_when_the_budget_is_sp
     clock.advance(Duration::from_secs(11));
     let batch = store.claim(req).await.unwrap();
     assert_eq!((batch.claims.len(), batch.failed), (0, 2));
+    let results = store.results(&job.id, ResultFilter::default()).await.unwrap();
+    assert!(
+        results.iter().all(|r| r.status == "failed"
+            && r.error.as_deref() == Some("attempt budget of 1 spent; the last attempt was lost"))
+    );
+    assert_eq!(store.rearm(&job.id, true, false).await.unwrap(), 2);
+    assert_eq!(store.status(&job.id).await.unwrap().total.counts.pending, 2);
 }
 
-#[tokio::test]
-async fn retries_wait_out_their_backoff_and_results_are_unique() {
-    let (store, clock, _dir) = store().await;
+async fn retries_wait_out_their_backoff_and_results_are_unique(db: Db) {
+    let (store, clock) = db.store().await;
     let plan = plan(1);
     let job = store.enqueue(plan.clone(), false).await.unwrap();
+    assert_eq!(store.next_wakeup(&job.id).await.unwrap(), Some(0), "pending without backoff: due now");
     let claims = store.claim(claim_request(&job.id, 1)).await.unwrap().claims;
+    assert_eq!(store.next_wakeup(&job.id).await.unwrap(), Some(store.now_ms() + 10_000), "the leases' end");
     let retry: Vec<Outcome> = claims
         .iter()
         .map(|c| Outcome {
@@ -214,10 +441,518 @@ async fn retries_wait_out_their_backoff_and_results_are_unique() {
     let status = store.status(&job.id).await.unwrap();
     assert_eq!((status.total.counts.succeeded, status.total.attempts, status.total.possibly_billed), (2, 4, 2));
     assert_eq!(store.next_wakeup(&job.id).await.unwrap(), None);
+    let attempts = store.attempts(&job.id, ResultFilter::default()).await.unwrap();
+    let first = &attempts[0];
+    assert_eq!(
+        (first.outcome.as_str(), first.http_status, first.error.as_deref()),
+        ("retryable", Some(500), Some("HTTP 500"))
+    );
+    assert_eq!((first.started_at_ms, first.finished_at_ms), (1_700_000_000_000, Some(1_700_000_000_000)));
+    assert!(attempts[2..].iter().all(|a| a.started_at_ms == 1_700_000_005_000 && a.number == 2));
 }
 
-#[tokio::test]
-async fn postgres_urls_are_refused_clearly() {
-    let err = Store::open("postgres://localhost/test").await.err().unwrap();
-    assert!(err.to_string().contains("PostgreSQL stores are not supported"), "{err}");
+async fn a_heartbeat_keeps_a_lease_and_names_the_stale_ones(db: Db) {
+    let (store, clock) = db.store().await;
+    let job = store.enqueue(plan(1), false).await.unwrap();
+    let claims = store.claim(claim_request(&job.id, 1)).await.unwrap().claims;
+    let held: Vec<(i64, String)> = claims.iter().map(|c| (c.execution_id, c.lease_token.clone())).collect();
+    clock.advance(Duration::from_secs(8));
+    assert!(store.heartbeat(held.clone(), Duration::from_secs(10)).await.unwrap().is_empty());
+    clock.advance(Duration::from_secs(8)); // 16 s after the claim, 8 s after the heartbeat
+    assert!(store.claim(claim_request(&job.id, 1)).await.unwrap().claims.is_empty(), "the leases were extended");
+    let mut wrong = held.clone();
+    wrong[1].1 = "not-the-token".into();
+    assert_eq!(store.heartbeat(wrong, Duration::from_secs(10)).await.unwrap(), vec![held[1].0]);
+    assert!(store.heartbeat(Vec::new(), Duration::from_secs(10)).await.unwrap().is_empty());
+}
+
+async fn a_batch_that_repeats_an_execution_applies_it_once(db: Db) {
+    let (store, _) = db.store().await;
+    let job = store.enqueue(plan(1), false).await.unwrap();
+    let claims = store.claim(claim_request(&job.id, 1)).await.unwrap().claims;
+    let (a, b) = (&claims[0], &claims[1]);
+    let applied = store.finish(vec![success(a, "first"), success(b, "other"), success(a, "second")]).await.unwrap();
+    assert_eq!(applied, [Applied::Applied, Applied::Applied, Applied::Stale]);
+    let results = store.results(&job.id, ResultFilter::default()).await.unwrap();
+    let texts: Vec<_> = results.iter().map(|r| r.response_text.as_deref().unwrap()).collect();
+    assert!(texts.contains(&"first") && !texts.contains(&"second"));
+    assert_eq!(store.finish(Vec::new()).await.unwrap(), []);
+}
+
+async fn released_and_aborted_calls_go_back_to_pending(db: Db) {
+    let (store, _) = db.store().await;
+    let job = store.enqueue(plan(1), false).await.unwrap();
+    let claims = store.claim(claim_request(&job.id, 1)).await.unwrap().claims;
+    let applied =
+        store.finish(vec![ended(&claims[0], Next::Released), ended(&claims[1], Next::Aborted)]).await.unwrap();
+    assert_eq!(applied, [Applied::Applied, Applied::Applied]);
+    let results = store.results(&job.id, ResultFilter::default()).await.unwrap();
+    // A released call never left: it does not count as an attempt; an aborted one does.
+    let attempts: Vec<(String, i64)> = results.iter().map(|r| (r.region.clone(), r.attempts)).collect();
+    assert_eq!(attempts, [("r1".to_string(), 0), ("r2".to_string(), 1)]);
+    assert!(results.iter().all(|r| r.status == "pending" && r.error.as_deref() == Some("it ended so")));
+    let outcomes: Vec<String> =
+        store.attempts(&job.id, ResultFilter::default()).await.unwrap().into_iter().map(|a| a.outcome).collect();
+    assert_eq!(outcomes, ["released", "aborted"]);
+    // Both are claimable again at once; the released one's next attempt is its first.
+    let again = store.claim(claim_request(&job.id, 1)).await.unwrap().claims;
+    let budget: Vec<u32> = again.iter().map(|c| c.attempt_in_budget).collect();
+    assert_eq!(budget, [1, 2]);
+    // A failed or parked outcome is terminal and keeps its message.
+    store.finish(vec![ended(&again[0], Next::Failed), ended(&again[1], Next::Parked)]).await.unwrap();
+    let counts = store.status(&job.id).await.unwrap().total.counts;
+    assert_eq!((counts.failed, counts.parked, counts.pending), (1, 1, 0));
+}
+
+async fn fair_shares_leave_room_for_every_endpoint(db: Db) {
+    let (store, _) = db.store().await;
+    let job = store.enqueue(plan(6), false).await.unwrap();
+    let by_endpoint = |claims: &[parallax_store::Claim]| {
+        let r1 = claims.iter().filter(|c| c.endpoint == "r1/e1").count();
+        (r1, claims.len() - r1)
+    };
+    // Room for 4: two each, though each endpoint would take 6.
+    let req = ClaimRequest { max_total: 4, ..claim_request(&job.id, 6) };
+    assert_eq!(by_endpoint(&store.claim(req).await.unwrap().claims), (2, 2));
+    // r2 only has room for 1: r1 takes the rest in the second pass.
+    let req = ClaimRequest {
+        wants: vec![("r1/e1".into(), 6), ("r2/e2".into(), 1)],
+        max_total: 4,
+        ..claim_request(&job.id, 0)
+    };
+    assert_eq!(by_endpoint(&store.claim(req).await.unwrap().claims), (3, 1));
+    // r1 is out of work: r2 takes everything left.
+    let req = ClaimRequest { max_total: 10, ..claim_request(&job.id, 10) };
+    assert_eq!(by_endpoint(&store.claim(req).await.unwrap().claims), (1, 3));
+    assert!(store.claim(claim_request(&job.id, 5)).await.unwrap().claims.is_empty());
+}
+
+async fn labels_replace_their_own_classifier_only(db: Db) {
+    let (store, _) = db.store().await;
+    let job = store.enqueue(plan(2), false).await.unwrap();
+    let claims = store.claim(claim_request(&job.id, 2)).await.unwrap().claims;
+    store.finish(claims.iter().map(|c| success(c, "sure, here it is")).collect()).await.unwrap();
+    let todo = store.to_label(&job.id, "builtin", "1", false, 0, 100).await.unwrap();
+    assert_eq!(todo.len(), 4);
+    assert_eq!((todo[0].question_text.as_str(), todo[0].response_text.as_str()), ("question 0", "sure, here it is"));
+    let label = |id: i64, classifier: &str, version: &str, label: &str| LabelRecord {
+        execution_id: id,
+        classifier: classifier.into(),
+        version: version.into(),
+        label: label.into(),
+        evidence: Some("sure".into()),
+        rubric: None,
+        raw: None,
+    };
+    let first = todo[0].execution_id;
+    let stored = store
+        .put_labels(vec![
+            label(first, "builtin", "1", "refusal"),
+            label(first, "builtin", "1", "compliance"), // the later one wins
+            label(first, "judge:m@r1", "1", "partial"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(stored, 3);
+    let todo = store.to_label(&job.id, "builtin", "1", false, 0, 100).await.unwrap();
+    assert_eq!(todo.len(), 3, "labelled at this version: not to do again");
+    assert_eq!(store.to_label(&job.id, "builtin", "2", false, 0, 100).await.unwrap().len(), 4);
+    assert_eq!(store.to_label(&job.id, "builtin", "1", true, 0, 2).await.unwrap().len(), 2);
+    assert_eq!(store.to_label(&job.id, "builtin", "1", true, first, 100).await.unwrap().len(), 3);
+    let rows = store.analysis_rows(&job.id).await.unwrap();
+    let labelled = rows.iter().find(|r| r.label.is_some()).unwrap();
+    assert_eq!(labelled.label.as_deref(), Some("compliance"));
+    assert_eq!(labelled.judge_labels, [("judge:m@r1".to_string(), "partial".to_string())]);
+    let results = store.results(&job.id, ResultFilter::default()).await.unwrap();
+    assert_eq!(results.iter().filter_map(|r| r.classifier.as_deref()).collect::<Vec<_>>(), ["builtin@1"]);
+    // A label outside the classifier's vocabulary is refused by the schema.
+    assert!(store.put_labels(vec![label(first, "builtin", "1", "maybe")]).await.is_err());
+}
+
+async fn concurrent_claims_from_two_stores_never_share_a_key(db: Db) {
+    let one = Store::open(&db.location).await.unwrap();
+    let two = Store::open(&db.location).await.unwrap();
+    let job = one.enqueue(plan(100), false).await.unwrap();
+    assert_eq!(job.planned, 200);
+    let mut workers = Vec::new();
+    for (i, store) in [one.clone(), two.clone(), one.clone(), two.clone()].into_iter().enumerate() {
+        let job = job.id.clone();
+        workers.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for batch in 0.. {
+                let mut req = claim_request(&job, 7);
+                req.worker = format!("worker-{i}");
+                let claims = store.claim(req).await.unwrap().claims;
+                if claims.is_empty() {
+                    break;
+                }
+                // Finish every other batch, so claims race finishes too.
+                if batch % 2 == 0 {
+                    let applied = store.finish(claims.iter().map(|c| success(c, "ok")).collect()).await.unwrap();
+                    assert!(applied.iter().all(|a| *a == Applied::Applied));
+                }
+                mine.extend(claims.iter().map(|c| c.execution_id));
+            }
+            mine
+        }));
+    }
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await.unwrap());
+    }
+    let unique: HashSet<i64> = all.iter().copied().collect();
+    assert_eq!((all.len(), unique.len()), (200, 200), "every key claimed, and exactly once");
+    let status = two.status(&job.id).await.unwrap();
+    assert_eq!(status.total.counts.succeeded + status.total.counts.running, 200);
+    assert_eq!(status.total.attempts, 200);
+    assert_eq!(one.attempts(&job.id, ResultFilter::default()).await.unwrap().len(), 200);
+}
+
+async fn concurrent_opens_migrate_once(db: Db) {
+    let location = Arc::new(db.location.clone());
+    let opens: Vec<_> = (0..8)
+        .map(|_| {
+            let location = location.clone();
+            tokio::spawn(async move { Store::open(&location).await.map(|_| ()) })
+        })
+        .collect();
+    for open in opens {
+        open.await.unwrap().unwrap();
+    }
+    let versions = db.sql("SELECT version FROM schema_migrations ORDER BY version").await;
+    let versions: Vec<String> = versions.into_iter().map(|r| r[0].clone().unwrap()).collect();
+    assert_eq!(versions, ["1", "2", "3", "4"]);
+}
+
+async fn a_changed_migration_or_a_newer_schema_is_refused(db: Db) {
+    let (store, _) = db.store().await;
+    drop(store);
+    db.sql("UPDATE schema_migrations SET sha256 = 'edited' WHERE version = 2").await;
+    match Store::open(&db.location).await {
+        Err(StoreError::MigrationChanged { version: 2, name }) => assert_eq!(name, "labels"),
+        Err(e) => panic!("{e:?}"),
+        Ok(_) => panic!("an edited migration was accepted"),
+    }
+    db.sql("UPDATE schema_migrations SET sha256 = (SELECT sha256 FROM schema_migrations WHERE version = 1) WHERE version = 2")
+        .await;
+    db.sql("DELETE FROM schema_migrations WHERE version = 2").await;
+    db.sql("INSERT INTO schema_migrations (version, name, sha256, applied_at_ms) VALUES (9, 'future', 'x', 0)").await;
+    match Store::open(&db.location).await {
+        Err(StoreError::SchemaTooNew { found: 9, known: 4 }) => {}
+        Err(e) => panic!("{e:?}"),
+        Ok(_) => panic!("a newer schema was accepted"),
+    }
+}
+
+async fn a_read_only_store_fails_the_finish_with_a_backend_error(db: Db) {
+    let (store, _) = db.store().await;
+    let job = store.enqueue(plan(2), false).await.unwrap();
+    let claims = store.claim(claim_request(&job.id, 2)).await.unwrap().claims;
+    store.read_only_after(1);
+    assert_eq!(store.finish(vec![success(&claims[0], "ok")]).await.unwrap(), [Applied::Applied]);
+    let err = store.finish(vec![success(&claims[1], "ok")]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Backend { .. }), "{err:?}");
+    let chain = error_chain(&err);
+    assert!(chain.contains("read"), "the database's own refusal is the source: {chain}");
+    // Nothing of the refused batch was written.
+    let results = store.results(&job.id, ResultFilter::default()).await.unwrap();
+    assert_eq!(results.iter().filter(|r| r.status == "succeeded").count(), 1);
+}
+
+async fn unknown_jobs_are_reported_as_such(db: Db) {
+    let (store, _) = db.store().await;
+    for err in [
+        store.job("nope").await.err(),
+        store.job_identity("nope").await.err(),
+        store.status("nope").await.err(),
+        store.results("nope", ResultFilter::default()).await.err(),
+        store.attempts("nope", ResultFilter::default()).await.err(),
+        store.analysis_rows("nope").await.err(),
+        store.to_label("nope", "builtin", "1", false, 0, 10).await.err(),
+    ] {
+        assert!(matches!(err, Some(StoreError::NoSuchJob(ref j)) if j == "nope"), "{err:?}");
+    }
+    assert_eq!(store.next_wakeup("nope").await.unwrap(), None);
+    assert!(store.endpoint_attempts("nope").await.unwrap().is_empty());
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = format!("{e} / {e:?}");
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!(" / {s} / {s:?}"));
+        source = s.source();
+    }
+    text
+}
+
+/// PostgreSQL only: what the two back ends must agree on, and what only a server has.
+mod postgres_only {
+    use super::*;
+
+    async fn db(test: &str) -> Option<Db> {
+        Db::postgres(test).await
+    }
+
+    /// The same calls with the same clock give the same answers on both back ends, down to
+    /// the order of rows (names sort by byte, NULLs as SQLite sorts them).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn both_back_ends_give_the_same_answers() {
+        let Some(pg) = db("both_back_ends_give_the_same_answers").await else { return };
+        let lite = Db::sqlite();
+        let (a, b) = (scripted_reads(&lite).await, scripted_reads(&pg).await);
+        assert_eq!(a.len(), b.len());
+        for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+            assert_eq!(a, b, "read {i} differs between SQLite and PostgreSQL");
+        }
+    }
+
+    /// A history touching every kind of row, then every read, serialized.
+    async fn scripted_reads(db: &Db) -> Vec<String> {
+        let (store, clock) = db.store().await;
+        let plan = plan_of(3, &["zed", "Beta", "alpha", "Z-9"], 2);
+        let job = store.enqueue(plan.clone(), false).await.unwrap();
+        store.enqueue(plan.clone(), true).await.unwrap();
+        let mut reads = Vec::new();
+        let mut claims = Vec::new();
+        for _ in 0..3 {
+            claims.extend(store.claim(claim_request(&job.id, 5)).await.unwrap().claims);
+            clock.advance(Duration::from_millis(7));
+        }
+        reads.push(format!("{:?}", claims.iter().map(|c| (c.execution_id, c.attempt_id, &c.key)).collect::<Vec<_>>()));
+        let mut outcomes = Vec::new();
+        for (i, c) in claims.iter().enumerate() {
+            outcomes.push(match i % 6 {
+                0 | 1 => Outcome {
+                    next: Next::Succeeded(Box::new(ResultRecord {
+                        reported_model: Some(format!("reported-{i}")),
+                        model_mismatch: i % 4 == 0,
+                        response_text: Some(format!("answer {i} ünïcödé")),
+                        finish_reason: Some("stop".into()),
+                        usage: Some(serde_json::json!({"prompt_tokens": i, "z": 1, "a": 2})),
+                        provenance: (i % 3 == 0).then(|| serde_json::json!({"gguf_sha256": "ab", "threads": 4})),
+                    })),
+                    ..success(c, "")
+                },
+                2 => Outcome {
+                    next: Next::Retry { after: Duration::from_millis(1500 + i as u64) },
+                    possibly_billed: true,
+                    http_status: Some(503),
+                    ..ended(c, Next::Failed)
+                },
+                3 => ended(c, Next::Failed),
+                4 => ended(c, Next::Parked),
+                _ => {
+                    // Left running: its lease will expire and be reaped below.
+                    continue;
+                }
+            });
+        }
+        reads.push(format!("{:?}", store.finish(outcomes).await.unwrap()));
+        clock.advance(Duration::from_secs(11));
+        let reaped =
+            store.claim(ClaimRequest { park_possibly_billed: true, ..claim_request(&job.id, 50) }).await.unwrap();
+        reads.push(format!("{} {} {} {}", reaped.claims.len(), reaped.lost_attempts, reaped.parked, reaped.failed));
+        reads.push(format!(
+            "{:?}",
+            store.heartbeat(vec![(claims[0].execution_id, "x".into())], Duration::from_secs(1)).await.unwrap()
+        ));
+        let todo = store.to_label(&job.id, "builtin", "3", false, 0, 100).await.unwrap();
+        reads.push(format!(
+            "{:?}",
+            todo.iter().map(|t| (t.execution_id, &t.question_text, &t.response_text)).collect::<Vec<_>>()
+        ));
+        let labels = todo
+            .iter()
+            .enumerate()
+            .flat_map(|(i, t)| {
+                let l = |classifier: &str, label: &str| LabelRecord {
+                    execution_id: t.execution_id,
+                    classifier: classifier.into(),
+                    version: "3".into(),
+                    label: label.into(),
+                    evidence: (i % 2 == 0).then(|| "because".into()),
+                    rubric: Some("rubric".into()),
+                    raw: None,
+                };
+                [l("builtin", "refusal"), l("judge:Zed@r1", "partial"), l("judge:alpha@r2", "compliance")]
+            })
+            .collect();
+        reads.push(store.put_labels(labels).await.unwrap().to_string());
+        reads.push(store.rearm(&job.id, true, false).await.unwrap().to_string());
+        let json = |v: serde_json::Value| v.to_string();
+        reads.push(json(serde_json::to_value(store.jobs(10).await.unwrap()).unwrap()));
+        reads.push(json(serde_json::to_value(store.job(&job.id).await.unwrap()).unwrap()));
+        reads.push(json(serde_json::to_value(store.status(&job.id).await.unwrap()).unwrap()));
+        for filter in [
+            ResultFilter::default(),
+            ResultFilter { model: Some("Beta".into()), region: Some("r2".into()), ..Default::default() },
+            ResultFilter { question: Some("q1".into()), ..Default::default() },
+        ] {
+            reads.push(json(serde_json::to_value(store.results(&job.id, filter.clone()).await.unwrap()).unwrap()));
+            reads.push(json(serde_json::to_value(store.attempts(&job.id, filter).await.unwrap()).unwrap()));
+        }
+        reads.push(json(serde_json::to_value(store.analysis_rows(&job.id).await.unwrap()).unwrap()));
+        reads.push(json(serde_json::to_value(store.endpoint_attempts(&job.id).await.unwrap()).unwrap()));
+        reads.push(format!("{:?} {}", store.next_wakeup(&job.id).await.unwrap(), store.now_ms()));
+        reads.push(json(store.job_identity(&job.id).await.unwrap()));
+        reads.push(format!("{:?}", store.current_job(&plan.base_job_id).await.unwrap().map(|j| j.id)));
+        reads
+    }
+
+    /// Without an injected clock, leases and stamps come from the database's clock, and
+    /// `now_ms` follows it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn leases_are_timed_by_the_database_clock() {
+        let Some(db) = db("leases_are_timed_by_the_database_clock").await else { return };
+        let store = Store::open(&db.location).await.unwrap();
+        assert_eq!(store.backend(), "postgres");
+        let job = store.enqueue(plan(1), false).await.unwrap();
+        let claims = store.claim(claim_request(&job.id, 1)).await.unwrap().claims;
+        let db_now = |rows: Vec<Vec<Option<String>>>| -> i64 { rows[0][0].as_deref().unwrap().parse().unwrap() };
+        let now = db_now(db.sql("SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint").await);
+        let until = db_now(
+            db.sql(&format!("SELECT lease_until_ms FROM executions WHERE id = {}", claims[0].execution_id)).await,
+        );
+        assert!((until - (now + 10_000)).abs() < 2_000, "lease_until {until} is the database's now {now} + 10 s");
+        let started = store.attempts(&job.id, ResultFilter::default()).await.unwrap()[0].started_at_ms;
+        assert!((started - now).abs() < 2_000, "attempt stamped {started}, database now {now}");
+        assert!((store.db_now_ms().await.unwrap() - now).abs() < 2_000);
+        // `next_wakeup - now_ms` is the wait, whatever this host's clock says.
+        let wakeup = store.next_wakeup(&job.id).await.unwrap().unwrap();
+        let wait = wakeup - store.now_ms();
+        assert!((8_000..=10_000).contains(&wait), "wait {wait} ms for a 10 s lease");
+
+        // An injected clock replaces the database's in every statement.
+        let clock = TestClock::new();
+        let tested = Store::open_with_clock(&db.location, clock.clone()).await.unwrap();
+        clock.advance(Duration::from_secs(60));
+        let batch = tested.claim(claim_request(&job.id, 1)).await.unwrap();
+        assert!(batch.claims.is_empty(), "{} ms is long before the database's leases end", clock.now_ms());
+        assert_eq!(tested.now_ms(), 1_700_000_060_000);
+        assert_eq!(tested.db_now_ms().await.unwrap(), 1_700_000_060_000);
+    }
+
+    /// A connection the server drops is `Unavailable` (never a plain back-end error): here
+    /// the database is shut down under a heartbeat waiting on a row lock. The pool does not
+    /// hand the dead connection out again, and nothing is claimed twice across losses.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_connection_is_unavailable_and_the_next_call_reconnects() {
+        let Some(db) = db("a_dropped_connection_is_unavailable_and_the_next_call_reconnects").await else { return };
+        let app = format!("parallax-test-{}", hex::encode(rand::random::<[u8; 6]>()));
+        let store = Store::open(&format!("{}&application_name={app}", db.location)).await.unwrap();
+        let job = store.enqueue(plan(2), false).await.unwrap();
+        let kill =
+            format!("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '{app}'");
+
+        let claims = store.claim(claim_request(&job.id, 1)).await.unwrap().claims;
+        let held: Vec<(i64, String)> = claims.iter().map(|c| (c.execution_id, c.lease_token.clone())).collect();
+        let locker = admin(&db.location).await.unwrap();
+        locker
+            .batch_execute(&format!("BEGIN; SELECT 1 FROM executions WHERE id = {} FOR UPDATE", held[0].0))
+            .await
+            .unwrap();
+        let beat = tokio::spawn({
+            let (store, held) = (store.clone(), held.clone());
+            async move { store.heartbeat(held, Duration::from_secs(10)).await }
+        });
+        let waiting = format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app}' AND wait_event_type = 'Lock'"
+        );
+        while db.sql(&waiting).await[0][0].as_deref() != Some("1") {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        db.sql(&kill).await;
+        let err = beat.await.unwrap().unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
+        locker.batch_execute("ROLLBACK").await.unwrap();
+        assert!(store.heartbeat(held, Duration::from_secs(10)).await.unwrap().is_empty(), "a new connection");
+
+        // Killed between calls: a call may find its connection gone, or the pool may have
+        // noticed first; either way no key is claimed twice.
+        let mut claimed: Vec<i64> = claims.iter().map(|c| c.execution_id).collect();
+        for round in 0..3 {
+            if round < 2 {
+                db.sql(&kill).await;
+            }
+            match store.claim(claim_request(&job.id, 1)).await {
+                Ok(batch) => claimed.extend(batch.claims.iter().map(|c| c.execution_id)),
+                Err(StoreError::Unavailable { .. }) => {}
+                Err(e) => panic!("a dropped connection must read as unavailable: {e:?}"),
+            }
+        }
+        let unique: HashSet<i64> = claimed.iter().copied().collect();
+        assert_eq!((claimed.len(), unique.len()), (4, 4), "every key once");
+    }
+    /// A connection string's password appears in no error, however the open fails.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn passwords_never_appear_in_errors() {
+        let secret = "s3cr3t-Pa55";
+        let refused = format!("postgres://postgres:{secret}@127.0.0.1:1/test?connect_timeout=2");
+        let err = Store::open(&refused).await.err().expect("nothing listens on port 1");
+        assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
+        let text = error_chain(&err);
+        assert!(!text.contains(secret), "{text}");
+        assert!(text.contains("postgres:***@127.0.0.1:1"), "the location is shown, redacted: {text}");
+
+        for malformed in [
+            format!("postgres://postgres:{secret}@127.0.0.1:notaport/test"),
+            format!("postgresql://db/test?password={secret}&sslmode=bogus"),
+            format!("postgres://127.0.0.1/test?user=postgres&password={secret}&port=notaport"),
+            format!("postgres://127.0.0.1/test?password={secret}&nosuchoption=1"),
+        ] {
+            let err = Store::open(&malformed).await.err().expect("a malformed URL is refused");
+            let text = error_chain(&err);
+            assert!(!text.contains(secret), "{text}");
+        }
+
+        let Some(db) = db("passwords_never_appear_in_errors").await else { return };
+        // The server refuses (no such database): its message is kept, the password is not.
+        let url = database_url();
+        let (scheme, rest) = url.split_once("://").unwrap();
+        let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+        let host = rest.split(['/', '?']).next().unwrap();
+        let wrong = format!("{scheme}://postgres:{secret}@{host}/parallax_no_such_database");
+        let err = Store::open(&wrong).await.err().expect("no such database");
+        let text = error_chain(&err);
+        assert!(!text.contains(secret), "{text}");
+        assert!(text.contains("parallax_no_such_database"), "{text}");
+        drop(db);
+    }
+
+    /// Round trips per batch, measured (printed with `--nocapture`), and bounded.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_cost_a_fixed_number_of_round_trips() {
+        let Some(db) = db("batches_cost_a_fixed_number_of_round_trips").await else { return };
+        let (store, _) = db.store().await;
+        let job = store.enqueue(plan(100), false).await.unwrap();
+        let trips = || store.round_trips().unwrap();
+        // Warm every statement on the connection first.
+        let warm = store.claim(claim_request(&job.id, 1)).await.unwrap().claims;
+        store.finish(warm.iter().map(|c| success(c, "ok")).collect()).await.unwrap();
+        store
+            .heartbeat(warm.iter().map(|c| (c.execution_id, c.lease_token.clone())).collect(), Duration::from_secs(1))
+            .await
+            .unwrap();
+        let before = trips();
+        let claims = store.claim(claim_request(&job.id, 25)).await.unwrap().claims;
+        let claim_trips = trips() - before;
+        assert_eq!(claims.len(), 50);
+        let before = trips();
+        store
+            .heartbeat(
+                claims.iter().map(|c| (c.execution_id, c.lease_token.clone())).collect(),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        let heartbeat_trips = trips() - before;
+        let before = trips();
+        store.finish(claims.iter().map(|c| success(c, "ok")).collect()).await.unwrap();
+        let finish_trips = trips() - before;
+        eprintln!(
+            "round trips: claim of 50 over 2 endpoints {claim_trips}, heartbeat of 50 {heartbeat_trips}, finish of 50 {finish_trips}"
+        );
+        assert_eq!((claim_trips, heartbeat_trips, finish_trips), (2, 1, 1));
+    }
 }

@@ -1,0 +1,1286 @@
+//! The PostgreSQL ledger: many `parallax` processes, on many hosts, share one database.
+//!
+//! The same contract as the SQLite store (see `LEDGER.md`), kept with PostgreSQL's tools:
+//!
+//! - **Time is the database's.** Every lease expiry and time stamp is computed in SQL from
+//!   `statement_timestamp()`, never from a worker's clock (hosts disagree about the time).
+//!   Each statement takes a `$now` that is NULL in production (`coalesce($now, <db ms>)`);
+//!   only a test that injects a [`Clock`] through `Store::open_with_clock` fills it.
+//! - **A claim is one transaction**: per endpoint, one statement reaps the expired leases it
+//!   meets (closing their open attempt as `lost`), takes due pending rows with
+//!   `FOR UPDATE SKIP LOCKED` inside a CTE (PostgreSQL never inlines a locking CTE, so the
+//!   LIMIT holds), sets the lease and inserts the attempt rows. The first pass's statements
+//!   for every endpoint are pipelined behind `BEGIN`: two round trips per batch (that pipeline,
+//!   and `COMMIT`) whatever the number of endpoints, unless the second pass has work.
+//! - **A finish, a heartbeat is one statement** over arrays (`unnest`), each row fenced by
+//!   `(id, lease_token)`: one round trip and one commit per batch.
+//! - **Migrations** run in one transaction under `pg_advisory_xact_lock`, so processes that
+//!   open a fresh database at once apply them once; a transaction-scoped lock cannot leak.
+//!
+//! A small fixed pool (four connections per handle, opened on demand) serves the calls; a
+//! connection that saw an error, a cancelled call or an open transaction is closed, never reused.
+//! TLS is not supported yet (`NoTls`): use a local socket, a tunnel or a sidecar.
+
+use std::collections::{BTreeMap, HashMap};
+use std::error::Error as _;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::try_join_all;
+use parallax_core::{EndpointKind, ItemKey, Plan, idempotency_key};
+use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Row, Statement};
+
+use crate::{
+    AnalysisRow, Applied, AttemptRow, CellStatus, Claim, ClaimBatch, ClaimRequest, Clock, EndpointAttempts, JobRecord,
+    JobStatus, JobSummary, LabelRecord, Next, Outcome, ResultFilter, ResultRow, StatusCounts, StoreError, SystemClock,
+    ToLabel,
+};
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "ledger", include_str!("../migrations/postgres/0001_ledger.sql")),
+    (2, "labels", include_str!("../migrations/postgres/0002_labels.sql")),
+    (3, "claim_indexes", include_str!("../migrations/postgres/0003_claim_indexes.sql")),
+    (4, "provenance", include_str!("../migrations/postgres/0004_provenance.sql")),
+];
+
+/// Connections per store handle. A worker has one claim, one finish and one heartbeat in
+/// flight at most, plus the odd read.
+const POOL_SIZE: usize = 4;
+
+/// Rows per statement when enqueueing a plan: bounded messages for plans of any size.
+const ENQUEUE_CHUNK: usize = 2_000;
+
+/// First keys of the advisory locks (the second is a hash of the schema, and the plan).
+const MIGRATE_LOCK: i32 = 0x7078_0001;
+const ENQUEUE_LOCK: i32 = 0x7078_0002;
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// `clock.now`: the injected test clock (`$1`), else the database's, in ms since the epoch.
+/// One value per statement: `statement_timestamp()` does not move while it runs.
+macro_rules! with_clock {
+    ($($sql:literal),* $(,)?) => {
+        concat!(
+            "WITH clock AS (SELECT coalesce($1::bigint, floor(extract(epoch FROM statement_timestamp()) * 1000)::bigint) AS now)",
+            $($sql),*
+        )
+    };
+}
+
+/// One endpoint's share of a claim: reap, pick, lease, open attempts. `$2` job, `$3` endpoint,
+/// `$4` at most this many rows, `$5` lease ms, `$6` worker, `$7` park possibly billed,
+/// `$8` attempt budget, `$9` fresh lease tokens (at least `$4` of them).
+///
+/// Expired leases come first (their holders are gone), then due pending rows in plan order,
+/// n in all, as in SQLite. Returns one row of counts (`picked`, `lost`, `parked`, `failed`)
+/// joined to each claim taken, or to NULLs when none was.
+const CLAIM: &str = with_clock!(
+    ",
+expired AS (
+    SELECT e.id, e.attempts, e.attempts_base, e.lease_until_ms FROM executions e
+    WHERE e.job_id = $2 AND e.endpoint = $3 AND e.status = 'running' AND e.lease_until_ms < (SELECT now FROM clock)
+    ORDER BY e.lease_until_ms, e.id LIMIT $4 FOR UPDATE SKIP LOCKED
+),
+due AS (
+    SELECT e.id FROM executions e
+    WHERE e.job_id = $2 AND e.endpoint = $3 AND e.status = 'pending'
+      AND (e.not_before_ms IS NULL OR e.not_before_ms <= (SELECT now FROM clock))
+    -- `id + 0`: the order of the partial index, not of the primary key (see migration 0003).
+    ORDER BY e.id + 0 LIMIT greatest($4 - (SELECT count(*) FROM expired), 0) FOR UPDATE SKIP LOCKED
+),
+lost AS (
+    UPDATE attempts a SET outcome = 'lost', possibly_billed = true, finished_at_ms = (SELECT now FROM clock),
+        error = 'lease expired before the attempt was closed (worker stopped or lost the store)'
+    FROM expired x WHERE a.execution_id = x.id AND a.outcome = 'open'
+    RETURNING a.execution_id
+),
+picked AS (
+    -- (src, at, id): the order SQLite takes them in; claims and attempt ids follow it.
+    SELECT x.id, 0 AS src, x.lease_until_ms AS at,
+        CASE WHEN $7::boolean AND EXISTS (SELECT 1 FROM lost l WHERE l.execution_id = x.id) THEN 'parked'
+             WHEN x.attempts - x.attempts_base >= $8::bigint THEN 'failed'
+             ELSE 'running' END AS status
+    FROM expired x
+    UNION ALL
+    SELECT d.id, 1, 0, 'running' FROM due d
+),
+tokens AS (
+    SELECT p.id, ($9::text[])[row_number() OVER (ORDER BY p.src, p.at, p.id)] AS token
+    FROM picked p WHERE p.status = 'running'
+),
+taken AS (
+    UPDATE executions e SET
+        status = p.status,
+        lease_token = t.token,
+        lease_until_ms = CASE WHEN p.status = 'running' THEN c.now + $5::bigint END,
+        worker = CASE WHEN p.status = 'running' THEN $6::text END,
+        attempts = e.attempts + CASE WHEN p.status = 'running' THEN 1 ELSE 0 END,
+        not_before_ms = CASE WHEN p.status = 'running' THEN NULL ELSE e.not_before_ms END,
+        error = CASE p.status
+            WHEN 'parked' THEN 'parked: an attempt may have been billed (lease expired mid-call)'
+            WHEN 'failed' THEN 'attempt budget of ' || $8::bigint || ' spent; the last attempt was lost'
+            ELSE e.error END
+    FROM picked p LEFT JOIN tokens t ON t.id = p.id, clock c
+    WHERE e.id = p.id AND e.id = ANY (ARRAY(SELECT id FROM picked))
+    RETURNING e.id, e.status, e.lease_token, e.attempts, e.attempts_base, e.question_id, e.model_id, e.region,
+        e.sample, e.endpoint, e.kind, e.requested_model, e.model_aliases, e.request_body, e.idempotency_key
+),
+opened AS (
+    INSERT INTO attempts (execution_id, number, lease_token, worker, started_at_ms, outcome)
+    SELECT k.id, greatest(k.attempts - k.attempts_base, 1) + k.attempts_base, k.lease_token, $6::text, c.now, 'open'
+    FROM taken k JOIN picked p ON p.id = k.id, clock c WHERE k.status = 'running'
+    ORDER BY p.src, p.at, k.id -- attempt ids in claim order, as in SQLite
+    RETURNING id, execution_id
+),
+counts AS (
+    SELECT (SELECT count(*) FROM picked) AS picked, (SELECT count(*) FROM lost) AS lost,
+        (SELECT count(*) FROM taken WHERE status = 'parked') AS parked,
+        (SELECT count(*) FROM taken WHERE status = 'failed') AS failed
+)
+SELECT n.picked, n.lost, n.parked, n.failed, c.id, c.attempt_id, c.lease_token, c.attempts, c.attempts_base,
+    c.question_id, c.model_id, c.region, c.sample, c.endpoint, c.kind, c.requested_model, c.model_aliases,
+    c.request_body, c.idempotency_key
+FROM counts n LEFT JOIN (
+    SELECT p.src, p.at, k.*, o.id AS attempt_id FROM taken k JOIN opened o ON o.execution_id = k.id JOIN picked p ON p.id = k.id
+) c ON true
+ORDER BY c.src, c.at, c.id"
+);
+
+/// A batch of outcomes, each execution at most once (`finish` splits a batch that repeats
+/// one). Every execution write is fenced by `(id, lease_token)`; the attempt is closed
+/// either way (`stale`, and possibly billed, when the fence refused it); a result is kept
+/// only behind a fence that held. Returns, in input order, whether each was applied.
+const FINISH: &str = with_clock!(
+    ",
+o AS (
+    SELECT * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[],
+        $9::boolean[], $10::bigint[], $11::bigint[], $12::text[]) WITH ORDINALITY
+        AS o(execution_id, attempt_id, token, status, attempt_outcome, retry_after_ms, execution_error,
+             billed, http_status, latency_ms, error, ord)
+),
+settled AS (
+    UPDATE executions e SET status = o.status, lease_token = NULL, lease_until_ms = NULL, worker = NULL,
+        not_before_ms = c.now + o.retry_after_ms, error = o.execution_error,
+        -- Recorded, never sent: `attempts` counts upstream calls only.
+        attempts = e.attempts - CASE WHEN o.attempt_outcome = 'released' THEN 1 ELSE 0 END
+    FROM o, clock c
+    WHERE e.id = o.execution_id AND e.lease_token = o.token
+    RETURNING e.id
+),
+closed AS (
+    -- An attempt closes once; one the reaper closed as lost may still learn how it ended.
+    -- A refused late answer was paid for and not kept: it counts with the possibly billed.
+    UPDATE attempts a SET outcome = CASE WHEN s.id IS NULL THEN 'stale' ELSE o.attempt_outcome END,
+        finished_at_ms = c.now,
+        possibly_billed = o.billed OR (s.id IS NULL AND o.attempt_outcome <> 'released'),
+        http_status = o.http_status, latency_ms = o.latency_ms, error = o.error
+    FROM o LEFT JOIN settled s ON s.id = o.execution_id, clock c
+    WHERE a.id = o.attempt_id AND a.outcome IN ('open', 'lost')
+    RETURNING a.id
+),
+kept AS (
+    INSERT INTO results (execution_id, attempt_id, reported_model, model_mismatch, response_text, finish_reason,
+        usage_json, latency_ms, created_at_ms, provenance_json)
+    SELECT o.execution_id, o.attempt_id, r.reported_model, r.model_mismatch, r.response_text, r.finish_reason,
+        r.usage_json, o.latency_ms, c.now, r.provenance_json
+    FROM unnest($13::bigint[], $14::text[], $15::boolean[], $16::text[], $17::text[], $18::text[], $19::text[])
+        AS r(execution_id, reported_model, model_mismatch, response_text, finish_reason, usage_json, provenance_json)
+    JOIN o ON o.execution_id = r.execution_id
+    JOIN settled s ON s.id = r.execution_id, clock c
+    RETURNING execution_id
+)
+SELECT o.ord, s.id IS NOT NULL AS applied FROM o LEFT JOIN settled s ON s.id = o.execution_id ORDER BY o.ord"
+);
+
+/// Extends every held lease that is still current; returns the others, in input order.
+const HEARTBEAT: &str = with_clock!(
+    ",
+h AS (SELECT * FROM unnest($2::bigint[], $3::text[]) WITH ORDINALITY AS h(id, token, ord)),
+extended AS (
+    UPDATE executions e SET lease_until_ms = c.now + $4::bigint FROM h, clock c
+    WHERE e.id = h.id AND e.lease_token = h.token AND e.status = 'running'
+    RETURNING e.id
+)
+SELECT h.id FROM h WHERE NOT EXISTS (SELECT 1 FROM extended x WHERE x.id = h.id) ORDER BY h.ord"
+);
+
+/// The earliest wake-up (a pending row without backoff is due at once: 0), and the clock's now.
+const NEXT_WAKEUP: &str = with_clock!(
+    "
+SELECT (SELECT min(t) FROM (
+    SELECT coalesce(p.not_before_ms, 0) AS t FROM (
+        SELECT not_before_ms FROM executions WHERE job_id = $2 AND status = 'pending'
+        ORDER BY not_before_ms NULLS FIRST LIMIT 1) p
+    UNION ALL
+    SELECT min(lease_until_ms) FROM executions WHERE job_id = $2 AND status = 'running') w),
+    (SELECT now FROM clock)"
+);
+
+const NOW: &str = with_clock!(" SELECT now FROM clock");
+
+const JOB: &str = "SELECT id, base_id, generation, name, planned, created_at_ms FROM jobs WHERE id = $1";
+const LATEST_GENERATION: &str = "SELECT id, base_id, generation, name, planned, created_at_ms FROM jobs
+    WHERE base_id = $1 ORDER BY generation DESC LIMIT 1";
+
+/// A connection and the statements prepared on it.
+struct Conn {
+    client: Client,
+    statements: HashMap<&'static str, Statement>,
+    /// `default_transaction_read_only` was set on it (the `read_only_after` test hook).
+    read_only: bool,
+}
+
+struct Inner {
+    /// Where the store is, password redacted: the only form that appears in errors.
+    location: String,
+    config: tokio_postgres::Config,
+    /// A test's clock; `None`: the database's.
+    clock: Option<Arc<dyn Clock>>,
+    idle: Mutex<Vec<Conn>>,
+    slots: Semaphore,
+    /// Test hook: result batches left before the store turns read-only, and whether it has.
+    finishes_before_read_only: AtomicI64,
+    read_only: AtomicBool,
+    /// The database clock minus this host's, as last measured (see `now_ms`).
+    offset_ms: AtomicI64,
+    /// Requests that waited for the server, for measuring batches.
+    round_trips: AtomicU64,
+}
+
+#[derive(Clone)]
+pub(crate) struct PgStore(Arc<Inner>);
+
+/// A pooled connection, held for one call. It goes back to the pool only if its last
+/// request was answered without error and no transaction is open; otherwise (an error, a
+/// call cancelled mid-request, a transaction left open) it is closed, which also rolls
+/// back whatever it had begun. Reconnecting after an error is cheap; reusing a connection
+/// in an unknown state is not.
+struct Lease<'a> {
+    store: &'a Inner,
+    conn: Option<Conn>,
+    _slot: SemaphorePermit<'a>,
+    in_tx: bool,
+    healthy: bool,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take()
+            && !self.in_tx
+            && self.healthy
+            && !conn.client.is_closed()
+        {
+            self.store.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+        }
+    }
+}
+
+impl Lease<'_> {
+    fn conn(&mut self) -> &mut Conn {
+        self.conn.as_mut().expect("a lease holds its connection until dropped")
+    }
+
+    /// The client, for one request (or one pipeline of them): a round trip, and the
+    /// connection is suspect until `settle` sees the answer.
+    fn send(&mut self) -> &Client {
+        self.healthy = false;
+        self.store.trip();
+        &self.conn().client
+    }
+
+    fn settle<T>(&mut self, answer: std::result::Result<T, tokio_postgres::Error>) -> Result<T> {
+        self.healthy = answer.is_ok();
+        answer.map_err(|e| self.store.err(e))
+    }
+
+    /// The statement prepared on this connection (one round trip the first time).
+    async fn statement(&mut self, sql: &'static str) -> Result<Statement> {
+        if let Some(statement) = self.conn().statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let answer = self.send().prepare(sql).await;
+        let statement = self.settle(answer)?;
+        self.conn().statements.insert(sql, statement.clone());
+        Ok(statement)
+    }
+
+    async fn query(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let statement = self.statement(sql).await?;
+        let answer = self.send().query(&statement, params).await;
+        self.settle(answer)
+    }
+
+    async fn query_opt(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
+        Ok(self.query(sql, params).await?.into_iter().next())
+    }
+
+    async fn execute(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        let statement = self.statement(sql).await?;
+        let answer = self.send().execute(&statement, params).await;
+        self.settle(answer)
+    }
+
+    async fn batch(&mut self, sql: &str) -> Result<()> {
+        let answer = self.send().batch_execute(sql).await;
+        self.settle(answer)
+    }
+
+    async fn begin(&mut self) -> Result<()> {
+        self.in_tx = true;
+        self.batch("BEGIN").await
+    }
+
+    async fn commit(&mut self) -> Result<()> {
+        self.batch("COMMIT").await?;
+        self.in_tx = false;
+        Ok(())
+    }
+}
+
+/// Reads a `bigint` column into the model's integer types.
+fn int<T: TryFrom<i64>>(row: &Row, i: usize) -> T
+where
+    T::Error: std::fmt::Debug,
+{
+    T::try_from(row.get::<_, i64>(i)).expect("the schema keeps this column within its type")
+}
+
+fn job_from_row(r: &Row) -> JobRecord {
+    JobRecord {
+        id: r.get(0),
+        base_id: r.get(1),
+        generation: r.get(2),
+        name: r.get(3),
+        planned: r.get(4),
+        created_at_ms: r.get(5),
+        inserted: 0,
+    }
+}
+
+/// One column of the labels at `keep`, for an array parameter.
+fn column<'a>(
+    labels: &'a [LabelRecord],
+    keep: &[usize],
+    f: impl Fn(&'a LabelRecord) -> Option<&'a str>,
+) -> Vec<Option<&'a str>> {
+    keep.iter().map(|&i| f(&labels[i])).collect()
+}
+
+fn new_token() -> String {
+    let bytes: [u8; 16] = rand::random();
+    hex::encode(bytes)
+}
+
+fn json(text: Option<String>) -> Option<serde_json::Value> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+}
+
+impl Inner {
+    fn trip(&self) {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A lost or refused connection is `Unavailable` (worth retrying later); anything the
+    /// server refused is `Backend`. Neither carries the connection string.
+    fn err(&self, e: tokio_postgres::Error) -> StoreError {
+        let unavailable = e.is_closed()
+            || match e.code() {
+                // connection_exception, admin/crash shutdown, cannot_connect_now, too_many_connections
+                Some(code) => {
+                    code.code().starts_with("08") || ["57P01", "57P02", "57P03", "53300"].contains(&code.code())
+                }
+                None => e.source().is_some_and(|s| s.is::<std::io::Error>()),
+            };
+        let (store, source) = (self.location.clone(), Box::new(e));
+        if unavailable { StoreError::Unavailable { store, source } } else { StoreError::Backend { store, source } }
+    }
+
+    fn now_param(&self) -> Option<i64> {
+        self.clock.as_ref().map(|c| c.now_ms())
+    }
+
+    async fn connect(&self) -> Result<Conn> {
+        let (client, connection) = self.config.connect(NoTls).await.map_err(|e| self.err(e))?;
+        // The connection's I/O runs beside the client; its errors reach the client's calls.
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Conn { client, statements: HashMap::new(), read_only: false })
+    }
+
+    async fn lease(&self) -> Result<Lease<'_>> {
+        let slot = self.slots.acquire().await.map_err(|e| StoreError::Task(e.to_string()))?;
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match idle {
+            Some(conn) if !conn.client.is_closed() => conn,
+            _ => self.connect().await?,
+        };
+        let mut lease = Lease { store: self, conn: Some(conn), _slot: slot, in_tx: false, healthy: true };
+        if self.read_only.load(Ordering::SeqCst) && !lease.conn.as_ref().is_some_and(|c| c.read_only) {
+            // Test hook: from now on every write on this connection fails, as on a real
+            // database gone read-only (a replica, a full disk's `default_transaction_read_only`).
+            lease.batch("SET default_transaction_read_only = on").await?;
+            lease.conn().read_only = true;
+        }
+        Ok(lease)
+    }
+}
+
+impl PgStore {
+    /// Connects and migrates. `location` must already be redacted for errors.
+    pub async fn open(url: &str, location: String, clock: Option<Arc<dyn Clock>>) -> Result<PgStore> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| StoreError::Backend { store: location.clone(), source: Box::new(e) })?;
+        if config.get_connect_timeout().is_none() {
+            // A host that drops packets would otherwise hold an open for the OS's TCP timeout.
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("parallax");
+        }
+        let inner = Inner {
+            location,
+            config,
+            clock,
+            idle: Mutex::new(Vec::new()),
+            slots: Semaphore::new(POOL_SIZE),
+            finishes_before_read_only: AtomicI64::new(i64::MAX),
+            read_only: AtomicBool::new(false),
+            offset_ms: AtomicI64::new(0),
+            round_trips: AtomicU64::new(0),
+        };
+        let mut conn = inner.connect().await?;
+        migrate(&inner, &mut conn).await?;
+        inner.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+        let store = PgStore(Arc::new(inner));
+        store.db_now_ms().await?;
+        Ok(store)
+    }
+
+    pub fn round_trips(&self) -> u64 {
+        self.0.round_trips.load(Ordering::Relaxed)
+    }
+
+    /// The store's clock without a round trip: the injected one, or this host's clock
+    /// corrected by the offset to the database's measured at open and at every
+    /// `next_wakeup` (to within a round trip), so `next_wakeup() - now_ms()` is a wait.
+    pub fn now_ms(&self) -> i64 {
+        match &self.0.clock {
+            Some(clock) => clock.now_ms(),
+            None => SystemClock.now_ms() + self.0.offset_ms.load(Ordering::Relaxed),
+        }
+    }
+
+    fn observe_db_now(&self, db_now: i64) {
+        if self.0.clock.is_none() {
+            self.0.offset_ms.store(db_now - SystemClock.now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// The store's clock, asked of the database (or the injected clock).
+    pub async fn db_now_ms(&self) -> Result<i64> {
+        let mut c = self.0.lease().await?;
+        let now: i64 = c.query(NOW, &[&self.0.now_param()]).await?[0].get(0);
+        self.observe_db_now(now);
+        Ok(now)
+    }
+
+    pub fn read_only_after(&self, finishes: u64) {
+        self.0.finishes_before_read_only.store(finishes.min(i64::MAX as u64) as i64, Ordering::SeqCst);
+    }
+
+    pub async fn current_job(&self, base_id: &str) -> Result<Option<JobRecord>> {
+        let mut c = self.0.lease().await?;
+        Ok(c.query_opt(LATEST_GENERATION, &[&base_id]).await?.as_ref().map(job_from_row))
+    }
+
+    pub async fn enqueue(&self, plan: &Plan, fresh: bool) -> Result<JobRecord> {
+        let mut c = self.0.lease().await?;
+        c.begin().await?;
+        // Processes that enqueue the same plan at once queue here, so one creates the job
+        // and the others continue it (SQLite gets this from `BEGIN IMMEDIATE`).
+        c.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext(current_schema() || '/' || $2::text))",
+            &[&ENQUEUE_LOCK, &plan.base_job_id],
+        )
+        .await?;
+        let latest = c.query_opt(LATEST_GENERATION, &[&plan.base_job_id]).await?.as_ref().map(job_from_row);
+        let mut job = match (latest, fresh) {
+            (Some(job), false) => job,
+            (latest, _) => {
+                let generation = latest.map_or(1, |j| j.generation + 1);
+                let id = if generation == 1 {
+                    plan.base_job_id.clone()
+                } else {
+                    format!("{}-{generation}", plan.base_job_id)
+                };
+                let row = c
+                    .query(
+                        with_clock!(
+                            " INSERT INTO jobs (id, base_id, generation, name, identity_json, planned, created_at_ms)
+                             SELECT $2::text, $3::text, $4::bigint, $5::text, $6::text, $7::bigint, now FROM clock
+                             RETURNING created_at_ms"
+                        ),
+                        &[
+                            &self.0.now_param(),
+                            &id,
+                            &plan.base_job_id,
+                            &generation,
+                            &plan.name,
+                            &parallax_core::canonical_json(&plan.identity),
+                            &(plan.len() as i64),
+                        ],
+                    )
+                    .await?;
+                JobRecord {
+                    id,
+                    base_id: plan.base_job_id.clone(),
+                    generation,
+                    name: plan.name.clone(),
+                    planned: plan.len() as i64,
+                    created_at_ms: row[0].get(0),
+                    inserted: 0,
+                }
+            }
+        };
+        if job.planned != plan.len() as i64 {
+            return Err(StoreError::Inconsistent {
+                job: job.id,
+                detail: format!("recorded with {} executions, the plan has {}", job.planned, plan.len()),
+            });
+        }
+        let questions = plan.questions();
+        let ids: Vec<&str> = questions.iter().map(|q| q.id.as_str()).collect();
+        let ordinals: Vec<i64> = (0..questions.len() as i64).collect();
+        let texts: Vec<&str> = questions.iter().map(|q| q.text.as_str()).collect();
+        let expects: Vec<Option<String>> = questions
+            .iter()
+            .map(|q| q.expect.and_then(|e| serde_json::to_value(e).ok().and_then(|v| v.as_str().map(str::to_owned))))
+            .collect();
+        let metas: Vec<String> =
+            questions.iter().map(|q| serde_json::Value::Object(q.meta.clone()).to_string()).collect();
+        c.execute(
+            "INSERT INTO questions (job_id, question_id, ordinal, text, expect, meta_json)
+             SELECT $1, * FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[])
+             ON CONFLICT DO NOTHING",
+            &[&job.id, &ids, &ordinals, &texts, &expects, &metas],
+        )
+        .await?;
+        let items: Vec<_> = plan.items().collect();
+        for chunk in items.chunks(ENQUEUE_CHUNK) {
+            let questions: Vec<&str> = chunk.iter().map(|i| i.key.question_id.as_str()).collect();
+            let models: Vec<&str> = chunk.iter().map(|i| i.key.model_id.as_str()).collect();
+            let regions: Vec<&str> = chunk.iter().map(|i| i.key.region.as_str()).collect();
+            let samples: Vec<i64> = chunk.iter().map(|i| i64::from(i.key.sample)).collect();
+            let endpoints: Vec<&str> = chunk.iter().map(|i| i.endpoint.as_str()).collect();
+            let kinds: Vec<&str> = chunk.iter().map(|i| i.kind.as_str()).collect();
+            let requested: Vec<&str> = chunk.iter().map(|i| i.requested_model.as_str()).collect();
+            let aliases: Vec<String> =
+                chunk.iter().map(|i| serde_json::to_string(&i.model_aliases).unwrap_or_default()).collect();
+            let bodies: Vec<&[u8]> = chunk.iter().map(|i| i.request_body.as_bytes()).collect();
+            let shas: Vec<&str> = chunk.iter().map(|i| i.request_sha256.as_str()).collect();
+            let keys: Vec<String> = chunk.iter().map(|i| idempotency_key(&job.id, &i.key)).collect();
+            job.inserted += c
+                .execute(
+                    "INSERT INTO executions (job_id, question_id, model_id, region, sample, endpoint, kind,
+                         requested_model, model_aliases, request_body, request_sha256, idempotency_key, status)
+                     SELECT $1, i.*, 'pending' FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
+                         $7::text[], $8::text[], $9::text[], $10::bytea[], $11::text[], $12::text[])
+                         AS i(question_id, model_id, region, sample, endpoint, kind, requested_model, model_aliases,
+                              request_body, request_sha256, idempotency_key)
+                     -- Only what is missing: a conflict would still draw an id (SQLite's ids have no gaps).
+                     WHERE NOT EXISTS (SELECT 1 FROM executions x WHERE x.job_id = $1 AND x.question_id = i.question_id
+                         AND x.model_id = i.model_id AND x.region = i.region AND x.sample = i.sample)
+                     ON CONFLICT DO NOTHING",
+                    &[
+                        &job.id, &questions, &models, &regions, &samples, &endpoints, &kinds, &requested, &aliases,
+                        &bodies, &shas, &keys,
+                    ],
+                )
+                .await?;
+        }
+        // Enqueue N, see N: the store must hold exactly the plan, whatever was there before.
+        let count: i64 = c.query("SELECT count(*) FROM executions WHERE job_id = $1", &[&job.id]).await?[0].get(0);
+        if count != plan.len() as i64 {
+            return Err(StoreError::Inconsistent {
+                job: job.id,
+                detail: format!("{count} executions stored, the plan has {}", plan.len()),
+            });
+        }
+        c.commit().await?;
+        Ok(job)
+    }
+
+    /// See `SqliteStore::claim`: the same fair shares and passes. Each endpoint's share is
+    /// one `CLAIM` statement; the first pass's statements go out together behind `BEGIN`.
+    /// Its shares are capped up front so that together they stay within `max_total` (SQLite
+    /// caps each by what the endpoints before it actually took: the same unless one came up
+    /// short in the first pass, and then the second pass tops up as in SQLite).
+    pub async fn claim(&self, req: &ClaimRequest) -> Result<ClaimBatch> {
+        let mut batch = ClaimBatch::default();
+        if req.wants.is_empty() || req.max_total == 0 {
+            return Ok(batch);
+        }
+        let now = self.0.now_param();
+        let lease_ms = req.lease.as_millis().min(i64::MAX as u128) as i64;
+        let max_attempts = i64::from(req.max_attempts);
+        let mut c = self.0.lease().await?;
+        let claim = c.statement(CLAIM).await?;
+        let share = req.max_total.div_ceil(req.wants.len());
+        let mut taken = vec![0usize; req.wants.len()];
+        let mut exhausted = vec![false; req.wants.len()];
+
+        // First pass: every endpoint's fair share, the statements pipelined behind BEGIN.
+        let mut left = req.max_total;
+        let mut first: Vec<(usize, usize, i64, Vec<String>)> = Vec::new();
+        for (w, (_, cap)) in req.wants.iter().enumerate() {
+            let n = share.min(*cap).min(left);
+            left -= n;
+            if n > 0 {
+                first.push((w, n, n as i64, (0..n).map(|_| new_token()).collect()));
+            }
+        }
+        c.in_tx = true;
+        let client = c.send();
+        let (begun, rows) = tokio::join!(
+            client.batch_execute("BEGIN"),
+            try_join_all(first.iter().map(|(w, _, n, tokens)| {
+                let (endpoint, claim) = (&req.wants[*w].0, &claim);
+                async move {
+                    client
+                        .query(
+                            claim,
+                            &[
+                                &now,
+                                &req.job_id,
+                                endpoint,
+                                n,
+                                &lease_ms,
+                                &req.worker,
+                                &req.park_possibly_billed,
+                                &max_attempts,
+                                tokens,
+                            ],
+                        )
+                        .await
+                }
+            }))
+        );
+        c.settle(begun)?;
+        let rows = c.settle(rows)?;
+        for ((w, n, _, _), rows) in first.iter().zip(rows) {
+            let picked = take_rows(rows, &mut batch)?;
+            exhausted[*w] = picked < *n;
+            taken[*w] += picked;
+        }
+
+        if batch.claims.len() < req.max_total && !exhausted.iter().all(|e| *e) {
+            for (w, (endpoint, cap)) in req.wants.iter().enumerate() {
+                let n = cap.saturating_sub(taken[w]).min(req.max_total.saturating_sub(batch.claims.len()));
+                if exhausted[w] || n == 0 {
+                    continue;
+                }
+                let tokens: Vec<String> = (0..n).map(|_| new_token()).collect();
+                let rows = c
+                    .query(
+                        CLAIM,
+                        &[
+                            &now,
+                            &req.job_id,
+                            endpoint,
+                            &(n as i64),
+                            &lease_ms,
+                            &req.worker,
+                            &req.park_possibly_billed,
+                            &max_attempts,
+                            &tokens,
+                        ],
+                    )
+                    .await?;
+                let picked = take_rows(rows, &mut batch)?;
+                exhausted[w] = picked < n;
+                taken[w] += picked;
+            }
+        }
+        c.commit().await?;
+        Ok(batch)
+    }
+
+    pub async fn heartbeat(&self, held: &[(i64, String)], lease: Duration) -> Result<Vec<i64>> {
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = held.iter().map(|h| h.0).collect();
+        let tokens: Vec<&str> = held.iter().map(|h| h.1.as_str()).collect();
+        let lease_ms = lease.as_millis().min(i64::MAX as u128) as i64;
+        let mut c = self.0.lease().await?;
+        let rows = c.query(HEARTBEAT, &[&self.0.now_param(), &ids, &tokens, &lease_ms]).await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    pub async fn finish(&self, outcomes: &[Outcome]) -> Result<Vec<Applied>> {
+        if self.0.finishes_before_read_only.fetch_sub(1, Ordering::SeqCst) <= 0 {
+            self.0.read_only.store(true, Ordering::SeqCst);
+        }
+        if outcomes.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A batch that names an execution twice is applied in rounds, each naming it once,
+        // so that the later outcome meets the earlier one's effect, as in SQLite's loop.
+        let mut rounds: Vec<Vec<usize>> = Vec::new();
+        let mut seen: HashMap<i64, usize> = HashMap::new();
+        for (i, o) in outcomes.iter().enumerate() {
+            let round = seen.entry(o.execution_id).or_insert(0);
+            if rounds.len() <= *round {
+                rounds.push(Vec::new());
+            }
+            rounds[*round].push(i);
+            *round += 1;
+        }
+        let now = self.0.now_param();
+        let mut applied = vec![Applied::Stale; outcomes.len()];
+        let mut c = self.0.lease().await?;
+        if rounds.len() > 1 {
+            c.begin().await?;
+        }
+        for round in &rounds {
+            let rows = self.finish_round(&mut c, now, round.iter().map(|&i| &outcomes[i])).await?;
+            for row in rows {
+                let ord: i64 = row.get(0);
+                if row.get::<_, bool>(1) {
+                    applied[round[(ord - 1) as usize]] = Applied::Applied;
+                }
+            }
+        }
+        if rounds.len() > 1 {
+            c.commit().await?;
+        }
+        Ok(applied)
+    }
+
+    async fn finish_round(
+        &self,
+        c: &mut Lease<'_>,
+        now: Option<i64>,
+        outcomes: impl Iterator<Item = &Outcome> + Clone,
+    ) -> Result<Vec<Row>> {
+        let mut ids = Vec::new();
+        let mut attempt_ids = Vec::new();
+        let mut tokens = Vec::new();
+        let mut statuses = Vec::new();
+        let mut attempt_outcomes = Vec::new();
+        let mut retry_after = Vec::new();
+        let mut execution_errors = Vec::new();
+        let mut billed = Vec::new();
+        let mut http_statuses = Vec::new();
+        let mut latencies = Vec::new();
+        let mut errors = Vec::new();
+        let (mut r_ids, mut r_models, mut r_mismatch, mut r_texts, mut r_finish, mut r_usage, mut r_provenance) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for o in outcomes {
+            let (status, attempt_outcome, after) = match &o.next {
+                Next::Succeeded(_) => ("succeeded", "succeeded", None),
+                Next::Retry { after } => ("pending", "retryable", Some(after.as_millis().min(i64::MAX as u128) as i64)),
+                Next::Failed => ("failed", "failed", None),
+                Next::Parked => ("parked", "parked", None),
+                Next::Aborted => ("pending", "aborted", None),
+                Next::Released => ("pending", "released", None),
+            };
+            ids.push(o.execution_id);
+            attempt_ids.push(o.attempt_id);
+            tokens.push(o.lease_token.as_str());
+            statuses.push(status);
+            attempt_outcomes.push(attempt_outcome);
+            retry_after.push(after);
+            execution_errors.push(match &o.next {
+                Next::Succeeded(_) => None,
+                _ => o.error.as_deref(),
+            });
+            billed.push(o.possibly_billed);
+            http_statuses.push(o.http_status.map(i64::from));
+            latencies.push(o.latency_ms);
+            errors.push(o.error.as_deref());
+            if let Next::Succeeded(r) = &o.next {
+                r_ids.push(o.execution_id);
+                r_models.push(r.reported_model.as_deref());
+                r_mismatch.push(r.model_mismatch);
+                r_texts.push(r.response_text.as_deref());
+                r_finish.push(r.finish_reason.as_deref());
+                r_usage.push(r.usage.as_ref().map(|u| u.to_string()));
+                r_provenance.push(r.provenance.as_ref().map(|v| v.to_string()));
+            }
+        }
+        c.query(
+            FINISH,
+            &[
+                &now,
+                &ids,
+                &attempt_ids,
+                &tokens,
+                &statuses,
+                &attempt_outcomes,
+                &retry_after,
+                &execution_errors,
+                &billed,
+                &http_statuses,
+                &latencies,
+                &errors,
+                &r_ids,
+                &r_models,
+                &r_mismatch,
+                &r_texts,
+                &r_finish,
+                &r_usage,
+                &r_provenance,
+            ],
+        )
+        .await
+    }
+
+    pub async fn rearm(&self, job_id: &str, failed: bool, parked: bool) -> Result<u64> {
+        let mut c = self.0.lease().await?;
+        c.execute(
+            "UPDATE executions SET status = 'pending', attempts_base = attempts, not_before_ms = NULL, error = NULL
+             WHERE job_id = $1 AND ((status = 'failed' AND $2) OR (status = 'parked' AND $3))",
+            &[&job_id, &failed, &parked],
+        )
+        .await
+    }
+
+    pub async fn job(&self, job_id: &str) -> Result<JobRecord> {
+        let mut c = self.0.lease().await?;
+        c.query_opt(JOB, &[&job_id])
+            .await?
+            .as_ref()
+            .map(job_from_row)
+            .ok_or_else(|| StoreError::NoSuchJob(job_id.to_owned()))
+    }
+
+    pub async fn job_identity(&self, job_id: &str) -> Result<serde_json::Value> {
+        let mut c = self.0.lease().await?;
+        let row = c.query_opt("SELECT identity_json FROM jobs WHERE id = $1", &[&job_id]).await?;
+        let text: String = row.ok_or_else(|| StoreError::NoSuchJob(job_id.to_owned()))?.get(0);
+        serde_json::from_str(&text).map_err(|e| StoreError::Inconsistent {
+            job: job_id.to_owned(),
+            detail: format!("identity is not JSON: {e}"),
+        })
+    }
+
+    pub async fn jobs(&self, limit: usize) -> Result<Vec<JobSummary>> {
+        let mut c = self.0.lease().await?;
+        let rows = c
+            .query(
+                "SELECT j.id, j.name, j.planned, j.created_at_ms, e.status, count(e.id)
+                 FROM (SELECT id, name, planned, created_at_ms FROM jobs ORDER BY created_at_ms DESC, id LIMIT $1) j
+                 LEFT JOIN executions e ON e.job_id = j.id
+                 GROUP BY j.id, j.name, j.planned, j.created_at_ms, e.status
+                 ORDER BY j.created_at_ms DESC, j.id",
+                &[&(limit.min(i64::MAX as usize) as i64)],
+            )
+            .await?;
+        let mut out: Vec<JobSummary> = Vec::new();
+        for r in rows {
+            let id: String = r.get(0);
+            if out.last().is_none_or(|j| j.id != id) {
+                out.push(JobSummary {
+                    id,
+                    name: r.get(1),
+                    planned: r.get(2),
+                    created_at_ms: r.get(3),
+                    counts: StatusCounts::default(),
+                });
+            }
+            if let (Some(job), Some(status)) = (out.last_mut(), r.get::<_, Option<String>>(4)) {
+                job.counts.add(&status, r.get(5));
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn status(&self, job_id: &str) -> Result<JobStatus> {
+        let mut c = self.0.lease().await?;
+        let sql = [
+            JOB,
+            "SELECT model_id, region, status, count(*), sum(attempts)::bigint FROM executions WHERE job_id = $1
+             GROUP BY model_id, region, status",
+            "SELECT e.model_id, e.region, count(*) FROM attempts a JOIN executions e ON e.id = a.execution_id
+             WHERE e.job_id = $1 AND a.possibly_billed GROUP BY e.model_id, e.region",
+            "SELECT e.model_id, e.region, count(*) FROM results r JOIN executions e ON e.id = r.execution_id
+             WHERE e.job_id = $1 AND r.model_mismatch GROUP BY e.model_id, e.region",
+        ];
+        let mut statements = Vec::new();
+        for s in sql {
+            statements.push(c.statement(s).await?);
+        }
+        // Four independent reads, pipelined: one round trip.
+        let client = c.send();
+        let params: [&(dyn ToSql + Sync); 1] = [&job_id];
+        let answer = try_join_all(statements.iter().map(|s| client.query(s, &params))).await;
+        let mut results = c.settle(answer)?.into_iter();
+        let job = results.next().and_then(|rows| rows.first().map(job_from_row));
+        let job = job.ok_or_else(|| StoreError::NoSuchJob(job_id.to_owned()))?;
+        let (counts, billed, mismatches) = (
+            results.next().unwrap_or_default(),
+            results.next().unwrap_or_default(),
+            results.next().unwrap_or_default(),
+        );
+        let mut cells: BTreeMap<(String, String), CellStatus> = BTreeMap::new();
+        for r in counts {
+            let cell = cells.entry((r.get(0), r.get(1))).or_default();
+            cell.counts.add(r.get(2), r.get(3));
+            cell.attempts += r.get::<_, i64>(4);
+        }
+        for r in billed {
+            cells.entry((r.get(0), r.get(1))).or_default().possibly_billed += r.get::<_, i64>(2);
+        }
+        for r in mismatches {
+            cells.entry((r.get(0), r.get(1))).or_default().model_mismatches += r.get::<_, i64>(2);
+        }
+        let mut total = CellStatus::default();
+        for c in cells.values() {
+            total.counts.pending += c.counts.pending;
+            total.counts.running += c.counts.running;
+            total.counts.succeeded += c.counts.succeeded;
+            total.counts.failed += c.counts.failed;
+            total.counts.parked += c.counts.parked;
+            total.attempts += c.attempts;
+            total.possibly_billed += c.possibly_billed;
+            total.model_mismatches += c.model_mismatches;
+        }
+        Ok(JobStatus { job, total, cells })
+    }
+
+    /// Runs `sql` with `params` after checking, in the same round trip, that the job exists.
+    async fn rows_of_job(&self, job_id: &str, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let mut c = self.0.lease().await?;
+        let (job, rows) = (c.statement(JOB).await?, c.statement(sql).await?);
+        let client = c.send();
+        let job_params: [&(dyn ToSql + Sync); 1] = [&job_id];
+        let answer = tokio::try_join!(client.query(&job, &job_params), client.query(&rows, params));
+        let (job, rows) = c.settle(answer)?;
+        if job.is_empty() {
+            return Err(StoreError::NoSuchJob(job_id.to_owned()));
+        }
+        Ok(rows)
+    }
+
+    pub async fn results(&self, job_id: &str, f: &ResultFilter) -> Result<Vec<ResultRow>> {
+        let rows = self
+            .rows_of_job(
+                job_id,
+                "SELECT e.job_id, e.question_id, e.model_id, e.region, e.sample, e.status, e.attempts, e.request_body,
+                        e.request_sha256, e.requested_model, r.reported_model, r.model_mismatch, r.response_text,
+                        r.finish_reason, r.usage_json, r.latency_ms, e.error, e.endpoint, e.idempotency_key, l.label,
+                        l.evidence, l.version, r.provenance_json
+                 FROM executions e LEFT JOIN results r ON r.execution_id = e.id
+                 LEFT JOIN labels l ON l.execution_id = e.id AND l.classifier = 'builtin'
+                 LEFT JOIN questions q ON q.job_id = e.job_id AND q.question_id = e.question_id
+                 WHERE e.job_id = $1 AND ($2::text IS NULL OR e.question_id = $2) AND ($3::text IS NULL OR e.model_id = $3)
+                   AND ($4::text IS NULL OR e.region = $4)
+                 ORDER BY q.ordinal NULLS FIRST, e.model_id, e.region, e.sample",
+                &[&job_id, &f.question, &f.model, &f.region],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let request_body = String::from_utf8_lossy(r.get::<_, &[u8]>(7)).into_owned();
+                ResultRow {
+                    job_id: r.get(0),
+                    question_id: r.get(1),
+                    model_id: r.get(2),
+                    region: r.get(3),
+                    sample: r.get(4),
+                    status: r.get(5),
+                    attempts: r.get(6),
+                    request: serde_json::from_str(&request_body).unwrap_or(serde_json::Value::Null),
+                    request_body,
+                    request_sha256: r.get(8),
+                    requested_model: r.get(9),
+                    reported_model: r.get(10),
+                    model_mismatch: r.get(11),
+                    response_text: r.get(12),
+                    finish_reason: r.get(13),
+                    usage: json(r.get(14)),
+                    latency_ms: r.get(15),
+                    error: r.get(16),
+                    endpoint: r.get(17),
+                    idempotency_key: r.get(18),
+                    label: r.get(19),
+                    label_evidence: r.get(20),
+                    classifier: r.get::<_, Option<String>>(21).map(|v| format!("builtin@{v}")),
+                    provenance: json(r.get(22)),
+                }
+            })
+            .collect())
+    }
+
+    pub async fn attempts(&self, job_id: &str, f: &ResultFilter) -> Result<Vec<AttemptRow>> {
+        let rows = self
+            .rows_of_job(
+                job_id,
+                "SELECT e.question_id, e.model_id, e.region, e.sample, a.number, a.worker, a.started_at_ms,
+                        a.finished_at_ms, a.outcome, a.possibly_billed, a.http_status, a.latency_ms, a.error
+                 FROM attempts a JOIN executions e ON e.id = a.execution_id
+                 WHERE e.job_id = $1 AND ($2::text IS NULL OR e.question_id = $2) AND ($3::text IS NULL OR e.model_id = $3)
+                   AND ($4::text IS NULL OR e.region = $4)
+                 ORDER BY a.id",
+                &[&job_id, &f.question, &f.model, &f.region],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| AttemptRow {
+                question_id: r.get(0),
+                model_id: r.get(1),
+                region: r.get(2),
+                sample: r.get(3),
+                number: r.get(4),
+                worker: r.get(5),
+                started_at_ms: r.get(6),
+                finished_at_ms: r.get(7),
+                outcome: r.get(8),
+                possibly_billed: r.get(9),
+                http_status: r.get(10),
+                latency_ms: r.get(11),
+                error: r.get(12),
+            })
+            .collect())
+    }
+
+    pub async fn to_label(
+        &self,
+        job_id: &str,
+        classifier: &str,
+        version: &str,
+        all: bool,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<ToLabel>> {
+        let limit = limit.min(i64::MAX as usize) as i64;
+        let rows = self
+            .rows_of_job(
+                job_id,
+                "SELECT e.id, q.text, r.response_text FROM executions e
+                 JOIN results r ON r.execution_id = e.id
+                 JOIN questions q ON q.job_id = e.job_id AND q.question_id = e.question_id
+                 LEFT JOIN labels l ON l.execution_id = e.id AND l.classifier = $2
+                 WHERE e.job_id = $1 AND e.status = 'succeeded' AND ($4::boolean OR l.version IS NULL OR l.version <> $3)
+                   AND e.id > $5
+                 ORDER BY e.id LIMIT $6",
+                &[&job_id, &classifier, &version, &all, &after_id, &limit],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ToLabel {
+                execution_id: r.get(0),
+                question_text: r.get(1),
+                response_text: r.get::<_, Option<String>>(2).unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    pub async fn put_labels(&self, labels: &[LabelRecord]) -> Result<u64> {
+        if labels.is_empty() {
+            return Ok(0);
+        }
+        // One statement cannot upsert a row twice: the last label for a result wins, as it
+        // would written one by one. Each label given counts as stored, as in SQLite.
+        let mut last: HashMap<(i64, &str), usize> = HashMap::new();
+        for (i, l) in labels.iter().enumerate() {
+            last.insert((l.execution_id, l.classifier.as_str()), i);
+        }
+        let mut keep: Vec<usize> = last.into_values().collect();
+        keep.sort_unstable();
+        let ids: Vec<i64> = keep.iter().map(|&i| labels[i].execution_id).collect();
+        let classifiers = column(labels, &keep, |l| Some(l.classifier.as_str()));
+        let versions = column(labels, &keep, |l| Some(l.version.as_str()));
+        let names = column(labels, &keep, |l| Some(l.label.as_str()));
+        let evidence = column(labels, &keep, |l| l.evidence.as_deref());
+        let rubrics = column(labels, &keep, |l| l.rubric.as_deref());
+        let raws = column(labels, &keep, |l| l.raw.as_deref());
+        let mut c = self.0.lease().await?;
+        c.execute(
+            with_clock!(
+                "
+INSERT INTO labels (execution_id, classifier, version, label, evidence, rubric, raw, created_at_ms)
+SELECT l.*, c.now FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[]) AS l, clock c
+ON CONFLICT (execution_id, classifier) DO UPDATE SET version = excluded.version, label = excluded.label,
+    evidence = excluded.evidence, rubric = excluded.rubric, raw = excluded.raw, created_at_ms = excluded.created_at_ms"
+            ),
+            &[&self.0.now_param(), &ids, &classifiers, &versions, &names, &evidence, &rubrics, &raws],
+        )
+        .await?;
+        Ok(labels.len() as u64)
+    }
+
+    pub async fn analysis_rows(&self, job_id: &str) -> Result<Vec<AnalysisRow>> {
+        let mut c = self.0.lease().await?;
+        let job = c.statement(JOB).await?;
+        let judges = c
+            .statement(
+                "SELECT l.execution_id, l.classifier, l.label FROM labels l JOIN executions e ON e.id = l.execution_id
+                 WHERE e.job_id = $1 AND l.classifier <> 'builtin' ORDER BY l.classifier",
+            )
+            .await?;
+        let main = c
+            .statement(
+                "SELECT e.id, e.question_id, q.text, q.ordinal, q.expect, q.meta_json, e.model_id, e.region, e.sample,
+                        e.status, e.endpoint, e.attempts, e.request_body, e.requested_model, r.reported_model,
+                        r.model_mismatch, r.response_text, r.latency_ms, r.usage_json, l.label, l.evidence
+                 FROM executions e
+                 JOIN questions q ON q.job_id = e.job_id AND q.question_id = e.question_id
+                 LEFT JOIN results r ON r.execution_id = e.id
+                 LEFT JOIN labels l ON l.execution_id = e.id AND l.classifier = 'builtin'
+                 WHERE e.job_id = $1
+                 ORDER BY q.ordinal, e.model_id, e.region, e.sample",
+            )
+            .await?;
+        let client = c.send();
+        let params: [&(dyn ToSql + Sync); 1] = [&job_id];
+        let answer =
+            tokio::try_join!(client.query(&job, &params), client.query(&judges, &params), client.query(&main, &params));
+        let (job, judge_rows, rows) = c.settle(answer)?;
+        if job.is_empty() {
+            return Err(StoreError::NoSuchJob(job_id.to_owned()));
+        }
+        let mut judges: HashMap<i64, Vec<(String, String)>> = HashMap::new();
+        for r in judge_rows {
+            judges.entry(r.get(0)).or_default().push((r.get(1), r.get(2)));
+        }
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let id: i64 = r.get(0);
+                AnalysisRow {
+                    question_id: r.get(1),
+                    question_text: r.get(2),
+                    question_ordinal: r.get(3),
+                    expect: r.get(4),
+                    meta: serde_json::from_str(r.get(5)).unwrap_or(serde_json::Value::Null),
+                    model_id: r.get(6),
+                    region: r.get(7),
+                    sample: r.get(8),
+                    status: r.get(9),
+                    endpoint: r.get(10),
+                    attempts: r.get(11),
+                    request_body: String::from_utf8_lossy(r.get::<_, &[u8]>(12)).into_owned(),
+                    requested_model: r.get(13),
+                    reported_model: r.get(14),
+                    model_mismatch: r.get(15),
+                    response_text: r.get(16),
+                    latency_ms: r.get(17),
+                    usage: json(r.get(18)),
+                    label: r.get(19),
+                    evidence: r.get(20),
+                    judge_labels: judges.remove(&id).unwrap_or_default(),
+                }
+            })
+            .collect())
+    }
+
+    pub async fn endpoint_attempts(&self, job_id: &str) -> Result<Vec<EndpointAttempts>> {
+        let mut c = self.0.lease().await?;
+        let rows = c
+            .query(
+                "SELECT e.endpoint, count(a.id), coalesce(sum(a.possibly_billed::int), 0)::bigint FROM executions e
+                 LEFT JOIN attempts a ON a.execution_id = e.id WHERE e.job_id = $1 GROUP BY e.endpoint ORDER BY e.endpoint",
+                &[&job_id],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| EndpointAttempts { endpoint: r.get(0), attempts: r.get(1), possibly_billed: r.get(2) })
+            .collect())
+    }
+
+    pub async fn next_wakeup(&self, job_id: &str) -> Result<Option<i64>> {
+        let mut c = self.0.lease().await?;
+        let rows = c.query(NEXT_WAKEUP, &[&self.0.now_param(), &job_id]).await?;
+        // The caller subtracts `now_ms()` from this: measure the clocks' offset now.
+        self.observe_db_now(rows[0].get(1));
+        Ok(rows[0].get(0))
+    }
+}
+
+/// Adds one `CLAIM` statement's rows to the batch; returns how many rows it picked.
+fn take_rows(rows: Vec<Row>, batch: &mut ClaimBatch) -> Result<usize> {
+    let Some(first) = rows.first() else {
+        return Err(StoreError::Task("a claim statement returned no row of counts".into()));
+    };
+    let picked: i64 = first.get(0);
+    batch.lost_attempts += int::<u64>(first, 1);
+    batch.parked += int::<u64>(first, 2);
+    batch.failed += int::<u64>(first, 3);
+    for r in &rows {
+        let Some(execution_id) = r.get::<_, Option<i64>>(4) else { continue };
+        let attempts: i64 = r.get(7);
+        let base: i64 = r.get(8);
+        let kind: String = r.get(14);
+        let aliases: String = r.get(16);
+        batch.claims.push(Claim {
+            execution_id,
+            attempt_id: r.get(5),
+            lease_token: r.get(6),
+            key: ItemKey { question_id: r.get(9), model_id: r.get(10), region: r.get(11), sample: int(r, 12) },
+            endpoint: r.get(13),
+            kind: EndpointKind::parse(&kind).unwrap_or(EndpointKind::OpenAiChat),
+            requested_model: r.get(15),
+            model_aliases: serde_json::from_str(&aliases).unwrap_or_default(),
+            request_body: r.get(17),
+            idempotency_key: r.get(18),
+            attempt_in_budget: (attempts - base).max(1) as u32,
+        });
+    }
+    Ok(picked as usize)
+}
+
+/// Applies the embedded migrations in order, in one transaction that first takes a lock
+/// scoped to the schema: concurrent opens queue, and the first applies what is missing. An
+/// applied migration is never edited: its checksum is recorded and compared on every open.
+async fn migrate(store: &Inner, conn: &mut Conn) -> Result<()> {
+    let err = |e| store.err(e);
+    let client = &mut conn.client;
+    let tx = client.transaction().await.map_err(err)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))", &[&MIGRATE_LOCK]).await.map_err(err)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version bigint PRIMARY KEY, name text NOT NULL,
+             sha256 text NOT NULL, applied_at_ms bigint NOT NULL)",
+    )
+    .await
+    .map_err(err)?;
+    let applied: Vec<(i64, String)> = tx
+        .query("SELECT version, sha256 FROM schema_migrations ORDER BY version", &[])
+        .await
+        .map_err(err)?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let known = MIGRATIONS.last().map_or(0, |m| m.0);
+    if let Some((found, _)) = applied.iter().find(|(v, _)| *v > known) {
+        return Err(StoreError::SchemaTooNew { found: *found, known });
+    }
+    for (version, name, sql) in MIGRATIONS {
+        let sum = parallax_core::sha256_hex(sql.as_bytes());
+        match applied.iter().find(|(v, _)| v == version) {
+            Some((_, recorded)) if *recorded == sum => {}
+            Some(_) => return Err(StoreError::MigrationChanged { version: *version, name: (*name).to_owned() }),
+            None => {
+                tx.batch_execute(sql).await.map_err(err)?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, name, sha256, applied_at_ms)
+                     VALUES ($1, $2, $3, floor(extract(epoch FROM statement_timestamp()) * 1000)::bigint)",
+                    &[version, name, &sum],
+                )
+                .await
+                .map_err(err)?;
+            }
+        }
+    }
+    tx.commit().await.map_err(err)
+}
