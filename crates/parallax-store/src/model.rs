@@ -222,6 +222,21 @@ pub struct ResultRow {
     /// See [`ResultRecord::provenance`]; absent for HTTP endpoints.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provenance: Option<serde_json::Value>,
+    /// Judges' labels beside the built-in one, by judge name.
+    pub judges: Vec<JudgeLabel>,
+}
+
+/// A judge's label of one answer, with the exact request it was asked and its reply.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct JudgeLabel {
+    /// `judge:<model>@<region>`.
+    pub judge: String,
+    pub rubric_version: String,
+    pub label: String,
+    /// The grading request as sent.
+    pub rubric: Option<String>,
+    /// The judge's reply.
+    pub raw: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -975,7 +975,11 @@ impl PgStore {
                 "SELECT e.job_id, e.question_id, e.model_id, e.region, e.sample, e.status, e.attempts, e.request_body,
                         e.request_sha256, e.requested_model, r.reported_model, r.model_mismatch, r.response_text,
                         r.finish_reason, r.usage_json, r.latency_ms, e.error, e.endpoint, e.idempotency_key, l.label,
-                        l.evidence, l.version, r.provenance_json
+                        l.evidence, l.version, r.provenance_json,
+                        (SELECT json_agg(json_build_object('judge', j.classifier, 'rubric_version', j.version,
+                                                           'label', j.label, 'rubric', j.rubric, 'raw', j.raw)
+                                         ORDER BY j.classifier COLLATE \"C\")::text
+                         FROM labels j WHERE j.execution_id = e.id AND j.classifier <> 'builtin')
                  FROM executions e LEFT JOIN results r ON r.execution_id = e.id
                  LEFT JOIN labels l ON l.execution_id = e.id AND l.classifier = 'builtin'
                  LEFT JOIN questions q ON q.job_id = e.job_id AND q.question_id = e.question_id
@@ -1014,6 +1018,7 @@ impl PgStore {
                     label_evidence: r.get(20),
                     classifier: r.get::<_, Option<String>>(21).map(|v| format!("builtin@{v}")),
                     provenance: json(r.get(22)),
+                    judges: json(r.get(23)).and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default(),
                 }
             })
             .collect())

@@ -569,7 +569,10 @@ impl SqliteStore {
             .prepare_cached(
                 "SELECT e.job_id, e.question_id, e.model_id, e.region, e.sample, e.status, e.attempts, e.request_body, e.request_sha256,
                         e.requested_model, r.reported_model, r.model_mismatch, r.response_text, r.finish_reason, r.usage_json, r.latency_ms,
-                        e.error, e.endpoint, e.idempotency_key, l.label, l.evidence, l.version, r.provenance_json
+                        e.error, e.endpoint, e.idempotency_key, l.label, l.evidence, l.version, r.provenance_json,
+                        (SELECT json_group_array(json_object('judge', j.classifier, 'rubric_version', j.version, 'label', j.label,
+                                                             'rubric', j.rubric, 'raw', j.raw))
+                         FROM (SELECT * FROM labels WHERE execution_id = e.id AND classifier != 'builtin' ORDER BY classifier) j)
                  FROM executions e LEFT JOIN results r ON r.execution_id = e.id
                  LEFT JOIN labels l ON l.execution_id = e.id AND l.classifier = 'builtin'
                  LEFT JOIN questions q ON q.job_id = e.job_id AND q.question_id = e.question_id
@@ -607,6 +610,10 @@ impl SqliteStore {
                     label_evidence: r.get(20)?,
                     classifier: r.get::<_, Option<String>>(21)?.map(|v| format!("builtin@{v}")),
                     provenance: r.get::<_, Option<String>>(22)?.and_then(|v| serde_json::from_str(&v).ok()),
+                    judges: r
+                        .get::<_, Option<String>>(23)?
+                        .and_then(|v| serde_json::from_str(&v).ok())
+                        .unwrap_or_default(),
                 })
             })
             .at(p)?;

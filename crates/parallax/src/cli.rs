@@ -16,8 +16,9 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct Global {
-    /// The store: a SQLite file path (or `sqlite:` URL)
-    #[arg(long, global = true, env = "PARALLAX_DB", default_value = "parallax.db")]
+    /// The store: a SQLite file path (or `sqlite:` URL), or a PostgreSQL URL
+    /// (`postgres://user@host/db`) that many workers can share
+    #[arg(long, global = true, env = "PARALLAX_DB", hide_env_values = true, default_value = "parallax.db")]
     pub db: String,
     /// The catalog of regions, endpoints and models
     #[arg(long, global = true, env = "PARALLAX_CONFIG", default_value = "parallax.yaml")]

@@ -204,24 +204,26 @@ async fn a_local_model_judges_with_its_template_and_a_grammar() {
     let again = fleet.parallax(&["classify", &job, "--judge", "smollm2@laptop"]).await;
     assert!(again.stderr.contains("graded 0 answers"), "{again:?}");
 
-    let db = rusqlite::Connection::open(fleet.db()).unwrap();
-    let mut stmt =
-        db.prepare("SELECT label, raw, rubric FROM labels WHERE classifier = 'judge:smollm2@laptop'").unwrap();
-    let verdicts: Vec<(String, String, String)> =
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect();
-    assert_eq!(verdicts.len(), 3);
-    for (label, raw, rubric) in &verdicts {
-        assert_eq!(label, raw, "the grammar admits only a label word");
-        let body: serde_json::Value = serde_json::from_str(rubric).unwrap();
+    let rows = fleet.parallax(&["results", &job, "--format", "jsonl"]).await.json_lines();
+    assert_eq!(rows.len(), 3);
+    for row in &rows {
+        let judges = row["judges"].as_array().unwrap();
+        assert_eq!(judges.len(), 1, "{row}");
+        let j = &judges[0];
+        assert_eq!(j["judge"], "judge:smollm2@laptop");
+        assert_eq!(j["label"], j["raw"], "the grammar admits only a label word");
+        let body: serde_json::Value = serde_json::from_str(j["rubric"].as_str().unwrap()).unwrap();
         let prompt = body["prompt"].as_str().unwrap();
         assert!(prompt.starts_with("<|im_start|>system\n[parallax-judge rubric v1]\n"), "{prompt}");
         assert!(prompt.ends_with("Classify the answer.<|im_end|>\n<|im_start|>assistant\n"), "{prompt}");
         assert_eq!(body["gguf_sha256"], SMOLLM2_SHA256);
         assert_eq!(body["grammar"], parallax_core::classify::judge::JUDGE_GRAMMAR);
+        assert_eq!(
+            row["classifier"].as_str().map(|c| c.starts_with("builtin@")),
+            Some(true),
+            "the built-in label is untouched: {row}"
+        );
     }
-    let builtin: i64 =
-        db.query_row("SELECT count(*) FROM labels WHERE classifier = 'builtin'", [], |r| r.get(0)).unwrap();
-    assert_eq!(builtin, 3, "the built-in labels are untouched");
 
     let base = fleet.parallax(&["classify", &job, "--judge", "gemma3@laptop"]).await;
     assert_eq!(base.code, 2, "{base:?}");

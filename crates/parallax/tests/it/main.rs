@@ -4,6 +4,7 @@
 mod support;
 
 mod attribution;
+mod backends;
 mod crash;
 mod faults;
 mod hub;

@@ -255,12 +255,12 @@ async fn a_judge_grades_beside_the_builtin_label_and_is_stored_with_its_rubric()
     assert!(again.stderr.contains("graded 0 answers"), "{again:?}");
     assert_eq!(judge.stats.total_requests(), 62);
 
-    let db = rusqlite::Connection::open(fleet.db()).unwrap();
-    let (rubric, raw): (String, String) = db
-        .query_row("SELECT rubric, raw FROM labels WHERE classifier = 'judge:judge-model@jr' LIMIT 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .unwrap();
+    let rows = fleet.parallax(&["results", &job, "--format", "jsonl"]).await.json_lines();
+    assert!(rows.iter().all(|r| r["judges"].as_array().map(Vec::len) == Some(1)), "one judge label per answer");
+    let judged = &rows[0]["judges"][0];
+    assert_eq!(judged["judge"], "judge:judge-model@jr");
+    assert_eq!(judged["rubric_version"], parallax_core::classify::judge::JUDGE_RUBRIC_VERSION);
+    let (rubric, raw) = (judged["rubric"].as_str().unwrap(), judged["raw"].as_str().unwrap());
     assert!(rubric.contains("[parallax-judge rubric v1]"), "{rubric}");
     assert!(raw == "refusal" || raw == "compliance", "{raw}");
 

@@ -156,3 +156,56 @@ pub fn quickstart_models(files: &[&str]) -> Option<PathBuf> {
     eprintln!("SKIPPED: the quickstart models are missing from {} (run `bash scripts/fetch-models.sh`)", dir.display());
     None
 }
+
+/// A fresh schema on the PostgreSQL server at `DATABASE_URL` (default
+/// `postgres://postgres@127.0.0.1:5432/test`), dropped when this is dropped; `location`
+/// is the `--db` URL that uses it. `None` (after a loud message) when no server answers —
+/// and in CI (`PARALLAX_CI`), where a skipped test is a failed one, a panic.
+pub struct PgSchema {
+    pub location: String,
+    admin_url: String,
+    name: String,
+}
+
+impl PgSchema {
+    pub async fn create(test: &str) -> Option<PgSchema> {
+        let url =
+            std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let client = match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+            Ok((client, connection)) => {
+                tokio::spawn(connection);
+                client
+            }
+            Err(e) => {
+                let message = format!("PostgreSQL test `{test}` SKIPPED: no server at DATABASE_URL ({e})");
+                if std::env::var_os("PARALLAX_CI").is_some() {
+                    panic!("{message}; PARALLAX_CI is set: a skipped test fails");
+                }
+                use std::io::Write as _;
+                let _ = writeln!(std::io::stderr(), "\n!!!!!!!! {message} !!!!!!!!\n");
+                return None;
+            }
+        };
+        let name = format!("cli_{}", hex::encode(rand::random::<[u8; 8]>()));
+        client.batch_execute(&format!("CREATE SCHEMA {name}")).await.expect("create schema");
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let location = format!("{url}{sep}options=-c%20search_path%3D{name}");
+        Some(PgSchema { location, admin_url: url, name })
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let (url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop runs inside the test's runtime: the cleanup gets a thread and runtime of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            rt.block_on(async {
+                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.ok()?;
+                tokio::spawn(connection);
+                client.batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE")).await.ok()
+            })
+        })
+        .join();
+    }
+}
