@@ -26,6 +26,7 @@ mod clock;
 mod model;
 mod postgres;
 mod sqlite;
+mod wakeups;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ use std::time::Duration;
 pub use clock::{Clock, SystemClock};
 pub use model::*;
 use parallax_core::Plan;
+pub use wakeups::Wakeups;
 
 /// A boxed driver error: the source of a [`StoreError`], whatever the back end.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -312,6 +314,67 @@ impl Store {
     pub async fn next_wakeup(&self, job_id: &str) -> Result<Option<i64>, StoreError> {
         let job = job_id.to_owned();
         dispatch!(self, |s| s.next_wakeup(&job), s.next_wakeup(&job))
+    }
+
+    /// Records the run policy (JSON) a job runs under, so that any worker can run it: the
+    /// last `submit` or `run` of a job sets it.
+    pub async fn set_run_policy(&self, job_id: &str, policy: serde_json::Value) -> Result<(), StoreError> {
+        let (job, policy) = (job_id.to_owned(), policy.to_string());
+        dispatch!(self, |s| s.set_run_policy(&job, &policy), s.set_run_policy(&job, &policy))
+    }
+
+    /// Jobs with executions pending or running on any of `endpoints`, oldest first,
+    /// cancelled ones included (their remaining executions are to be settled).
+    pub async fn active_jobs(&self, endpoints: Vec<String>) -> Result<Vec<ActiveJob>, StoreError> {
+        dispatch!(self, |s| s.active_jobs(&endpoints), s.active_jobs(&endpoints))
+    }
+
+    /// Marks a job cancelled: claims skip it from now on, and an outcome that would send an
+    /// execution of it back to pending settles it as `cancelled` instead. Returns false if
+    /// it was cancelled already. Wakes idle workers (PostgreSQL), so they settle the rest.
+    pub async fn cancel_job(&self, job_id: &str) -> Result<bool, StoreError> {
+        let job = job_id.to_owned();
+        dispatch!(self, |s| s.cancel_job(&job), s.cancel_job(&job))
+    }
+
+    /// Settles a cancelled job's remaining executions on `endpoints` as `cancelled`: the
+    /// pending ones, and running ones whose lease expired (their open attempt closed as
+    /// lost, possibly billed). Calls in flight under a live lease are left to finish.
+    pub async fn settle_cancelled(&self, job_id: &str, endpoints: Vec<String>) -> Result<Cancelled, StoreError> {
+        let job = job_id.to_owned();
+        dispatch!(self, |s| s.settle_cancelled(&job, &endpoints), s.settle_cancelled(&job, &endpoints))
+    }
+
+    /// Registers a worker (or renews its row, if the id is known), stamped with the store's clock.
+    pub async fn register_worker(&self, worker: WorkerRecord) -> Result<(), StoreError> {
+        dispatch!(self, |s| s.register_worker(&worker), s.register_worker(&worker))
+    }
+
+    /// A worker's heartbeat: when it was last seen, and its calls in flight. False when its
+    /// row is gone (it was removed: the worker must stop).
+    pub async fn worker_seen(&self, id: &str, in_flight: i64) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        dispatch!(self, |s| s.worker_seen(&id, in_flight), s.worker_seen(&id, in_flight))
+    }
+
+    /// A worker says it stopped.
+    pub async fn worker_stopped(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        dispatch!(self, |s| s.worker_stopped(&id), s.worker_stopped(&id))
+    }
+
+    /// Workers seen since `since_ms` (store clock), most recently seen first.
+    pub async fn workers(&self, since_ms: i64) -> Result<Vec<WorkerRow>, StoreError> {
+        dispatch!(self, |s| s.workers(since_ms), s.workers(since_ms))
+    }
+
+    /// Wake-ups for an idle worker: `LISTEN` on PostgreSQL (a connection of its own), a
+    /// poll on SQLite. Dropping it closes the connection.
+    pub fn wakeups(&self) -> Wakeups {
+        match &self.backend {
+            Backend::Sqlite(_) => Wakeups::polling(),
+            Backend::Postgres(s) => Wakeups::listening(s.config()),
+        }
     }
 
     /// Test hook: after `finishes` result batches, the store's connection turns read-only,

@@ -37,11 +37,13 @@ pub struct StatusCounts {
     pub succeeded: i64,
     pub failed: i64,
     pub parked: i64,
+    /// Their job was cancelled before they ran.
+    pub cancelled: i64,
 }
 
 impl StatusCounts {
     pub fn total(&self) -> i64 {
-        self.pending + self.running + self.succeeded + self.failed + self.parked
+        self.pending + self.running + self.succeeded + self.failed + self.parked + self.cancelled
     }
 
     pub(crate) fn add(&mut self, status: &str, n: i64) {
@@ -51,6 +53,7 @@ impl StatusCounts {
             "succeeded" => self.succeeded += n,
             "failed" => self.failed += n,
             "parked" => self.parked += n,
+            "cancelled" => self.cancelled += n,
             _ => {}
         }
     }
@@ -311,4 +314,51 @@ pub struct EndpointAttempts {
     pub endpoint: String,
     pub attempts: i64,
     pub possibly_billed: i64,
+}
+
+/// A job with work on some endpoints, as a worker sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActiveJob {
+    pub id: String,
+    /// The run policy it was submitted (or last run) with, as JSON; `None` for a job
+    /// recorded before jobs carried one.
+    pub run_policy: Option<serde_json::Value>,
+    /// Cancelled: its remaining executions are to be settled as `cancelled`, not run.
+    pub cancelled: bool,
+}
+
+/// What settling a cancelled job's remaining executions did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cancelled {
+    /// Executions moved to `cancelled`.
+    pub executions: u64,
+    /// Open attempts of expired leases closed as lost (possibly billed) on the way.
+    pub lost_attempts: u64,
+}
+
+/// A worker as it registers itself.
+#[derive(Debug, Clone)]
+pub struct WorkerRecord {
+    pub id: String,
+    pub host: String,
+    pub pid: i64,
+    pub regions: Vec<String>,
+    pub version: String,
+}
+
+/// A worker as the registry shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorkerRow {
+    pub id: String,
+    pub host: String,
+    pub pid: i64,
+    pub regions: Vec<String>,
+    pub version: String,
+    pub started_at_ms: i64,
+    /// Its last heartbeat, on the store's clock.
+    pub last_seen_ms: i64,
+    /// Calls in flight at its last heartbeat.
+    pub in_flight: i64,
+    /// When it said it stopped; `None` while it runs (or if it died without saying so).
+    pub stopped_at_ms: Option<i64>,
 }

@@ -34,9 +34,9 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
 use crate::{
-    AnalysisRow, Applied, AttemptRow, CellStatus, Claim, ClaimBatch, ClaimRequest, Clock, EndpointAttempts, JobRecord,
-    JobStatus, JobSummary, LabelRecord, Next, Outcome, ResultFilter, ResultRow, StatusCounts, StoreError, SystemClock,
-    ToLabel,
+    ActiveJob, AnalysisRow, Applied, AttemptRow, Cancelled, CellStatus, Claim, ClaimBatch, ClaimRequest, Clock,
+    EndpointAttempts, JobRecord, JobStatus, JobSummary, LabelRecord, Next, Outcome, ResultFilter, ResultRow,
+    StatusCounts, StoreError, SystemClock, ToLabel, WorkerRecord, WorkerRow,
 };
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -44,6 +44,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "labels", include_str!("../migrations/postgres/0002_labels.sql")),
     (3, "claim_indexes", include_str!("../migrations/postgres/0003_claim_indexes.sql")),
     (4, "provenance", include_str!("../migrations/postgres/0004_provenance.sql")),
+    (5, "workers", include_str!("../migrations/postgres/0005_workers.sql")),
 ];
 
 /// Connections per store handle. A worker has one claim, one finish and one heartbeat in
@@ -82,12 +83,14 @@ const CLAIM: &str = with_clock!(
 expired AS (
     SELECT e.id, e.attempts, e.attempts_base, e.lease_until_ms FROM executions e
     WHERE e.job_id = $2 AND e.endpoint = $3 AND e.status = 'running' AND e.lease_until_ms < (SELECT now FROM clock)
+      AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = $2 AND j.cancelled_at_ms IS NOT NULL)
     ORDER BY e.lease_until_ms, e.id LIMIT $4 FOR UPDATE SKIP LOCKED
 ),
 due AS (
     SELECT e.id FROM executions e
     WHERE e.job_id = $2 AND e.endpoint = $3 AND e.status = 'pending'
       AND (e.not_before_ms IS NULL OR e.not_before_ms <= (SELECT now FROM clock))
+      AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = $2 AND j.cancelled_at_ms IS NOT NULL)
     -- `id + 0`: the order of the partial index, not of the primary key (see migration 0003).
     ORDER BY e.id + 0 LIMIT greatest($4 - (SELECT count(*) FROM expired), 0) FOR UPDATE SKIP LOCKED
 ),
@@ -162,7 +165,12 @@ o AS (
              billed, http_status, latency_ms, error, ord)
 ),
 settled AS (
-    UPDATE executions e SET status = o.status, lease_token = NULL, lease_until_ms = NULL, worker = NULL,
+    -- An execution of a cancelled job does not go back to pending: it is settled.
+    UPDATE executions e SET
+        status = CASE WHEN o.status = 'pending'
+                       AND (SELECT j.cancelled_at_ms FROM jobs j WHERE j.id = e.job_id) IS NOT NULL
+                      THEN 'cancelled' ELSE o.status END,
+        lease_token = NULL, lease_until_ms = NULL, worker = NULL,
         not_before_ms = c.now + o.retry_after_ms, error = o.execution_error,
         -- Recorded, never sent: `attempts` counts upstream calls only.
         attempts = e.attempts - CASE WHEN o.attempt_outcome = 'released' THEN 1 ELSE 0 END
@@ -611,6 +619,10 @@ impl PgStore {
                 detail: format!("{count} executions stored, the plan has {}", plan.len()),
             });
         }
+        if job.inserted > 0 {
+            // Idle workers wake on LISTEN; the notice goes out when this commits.
+            c.execute("SELECT pg_notify('parallax_work', $1)", &[&job.id]).await?;
+        }
         c.commit().await?;
         Ok(job)
     }
@@ -947,6 +959,7 @@ impl PgStore {
             total.counts.succeeded += c.counts.succeeded;
             total.counts.failed += c.counts.failed;
             total.counts.parked += c.counts.parked;
+            total.counts.cancelled += c.counts.cancelled;
             total.attempts += c.attempts;
             total.possibly_billed += c.possibly_billed;
             total.model_mismatches += c.model_mismatches;
@@ -1185,6 +1198,159 @@ ON CONFLICT (execution_id, classifier) DO UPDATE SET version = excluded.version,
                     evidence: r.get(20),
                     judge_labels: judges.remove(&id).unwrap_or_default(),
                 }
+            })
+            .collect())
+    }
+
+    /// How to connect, for a connection of one's own (`LISTEN`).
+    pub fn config(&self) -> tokio_postgres::Config {
+        self.0.config.clone()
+    }
+
+    pub async fn set_run_policy(&self, job_id: &str, policy: &str) -> Result<()> {
+        let mut c = self.0.lease().await?;
+        let n = c.execute("UPDATE jobs SET run_policy_json = $2 WHERE id = $1", &[&job_id, &policy]).await?;
+        if n == 0 {
+            return Err(StoreError::NoSuchJob(job_id.to_owned()));
+        }
+        Ok(())
+    }
+
+    pub async fn active_jobs(&self, endpoints: &[String]) -> Result<Vec<ActiveJob>> {
+        let mut c = self.0.lease().await?;
+        let rows = c
+            .query(
+                "SELECT j.id, j.run_policy_json, j.cancelled_at_ms IS NOT NULL FROM jobs j
+                 WHERE j.id IN (SELECT DISTINCT e.job_id FROM executions e
+                                WHERE e.status IN ('pending', 'running') AND e.endpoint = ANY ($1::text[]))
+                 ORDER BY j.created_at_ms, j.id",
+                &[&endpoints],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| ActiveJob { id: r.get(0), run_policy: json(r.get(1)), cancelled: r.get(2) }).collect())
+    }
+
+    pub async fn cancel_job(&self, job_id: &str) -> Result<bool> {
+        let now = self.0.now_param();
+        let mut c = self.0.lease().await?;
+        c.begin().await?;
+        let row = c
+            .query_opt(
+                with_clock!(
+                    ", before AS (SELECT cancelled_at_ms FROM jobs WHERE id = $2 FOR UPDATE),
+                    marked AS (UPDATE jobs SET cancelled_at_ms = (SELECT now FROM clock)
+                               WHERE id = $2 AND cancelled_at_ms IS NULL RETURNING id)
+                    SELECT (SELECT count(*) FROM marked) FROM before"
+                ),
+                &[&now, &job_id],
+            )
+            .await?;
+        let Some(row) = row else {
+            c.commit().await?;
+            return Err(StoreError::NoSuchJob(job_id.to_owned()));
+        };
+        // Workers idle on LISTEN settle the job's rest at once; the notice goes out on commit.
+        c.execute("SELECT pg_notify('parallax_work', $1)", &[&job_id]).await?;
+        c.commit().await?;
+        Ok(row.get::<_, i64>(0) == 1)
+    }
+
+    pub async fn settle_cancelled(&self, job_id: &str, endpoints: &[String]) -> Result<Cancelled> {
+        let now = self.0.now_param();
+        let mut c = self.0.lease().await?;
+        let row = c
+            .query_opt(
+                with_clock!(
+                    ", job AS (SELECT cancelled_at_ms IS NOT NULL AS cancelled FROM jobs WHERE id = $2),
+                    gone AS (
+                        SELECT e.id, e.status FROM executions e, clock c
+                        WHERE (SELECT cancelled FROM job) AND e.job_id = $2 AND e.endpoint = ANY ($3::text[])
+                          AND (e.status = 'pending' OR (e.status = 'running' AND e.lease_until_ms < c.now))
+                        FOR UPDATE SKIP LOCKED
+                    ),
+                    lost AS (
+                        UPDATE attempts a SET outcome = 'lost', possibly_billed = true, finished_at_ms = (SELECT now FROM clock),
+                            error = 'lease expired before the attempt was closed (worker stopped or lost the store)'
+                        FROM gone g WHERE a.execution_id = g.id AND g.status = 'running' AND a.outcome = 'open'
+                        RETURNING a.id
+                    ),
+                    settled AS (
+                        UPDATE executions e SET status = 'cancelled', lease_token = NULL, lease_until_ms = NULL,
+                            worker = NULL, not_before_ms = NULL, error = 'cancelled before it ran'
+                        FROM gone g WHERE e.id = g.id RETURNING e.id
+                    )
+                    SELECT (SELECT count(*) FROM settled), (SELECT count(*) FROM lost) FROM job"
+                ),
+                &[&now, &job_id, &endpoints],
+            )
+            .await?;
+        let Some(row) = row else { return Err(StoreError::NoSuchJob(job_id.to_owned())) };
+        Ok(Cancelled { executions: row.get::<_, i64>(0) as u64, lost_attempts: row.get::<_, i64>(1) as u64 })
+    }
+
+    pub async fn register_worker(&self, w: &WorkerRecord) -> Result<()> {
+        let now = self.0.now_param();
+        let regions = serde_json::to_string(&w.regions).unwrap_or_else(|_| "[]".into());
+        let mut c = self.0.lease().await?;
+        c.execute(
+            with_clock!(
+                " INSERT INTO workers (id, host, pid, regions_json, version, started_at_ms, last_seen_ms, in_flight)
+                SELECT $2, $3, $4, $5, $6, c.now, c.now, 0 FROM clock c
+                ON CONFLICT (id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms, stopped_at_ms = NULL"
+            ),
+            &[&now, &w.id, &w.host, &w.pid, &regions, &w.version],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn worker_seen(&self, id: &str, in_flight: i64) -> Result<bool> {
+        let now = self.0.now_param();
+        let mut c = self.0.lease().await?;
+        let n = c
+            .execute(
+                with_clock!(" UPDATE workers SET last_seen_ms = (SELECT now FROM clock), in_flight = $3 WHERE id = $2"),
+                &[&now, &id, &in_flight],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    pub async fn worker_stopped(&self, id: &str) -> Result<()> {
+        let now = self.0.now_param();
+        let mut c = self.0.lease().await?;
+        c.execute(
+            with_clock!(
+                " UPDATE workers SET last_seen_ms = (SELECT now FROM clock), stopped_at_ms = (SELECT now FROM clock),
+                in_flight = 0 WHERE id = $2"
+            ),
+            &[&now, &id],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn workers(&self, since_ms: i64) -> Result<Vec<WorkerRow>> {
+        let mut c = self.0.lease().await?;
+        let rows = c
+            .query(
+                "SELECT id, host, pid, regions_json, version, started_at_ms, last_seen_ms, in_flight, stopped_at_ms
+                 FROM workers WHERE last_seen_ms >= $1 ORDER BY last_seen_ms DESC, id",
+                &[&since_ms],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| WorkerRow {
+                id: r.get(0),
+                host: r.get(1),
+                pid: r.get(2),
+                regions: json(r.get(3)).and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default(),
+                version: r.get(4),
+                started_at_ms: r.get(5),
+                last_seen_ms: r.get(6),
+                in_flight: r.get(7),
+                stopped_at_ms: r.get(8),
             })
             .collect())
     }

@@ -15,8 +15,9 @@ use parallax_core::{EndpointKind, ItemKey, Plan, idempotency_key};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::{
-    AnalysisRow, Applied, AttemptRow, CellStatus, Claim, ClaimBatch, ClaimRequest, Clock, EndpointAttempts, JobRecord,
-    JobStatus, JobSummary, LabelRecord, Next, Outcome, ResultFilter, ResultRow, StatusCounts, StoreError, ToLabel,
+    ActiveJob, AnalysisRow, Applied, AttemptRow, Cancelled, CellStatus, Claim, ClaimBatch, ClaimRequest, Clock,
+    EndpointAttempts, JobRecord, JobStatus, JobSummary, LabelRecord, Next, Outcome, ResultFilter, ResultRow,
+    StatusCounts, StoreError, ToLabel, WorkerRecord, WorkerRow,
 };
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -24,6 +25,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "labels", include_str!("../migrations/sqlite/0002_labels.sql")),
     (3, "claim_indexes", include_str!("../migrations/sqlite/0003_claim_indexes.sql")),
     (4, "provenance", include_str!("../migrations/sqlite/0004_provenance.sql")),
+    (5, "workers", include_str!("../migrations/sqlite/0005_workers.sql")),
 ];
 
 pub(crate) struct SqliteStore {
@@ -58,8 +60,11 @@ impl SqliteStore {
         // Claims, finishes, heartbeats and reads together use more statements than the default 16.
         conn.set_prepared_statement_cache_capacity(64);
         wal(&conn, &path)?;
-        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;").at(&path)?;
+        // Foreign keys are off while migrations run (a migration may rebuild a table, the way
+        // SQLite documents); `migrate` checks them before it commits.
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;").at(&path)?;
         migrate(&mut conn, &path)?;
+        conn.execute_batch("PRAGMA foreign_keys=ON;").at(&path)?;
         Ok(SqliteStore { path, conn: Mutex::new(conn), clock, finishes_before_read_only: AtomicI64::new(i64::MAX) })
     }
 
@@ -178,6 +183,14 @@ impl SqliteStore {
         let lease_until = now + req.lease.as_millis() as i64;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).at(p)?;
         let mut batch = ClaimBatch::default();
+        let cancelled: bool = tx
+            .query_row("SELECT cancelled_at_ms IS NOT NULL FROM jobs WHERE id = ?1", [&req.job_id], |r| r.get(0))
+            .optional()
+            .at(p)?
+            .unwrap_or(false);
+        if cancelled {
+            return Ok(batch);
+        }
         {
             // Expired leases first (their holders are gone), then due pending rows in plan order.
             let mut pick_expired = tx
@@ -366,7 +379,11 @@ impl SqliteStore {
                 .at(p)?;
             let mut settle = tx
                 .prepare_cached(
-                    "UPDATE executions SET status = ?3, lease_token = NULL, lease_until_ms = NULL, worker = NULL, not_before_ms = ?4, error = ?5
+                    // An execution of a cancelled job does not go back to pending: it is settled.
+                    "UPDATE executions SET
+                         status = CASE WHEN ?3 = 'pending' AND (SELECT cancelled_at_ms FROM jobs WHERE id = executions.job_id) IS NOT NULL
+                                       THEN 'cancelled' ELSE ?3 END,
+                         lease_token = NULL, lease_until_ms = NULL, worker = NULL, not_before_ms = ?4, error = ?5
                      WHERE id = ?1 AND lease_token = ?2",
                 )
                 .at(p)?;
@@ -554,6 +571,7 @@ impl SqliteStore {
             total.counts.succeeded += c.counts.succeeded;
             total.counts.failed += c.counts.failed;
             total.counts.parked += c.counts.parked;
+            total.counts.cancelled += c.counts.cancelled;
             total.attempts += c.attempts;
             total.possibly_billed += c.possibly_billed;
             total.model_mismatches += c.model_mismatches;
@@ -788,6 +806,163 @@ impl SqliteStore {
         rows.collect::<rusqlite::Result<_>>().at(p)
     }
 
+    pub fn set_run_policy(&self, job_id: &str, policy: &str) -> Result<()> {
+        let conn = self.conn();
+        let n = conn
+            .execute("UPDATE jobs SET run_policy_json = ?2 WHERE id = ?1", params![job_id, policy])
+            .at(&self.path)?;
+        if n == 0 {
+            return Err(StoreError::NoSuchJob(job_id.to_owned()));
+        }
+        Ok(())
+    }
+
+    pub fn active_jobs(&self, endpoints: &[String]) -> Result<Vec<ActiveJob>> {
+        let conn = self.conn();
+        let p = &self.path;
+        let endpoints = serde_json::to_string(endpoints).unwrap_or_else(|_| "[]".into());
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT j.id, j.run_policy_json, j.cancelled_at_ms IS NOT NULL FROM jobs j
+                 WHERE j.id IN (SELECT DISTINCT e.job_id FROM executions e
+                                WHERE e.status IN ('pending', 'running') AND e.endpoint IN (SELECT value FROM json_each(?1)))
+                 ORDER BY j.created_at_ms, j.id",
+            )
+            .at(p)?;
+        let rows = stmt
+            .query_map([endpoints], |r| {
+                let policy: Option<String> = r.get(1)?;
+                Ok(ActiveJob {
+                    id: r.get(0)?,
+                    run_policy: policy.and_then(|p| serde_json::from_str(&p).ok()),
+                    cancelled: r.get(2)?,
+                })
+            })
+            .at(p)?;
+        rows.collect::<rusqlite::Result<_>>().at(p)
+    }
+
+    pub fn cancel_job(&self, job_id: &str) -> Result<bool> {
+        let mut conn = self.conn();
+        let p = &self.path;
+        let now = self.now_ms();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).at(p)?;
+        let known: Option<Option<i64>> =
+            tx.query_row("SELECT cancelled_at_ms FROM jobs WHERE id = ?1", [job_id], |r| r.get(0)).optional().at(p)?;
+        let newly = match known {
+            None => return Err(StoreError::NoSuchJob(job_id.to_owned())),
+            Some(Some(_)) => false,
+            Some(None) => {
+                tx.execute("UPDATE jobs SET cancelled_at_ms = ?2 WHERE id = ?1", params![job_id, now]).at(p)?;
+                true
+            }
+        };
+        tx.commit().at(p)?;
+        Ok(newly)
+    }
+
+    pub fn settle_cancelled(&self, job_id: &str, endpoints: &[String]) -> Result<Cancelled> {
+        let mut conn = self.conn();
+        let p = &self.path;
+        let now = self.now_ms();
+        let endpoints = serde_json::to_string(endpoints).unwrap_or_else(|_| "[]".into());
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).at(p)?;
+        let cancelled: Option<bool> = tx
+            .query_row("SELECT cancelled_at_ms IS NOT NULL FROM jobs WHERE id = ?1", [job_id], |r| r.get(0))
+            .optional()
+            .at(p)?;
+        match cancelled {
+            None => return Err(StoreError::NoSuchJob(job_id.to_owned())),
+            Some(false) => return Ok(Cancelled::default()),
+            Some(true) => {}
+        }
+        let lost = tx
+            .execute(
+                "UPDATE attempts SET outcome = 'lost', possibly_billed = 1, finished_at_ms = ?2,
+                     error = 'lease expired before the attempt was closed (worker stopped or lost the store)'
+                 WHERE outcome = 'open' AND execution_id IN (
+                     SELECT id FROM executions WHERE job_id = ?1 AND status = 'running' AND lease_until_ms < ?2
+                       AND endpoint IN (SELECT value FROM json_each(?3)))",
+                params![job_id, now, endpoints],
+            )
+            .at(p)? as u64;
+        let executions = tx
+            .execute(
+                "UPDATE executions SET status = 'cancelled', lease_token = NULL, lease_until_ms = NULL, worker = NULL,
+                     not_before_ms = NULL, error = 'cancelled before it ran'
+                 WHERE job_id = ?1 AND endpoint IN (SELECT value FROM json_each(?3))
+                   AND (status = 'pending' OR (status = 'running' AND lease_until_ms < ?2))",
+                params![job_id, now, endpoints],
+            )
+            .at(p)? as u64;
+        tx.commit().at(p)?;
+        Ok(Cancelled { executions, lost_attempts: lost })
+    }
+
+    pub fn register_worker(&self, w: &WorkerRecord) -> Result<()> {
+        let conn = self.conn();
+        let now = self.now_ms();
+        let regions = serde_json::to_string(&w.regions).unwrap_or_else(|_| "[]".into());
+        conn.execute(
+            "INSERT INTO workers (id, host, pid, regions_json, version, started_at_ms, last_seen_ms, in_flight)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 0)
+             ON CONFLICT (id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms, stopped_at_ms = NULL",
+            params![w.id, w.host, w.pid, regions, w.version, now],
+        )
+        .at(&self.path)?;
+        Ok(())
+    }
+
+    pub fn worker_seen(&self, id: &str, in_flight: i64) -> Result<bool> {
+        let conn = self.conn();
+        let n = conn
+            .execute(
+                "UPDATE workers SET last_seen_ms = ?2, in_flight = ?3 WHERE id = ?1",
+                params![id, self.now_ms(), in_flight],
+            )
+            .at(&self.path)?;
+        Ok(n == 1)
+    }
+
+    pub fn worker_stopped(&self, id: &str) -> Result<()> {
+        let conn = self.conn();
+        let now = self.now_ms();
+        conn.execute(
+            "UPDATE workers SET last_seen_ms = ?2, in_flight = 0, stopped_at_ms = ?2 WHERE id = ?1",
+            params![id, now],
+        )
+        .at(&self.path)?;
+        Ok(())
+    }
+
+    pub fn workers(&self, since_ms: i64) -> Result<Vec<WorkerRow>> {
+        let conn = self.conn();
+        let p = &self.path;
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, host, pid, regions_json, version, started_at_ms, last_seen_ms, in_flight, stopped_at_ms
+                 FROM workers WHERE last_seen_ms >= ?1 ORDER BY last_seen_ms DESC, id",
+            )
+            .at(p)?;
+        let rows = stmt
+            .query_map([since_ms], |r| {
+                let regions: String = r.get(3)?;
+                Ok(WorkerRow {
+                    id: r.get(0)?,
+                    host: r.get(1)?,
+                    pid: r.get(2)?,
+                    regions: serde_json::from_str(&regions).unwrap_or_default(),
+                    version: r.get(4)?,
+                    started_at_ms: r.get(5)?,
+                    last_seen_ms: r.get(6)?,
+                    in_flight: r.get(7)?,
+                    stopped_at_ms: r.get(8)?,
+                })
+            })
+            .at(p)?;
+        rows.collect::<rusqlite::Result<_>>().at(p)
+    }
+
     pub fn endpoint_attempts(&self, job_id: &str) -> Result<Vec<EndpointAttempts>> {
         let conn = self.conn();
         let p = &self.path;
@@ -890,6 +1065,13 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
                 .at(path)?;
             }
         }
+    }
+    let violations: i64 = tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0)).at(path)?;
+    if violations > 0 {
+        return Err(StoreError::Inconsistent {
+            job: String::new(),
+            detail: format!("{violations} rows break a foreign key after migrating; nothing was changed"),
+        });
     }
     tx.commit().at(path)
 }

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use parallax_core::{Catalog, JobSpec, Plan};
 use parallax_store::{
-    Applied, ClaimRequest, Clock, LabelRecord, Next, Outcome, ResultFilter, ResultRecord, Store, StoreError, redact,
+    Applied, Cancelled, ClaimRequest, Clock, LabelRecord, Next, Outcome, ResultFilter, ResultRecord, Store, StoreError,
+    WorkerRecord, redact,
 };
 
 const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -214,6 +215,10 @@ on_both_back_ends!(
     a_changed_migration_or_a_newer_schema_is_refused,
     a_read_only_store_fails_the_finish_with_a_backend_error,
     unknown_jobs_are_reported_as_such,
+    active_jobs_are_those_with_work_on_the_endpoints_asked_for,
+    a_cancelled_job_is_claimed_no_more_and_its_rest_is_settled,
+    workers_register_beat_and_stop,
+    a_notice_wakes_a_listening_worker,
 );
 
 fn plan(questions: usize) -> Arc<Plan> {
@@ -621,7 +626,7 @@ async fn concurrent_opens_migrate_once(db: Db) {
     }
     let versions = db.sql("SELECT version FROM schema_migrations ORDER BY version").await;
     let versions: Vec<String> = versions.into_iter().map(|r| r[0].clone().unwrap()).collect();
-    assert_eq!(versions, ["1", "2", "3", "4"]);
+    assert_eq!(versions, ["1", "2", "3", "4", "5"]);
 }
 
 async fn a_changed_migration_or_a_newer_schema_is_refused(db: Db) {
@@ -638,7 +643,7 @@ async fn a_changed_migration_or_a_newer_schema_is_refused(db: Db) {
     db.sql("DELETE FROM schema_migrations WHERE version = 2").await;
     db.sql("INSERT INTO schema_migrations (version, name, sha256, applied_at_ms) VALUES (9, 'future', 'x', 0)").await;
     match Store::open(&db.location).await {
-        Err(StoreError::SchemaTooNew { found: 9, known: 4 }) => {}
+        Err(StoreError::SchemaTooNew { found: 9, known: 5 }) => {}
         Err(e) => panic!("{e:?}"),
         Ok(_) => panic!("a newer schema was accepted"),
     }
@@ -955,4 +960,180 @@ mod postgres_only {
         );
         assert_eq!((claim_trips, heartbeat_trips, finish_trips), (2, 1, 1));
     }
+}
+
+async fn active_jobs_are_those_with_work_on_the_endpoints_asked_for(db: Db) {
+    let (store, clock) = db.store().await;
+    let old = store.enqueue(plan(2), false).await.unwrap();
+    clock.advance(Duration::from_secs(1));
+    let new = store.enqueue(plan_of(1, &["m", "n"], 1), false).await.unwrap();
+    let policy = serde_json::json!({"concurrency": 3, "max_attempts": 2});
+    store.set_run_policy(&new.id, policy.clone()).await.unwrap();
+    let both = store.active_jobs(vec!["r1/e1".into()]).await.unwrap();
+    let ids: Vec<&str> = both.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(ids, [old.id.as_str(), new.id.as_str()], "oldest first");
+    assert_eq!(both[0].run_policy, None);
+    assert_eq!(both[1].run_policy, Some(policy));
+    assert!(store.active_jobs(vec!["elsewhere/e9".into()]).await.unwrap().is_empty());
+    // A job whose executions on the endpoint are all done is not active there.
+    let claims = store
+        .claim(ClaimRequest { wants: vec![("r1/e1".into(), 9)], ..claim_request(&old.id, 9) })
+        .await
+        .unwrap()
+        .claims;
+    store.finish(claims.iter().map(|c| success(c, "done")).collect()).await.unwrap();
+    let left: Vec<String> = store.active_jobs(vec!["r1/e1".into()]).await.unwrap().into_iter().map(|j| j.id).collect();
+    assert_eq!(left, [new.id.clone()]);
+    assert_eq!(store.active_jobs(vec!["r2/e2".into()]).await.unwrap().len(), 2, "r2's work is untouched");
+    assert!(matches!(store.set_run_policy("nope", serde_json::json!({})).await, Err(StoreError::NoSuchJob(_))));
+}
+
+async fn a_cancelled_job_is_claimed_no_more_and_its_rest_is_settled(db: Db) {
+    let (store, clock) = db.store().await;
+    let job = store.enqueue(plan(3), false).await.unwrap();
+    // One call in flight (r1), one whose worker died (r2's lease will expire), the rest pending.
+    let live = store
+        .claim(ClaimRequest { wants: vec![("r1/e1".into(), 1)], ..claim_request(&job.id, 1) })
+        .await
+        .unwrap()
+        .claims;
+    let dead = store
+        .claim(ClaimRequest { wants: vec![("r2/e2".into(), 1)], ..claim_request(&job.id, 1) })
+        .await
+        .unwrap()
+        .claims;
+    assert!(store.cancel_job(&job.id).await.unwrap());
+    assert!(!store.cancel_job(&job.id).await.unwrap(), "cancelling twice changes nothing");
+    assert!(store.claim(claim_request(&job.id, 9)).await.unwrap().claims.is_empty(), "claims skip a cancelled job");
+    clock.advance(Duration::from_secs(5));
+    store.heartbeat(vec![(live[0].execution_id, live[0].lease_token.clone())], Duration::from_secs(10)).await.unwrap();
+    clock.advance(Duration::from_secs(6));
+    let settled = store.settle_cancelled(&job.id, vec!["r1/e1".into(), "r2/e2".into()]).await.unwrap();
+    assert_eq!(
+        settled,
+        Cancelled { executions: 5, lost_attempts: 1 },
+        "4 pending and the dead lease; not the live call"
+    );
+    // The call in flight ends with a retryable failure: it is settled, not sent back to pending.
+    let applied = store.finish(vec![ended(&live[0], Next::Retry { after: Duration::from_millis(1) })]).await.unwrap();
+    assert_eq!(applied, [Applied::Applied]);
+    let counts = store.status(&job.id).await.unwrap().total.counts;
+    assert_eq!((counts.cancelled, counts.pending, counts.running), (6, 0, 0));
+    assert!(store.active_jobs(vec!["r1/e1".into(), "r2/e2".into()]).await.unwrap().is_empty());
+    let lost: Vec<bool> = store
+        .attempts(&job.id, ResultFilter::default())
+        .await
+        .unwrap()
+        .iter()
+        .filter(|a| a.outcome == "lost")
+        .map(|a| a.possibly_billed)
+        .collect();
+    assert_eq!(lost, [true], "the dead worker's call may have been billed");
+    let _ = dead;
+    assert!(matches!(store.cancel_job("nope").await, Err(StoreError::NoSuchJob(_))));
+}
+
+async fn workers_register_beat_and_stop(db: Db) {
+    let (store, clock) = db.store().await;
+    let record = |id: &str| WorkerRecord {
+        id: id.into(),
+        host: "h".into(),
+        pid: 7,
+        regions: vec!["r1".into(), "r2".into()],
+        version: "0.1.0".into(),
+    };
+    let start = clock.now_ms();
+    store.register_worker(record("w1")).await.unwrap();
+    clock.advance(Duration::from_secs(2));
+    store.register_worker(record("w2")).await.unwrap();
+    assert!(store.worker_seen("w1", 5).await.unwrap());
+    assert!(!store.worker_seen("ghost", 0).await.unwrap(), "an unknown worker is told so");
+    clock.advance(Duration::from_secs(1));
+    store.worker_stopped("w2").await.unwrap();
+    let rows = store.workers(start).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    let w1 = rows.iter().find(|w| w.id == "w1").unwrap();
+    assert_eq!((w1.in_flight, w1.stopped_at_ms, w1.started_at_ms), (5, None, start));
+    assert_eq!(w1.last_seen_ms, start + 2000);
+    assert_eq!(w1.regions, ["r1", "r2"]);
+    let w2 = rows.iter().find(|w| w.id == "w2").unwrap();
+    assert_eq!(w2.stopped_at_ms, Some(start + 3000));
+    assert_eq!(rows[0].id, "w2", "most recently seen first");
+    assert!(store.workers(start + 2500).await.unwrap().iter().all(|w| w.id == "w2"));
+}
+
+async fn a_notice_wakes_a_listening_worker(db: Db) {
+    let (store, _) = db.store().await;
+    let wakeups = store.wakeups();
+    if !wakeups.listens() {
+        // SQLite: nothing to listen to; the wait is the poll.
+        let started = std::time::Instant::now();
+        wakeups.wait(Duration::from_millis(50)).await;
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        return;
+    }
+    // The first wake-up says "look once": the listener just (re)connected.
+    tokio::time::timeout(Duration::from_secs(10), wakeups.wait(Duration::from_secs(60))).await.unwrap();
+    let waiting = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        wakeups.wait(Duration::from_secs(30)).await;
+        started.elapsed()
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    store.enqueue(plan(1), false).await.unwrap();
+    let waited = tokio::time::timeout(Duration::from_secs(10), waiting).await.unwrap().unwrap();
+    assert!(waited < Duration::from_secs(10), "woken by the enqueue's notice, not the poll: {waited:?}");
+}
+
+/// A store written before executions could be `cancelled` (schema 4) migrates to schema 5
+/// by rebuilding `executions`: every row, id and reference survives, and the store works on.
+#[tokio::test]
+async fn sqlite_rebuilds_executions_for_cancelled_keeping_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v4.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, sha256 TEXT NOT NULL, applied_at_ms INTEGER NOT NULL)",
+        )
+        .unwrap();
+        let migrations = [
+            (1, "ledger", include_str!("../migrations/sqlite/0001_ledger.sql")),
+            (2, "labels", include_str!("../migrations/sqlite/0002_labels.sql")),
+            (3, "claim_indexes", include_str!("../migrations/sqlite/0003_claim_indexes.sql")),
+            (4, "provenance", include_str!("../migrations/sqlite/0004_provenance.sql")),
+        ];
+        for (version, name, sql) in migrations {
+            conn.execute_batch(sql).unwrap();
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (?1, ?2, ?3, 0)",
+                rusqlite::params![version, name, parallax_core::sha256_hex(sql.as_bytes())],
+            )
+            .unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO jobs VALUES ('j', 'j', 1, 'old', '{}', 2, 0);
+             INSERT INTO questions VALUES ('j', 'q', 0, 'text', NULL, '{}');
+             INSERT INTO executions (id, job_id, question_id, model_id, region, sample, endpoint, kind, requested_model,
+                 model_aliases, request_body, request_sha256, idempotency_key, status, attempts)
+             VALUES (41, 'j', 'q', 'm', 'r1', 1, 'r1/e1', 'openai-chat', 'pm', '[]', X'7B7D', 'h', 'k1', 'succeeded', 1),
+                    (42, 'j', 'q', 'm', 'r2', 1, 'r2/e2', 'openai-chat', 'pm', '[]', X'7B7D', 'h', 'k2', 'pending', 0);
+             INSERT INTO attempts VALUES (7, 41, 1, 't', 'w', 0, 1, 'succeeded', 0, 200, 1, NULL);
+             INSERT INTO results VALUES (41, 7, 'pm', 0, 'an old answer', 'stop', NULL, 1, 0, NULL);",
+        )
+        .unwrap();
+    }
+    let store = Store::open(path.to_str().unwrap()).await.unwrap();
+    let rows = store.results("j", ResultFilter::default()).await.unwrap();
+    let kept: Vec<(&str, &str, Option<&str>)> =
+        rows.iter().map(|r| (r.region.as_str(), r.status.as_str(), r.response_text.as_deref())).collect();
+    assert_eq!(kept, [("r1", "succeeded", Some("an old answer")), ("r2", "pending", None)]);
+    assert_eq!(store.attempts("j", ResultFilter::default()).await.unwrap().len(), 1);
+    // The rebuilt table takes the new status, and foreign keys hold again.
+    assert!(store.cancel_job("j").await.unwrap());
+    assert_eq!(store.settle_cancelled("j", vec!["r2/e2".into()]).await.unwrap().executions, 1);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("PRAGMA foreign_keys=ON").unwrap();
+    let orphan = conn.execute("INSERT INTO attempts (execution_id, number, lease_token, worker, started_at_ms, outcome) VALUES (999, 1, 't', 'w', 0, 'open')", []);
+    assert!(orphan.is_err(), "attempts still reference executions");
 }
