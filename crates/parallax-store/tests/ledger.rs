@@ -983,7 +983,7 @@ async fn active_jobs_are_those_with_work_on_the_endpoints_asked_for(db: Db) {
         .claims;
     store.finish(claims.iter().map(|c| success(c, "done")).collect()).await.unwrap();
     let left: Vec<String> = store.active_jobs(vec!["r1/e1".into()]).await.unwrap().into_iter().map(|j| j.id).collect();
-    assert_eq!(left, [new.id.clone()]);
+    assert_eq!(left, [new.id]);
     assert_eq!(store.active_jobs(vec!["r2/e2".into()]).await.unwrap().len(), 2, "r2's work is untouched");
     assert!(matches!(store.set_run_policy("nope", serde_json::json!({})).await, Err(StoreError::NoSuchJob(_))));
 }
