@@ -75,3 +75,58 @@ pub fn http_provider(
     };
     OpenAiProvider::new(&endpoint.base_url, api_key, max_connections).map_err(AppError::internal)
 }
+
+/// The runtime of every endpoint of `regions` in the catalog — what a worker pinned to
+/// them can serve, whichever job asks — with every local model those regions serve read
+/// from its file (and hashed, as a plan would). Only these regions' API keys are needed.
+pub fn region_runtimes(
+    regions: &[String],
+    catalog: &Catalog,
+    catalog_path: &Path,
+    default_concurrency: usize,
+) -> Result<HashMap<String, EndpointRuntime>, AppError> {
+    let mut pairs = Vec::new();
+    let mut unknown = Vec::new();
+    for region in regions {
+        let Some(r) = catalog.regions.get(region) else {
+            unknown.push(region.as_str());
+            continue;
+        };
+        for endpoint in &r.endpoints {
+            pairs.extend(endpoint.models.keys().map(|m| (m.clone(), region.clone())));
+        }
+    }
+    if !unknown.is_empty() {
+        let known: Vec<&str> = catalog.regions.keys().map(String::as_str).collect();
+        return Err(AppError::input(format!(
+            "no region {} in `{}`\n\nhint: its regions are {}",
+            unknown.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(", "),
+            catalog_path.display(),
+            known.join(", ")
+        )));
+    }
+    let units = local::units_of(&pairs, catalog, catalog_path)?;
+    let mut endpoints = HashMap::new();
+    for unit in &units {
+        endpoints.insert(unit.unit.clone(), local::runtime(unit)?);
+    }
+    for region in regions {
+        for endpoint in catalog.regions.get(region).map(|r| r.endpoints.as_slice()).unwrap_or_default() {
+            if endpoint.kind == EndpointKind::LocalGguf {
+                continue;
+            }
+            let max_connections = endpoint.concurrency.unwrap_or(default_concurrency).max(1);
+            let provider = http_provider(endpoint, region, catalog_path, max_connections)?;
+            endpoints.insert(
+                format!("{region}/{}", endpoint.name),
+                EndpointRuntime {
+                    provider: Arc::new(provider),
+                    concurrency: endpoint.concurrency,
+                    rate_per_s: endpoint.rate_per_s,
+                    residency: None,
+                },
+            );
+        }
+    }
+    Ok(endpoints)
+}

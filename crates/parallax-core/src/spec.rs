@@ -102,7 +102,9 @@ pub struct Sampling {
 }
 
 /// How to run the job. Not part of the job's identity: changing it continues the job.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Stored with a submitted job (as its JSON) for the workers that run it.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct RunPolicy {
     pub concurrency: usize,
     pub delay_ms: u64,
@@ -135,7 +137,7 @@ impl RunPolicy {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnPossiblyBilled {
     Retry,

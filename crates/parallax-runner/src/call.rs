@@ -1,6 +1,7 @@
 //! Calling: one claimed item, one request through its provider, and what the answer (or
 //! the failure) means for the item — the retry policy of `LEDGER.md`.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parallax_core::{ItemKey, OnPossiblyBilled, RunPolicy};
@@ -12,12 +13,19 @@ use crate::{Settled, backoff};
 /// A finished call, on its way to the writer.
 pub(crate) struct Done {
     pub outcome: Outcome,
+    pub job_id: Arc<str>,
     pub key: ItemKey,
     pub settled: Settled,
 }
 
 /// Makes one call and decides what it means.
-pub(crate) async fn call(provider: &dyn Provider, claim: Claim, timeout: Duration, policy: &RunPolicy) -> Done {
+pub(crate) async fn call(
+    provider: &dyn Provider,
+    job_id: Arc<str>,
+    claim: Claim,
+    timeout: Duration,
+    policy: &RunPolicy,
+) -> Done {
     let started = Instant::now();
     let result = provider
         .send(SendRequest {
@@ -64,13 +72,14 @@ pub(crate) async fn call(provider: &dyn Provider, claim: Claim, timeout: Duratio
             error,
             next,
         },
+        job_id,
         key: claim.key,
         settled,
     }
 }
 
 /// A claimed item whose call never left (the run stopped first) goes back to pending.
-pub(crate) fn release(claim: Claim) -> Done {
+pub(crate) fn release(job_id: Arc<str>, claim: Claim) -> Done {
     Done {
         outcome: Outcome {
             execution_id: claim.execution_id,
@@ -82,6 +91,7 @@ pub(crate) fn release(claim: Claim) -> Done {
             error: Some("not sent: the run stopped before this call left".into()),
             next: Next::Released,
         },
+        job_id,
         key: claim.key,
         settled: Settled::Retrying,
     }
@@ -206,7 +216,7 @@ mod tests {
     #[tokio::test]
     async fn the_claimed_bytes_are_sent_and_the_answer_is_fenced_by_the_claims_token() {
         let provider = Scripted { reply: Ok(reply("provider-m")), sent: Mutex::new(vec![]) };
-        let done = call(&provider, claim(), Duration::from_secs(1), &policy(3, false)).await;
+        let done = call(&provider, "j".into(), claim(), Duration::from_secs(1), &policy(3, false)).await;
         assert_eq!(
             provider.sent.lock().unwrap().as_slice(),
             [(br#"{"model":"provider-m"}"#.to_vec(), "key".to_owned())]
@@ -227,7 +237,7 @@ mod tests {
     async fn a_model_that_is_neither_the_requested_one_nor_an_alias_is_a_mismatch() {
         for (reported, mismatch) in [("provider-m-2025", false), ("someone-else", true)] {
             let provider = Scripted { reply: Ok(reply(reported)), sent: Mutex::new(vec![]) };
-            let done = call(&provider, claim(), Duration::from_secs(1), &policy(3, false)).await;
+            let done = call(&provider, "j".into(), claim(), Duration::from_secs(1), &policy(3, false)).await;
             match done.outcome.next {
                 Next::Succeeded(r) => assert_eq!(r.model_mismatch, mismatch, "{reported}"),
                 other => panic!("{other:?}"),
@@ -240,7 +250,7 @@ mod tests {
         let provider = Scripted { reply: Err(http(502, None)), sent: Mutex::new(vec![]) };
         let mut c = claim();
         c.attempt_in_budget = 3;
-        let done = call(&provider, c, Duration::from_secs(1), &policy(3, false)).await;
+        let done = call(&provider, "j".into(), c, Duration::from_secs(1), &policy(3, false)).await;
         assert!(matches!(done.outcome.next, Next::Failed));
         assert!(done.outcome.possibly_billed);
         assert_eq!(done.outcome.http_status, Some(502));
@@ -249,7 +259,7 @@ mod tests {
 
     #[test]
     fn a_released_item_was_not_sent_and_is_not_billed() {
-        let done = release(claim());
+        let done = release("j".into(), claim());
         assert!(matches!(done.outcome.next, Next::Released));
         assert!(!done.outcome.possibly_billed);
     }

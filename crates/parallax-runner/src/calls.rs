@@ -1,4 +1,4 @@
-//! The calls of a run: one task per claimed item, held within the job's and its
+//! The calls of a run: one task per claimed item, held within its job's and its
 //! endpoint's concurrency by permits (claims may run ahead of the calls), and how they end
 //! when the run stops — drained, or abandoned and recorded as such.
 
@@ -16,29 +16,32 @@ use crate::call::{self, Done};
 use crate::flight::{Held, InFlight};
 use crate::{CrashPoint, Settled, Stop, TestHooks};
 
+/// What a call needs of its job: the job's concurrency (as permits) and its policy.
+#[derive(Clone)]
+pub(crate) struct JobLimits {
+    pub job_id: Arc<str>,
+    pub permits: Arc<Semaphore>,
+    pub policy: Arc<RunPolicy>,
+}
+
 pub(crate) struct Calls {
     tasks: JoinSet<()>,
-    /// The job's concurrency.
-    send_permits: Arc<Semaphore>,
     /// Set when the run stops: a call that has not left yet gives its item back.
     stopping: Arc<AtomicBool>,
     done: mpsc::UnboundedSender<Done>,
-    /// A call's lane, sent when its HTTP call returns (its slot is free from then on).
-    freed_tx: mpsc::UnboundedSender<usize>,
-    pub freed: mpsc::UnboundedReceiver<usize>,
+    /// A call's lane and job, sent when its HTTP call returns (its slots are free from then on).
+    freed_tx: mpsc::UnboundedSender<(usize, usize)>,
+    pub freed: mpsc::UnboundedReceiver<(usize, usize)>,
     in_flight: Arc<InFlight>,
     /// Outcomes sent to the writer and not committed yet.
     uncommitted: Arc<AtomicUsize>,
     hooks: TestHooks,
-    policy: RunPolicy,
-    timeout: Duration,
     /// Calls started whose slot is not freed yet.
     pub running: usize,
 }
 
 impl Calls {
     pub fn new(
-        policy: RunPolicy,
         done: mpsc::UnboundedSender<Done>,
         in_flight: Arc<InFlight>,
         uncommitted: Arc<AtomicUsize>,
@@ -47,7 +50,6 @@ impl Calls {
         let (freed_tx, freed) = mpsc::unbounded_channel();
         Calls {
             tasks: JoinSet::new(),
-            send_permits: Arc::new(Semaphore::new(policy.concurrency)),
             stopping: Arc::new(AtomicBool::new(false)),
             done,
             freed_tx,
@@ -55,16 +57,22 @@ impl Calls {
             in_flight,
             uncommitted,
             hooks,
-            timeout: Duration::from_secs_f64(policy.timeout_s),
-            policy,
             running: 0,
         }
     }
 
-    /// Starts the call of a claimed item of lane `lane`. It waits for a job permit and its
-    /// endpoint's, then sends — unless the run stopped meanwhile, and then it gives the
-    /// item back unsent.
-    pub fn start(&mut self, claim: Claim, lane: usize, provider: Arc<dyn Provider>, permits: Option<Arc<Semaphore>>) {
+    /// Starts the call of a claimed item of lane `lane`. It waits for a permit of its job's
+    /// and one of its endpoint's, then sends — unless the run stopped meanwhile, and then
+    /// it gives the item back unsent.
+    pub fn start(
+        &mut self,
+        claim: Claim,
+        lane: usize,
+        job_index: usize,
+        provider: Arc<dyn Provider>,
+        permits: Option<Arc<Semaphore>>,
+        job: &JobLimits,
+    ) {
         self.running += 1;
         let sent = Arc::new(AtomicBool::new(false));
         self.in_flight.lock().insert(
@@ -72,13 +80,15 @@ impl Calls {
             Held {
                 attempt_id: claim.attempt_id,
                 lease_token: claim.lease_token.clone(),
+                job_id: job.job_id.clone(),
                 key: claim.key.clone(),
                 sent: sent.clone(),
             },
         );
         let (done, freed, uncommitted) = (self.done.clone(), self.freed_tx.clone(), self.uncommitted.clone());
-        let (send, stopping, hooks) = (self.send_permits.clone(), self.stopping.clone(), self.hooks.clone());
-        let (policy, timeout) = (self.policy.clone(), self.timeout);
+        let (send, stopping, hooks) = (job.permits.clone(), self.stopping.clone(), self.hooks.clone());
+        let (policy, job_id) = (job.policy.clone(), job.job_id.clone());
+        let timeout = Duration::from_secs_f64(policy.timeout_s);
         self.tasks.spawn(async move {
             let _send = send.acquire_owned().await;
             let _local = match permits {
@@ -86,15 +96,15 @@ impl Calls {
                 None => None,
             };
             let d = if stopping.load(Ordering::SeqCst) {
-                call::release(claim)
+                call::release(job_id, claim)
             } else {
                 sent.store(true, Ordering::SeqCst);
-                call::call(provider.as_ref(), claim, timeout, &policy).await
+                call::call(provider.as_ref(), job_id, claim, timeout, &policy).await
             };
             hooks.reached(CrashPoint::AfterSend, 1);
             uncommitted.fetch_add(1, Ordering::SeqCst);
             let _ = done.send(d);
-            let _ = freed.send(lane);
+            let _ = freed.send((lane, job_index));
         });
     }
 
@@ -141,7 +151,12 @@ impl Calls {
                     }),
                     next: if sent { Next::Aborted } else { Next::Released },
                 };
-                let _ = self.done.send(Done { outcome, key: held.key.clone(), settled: Settled::Retrying });
+                let _ = self.done.send(Done {
+                    outcome,
+                    job_id: held.job_id.clone(),
+                    key: held.key.clone(),
+                    settled: Settled::Retrying,
+                });
             }
             break;
         }

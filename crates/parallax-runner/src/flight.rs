@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 pub(crate) struct Held {
     pub attempt_id: i64,
     pub lease_token: String,
+    pub job_id: Arc<str>,
     pub key: ItemKey,
     /// Set when the call is about to leave; until then an abort releases the item unsent.
     pub sent: Arc<AtomicBool>,

@@ -8,12 +8,21 @@ use parallax_store::Store;
 use crate::flight::InFlight;
 
 /// Renews the leases of calls in flight every third of a lease. A lease found taken over
-/// is left to the fenced write, which will refuse the late answer.
-pub(crate) async fn heartbeat(store: Store, in_flight: Arc<InFlight>, lease: Duration) {
-    let every = (lease / 3).max(Duration::from_millis(200));
+/// is left to the fenced write, which will refuse the late answer. A worker (`registry`:
+/// its id) also says it is alive, with its calls in flight, at least every 5 s.
+pub(crate) async fn heartbeat(store: Store, in_flight: Arc<InFlight>, lease: Duration, registry: Option<String>) {
+    let mut every = (lease / 3).max(Duration::from_millis(200));
+    if registry.is_some() {
+        every = every.min(Duration::from_secs(5));
+    }
     loop {
         tokio::time::sleep(every).await;
         let held = in_flight.leases();
+        if let Some(id) = &registry
+            && let Err(e) = store.worker_seen(id, held.len() as i64).await
+        {
+            tracing::error!(error = %e, "worker heartbeat failed");
+        }
         if held.is_empty() {
             continue;
         }

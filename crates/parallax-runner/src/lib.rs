@@ -32,9 +32,10 @@ use parallax_providers::Provider;
 use parallax_store::{ClaimRequest, Store, StoreError};
 use tokio::sync::{mpsc, watch};
 
-use crate::calls::Calls;
+use crate::calls::{Calls, JobLimits};
 use crate::flight::InFlight;
 pub use crate::hooks::{CrashPoint, TestHooks};
+use crate::limits::TokenBucket;
 use crate::schedule::Schedule;
 use crate::writer::Tally;
 
@@ -50,14 +51,26 @@ pub struct EndpointRuntime {
 }
 
 pub struct RunConfig {
-    pub job_id: String,
-    /// Names this process in leases and attempt rows.
+    pub scope: Scope,
+    /// Names this process in leases and attempt rows (and, for a worker, its registry row).
     pub worker: String,
-    pub policy: RunPolicy,
-    /// Keyed by the plan's endpoint name (`<region>/<endpoint>`).
+    /// Keyed by the plan's endpoint name (`<region>/<endpoint>`). A worker claims only
+    /// items of these endpoints, so only its regions'.
     pub endpoints: HashMap<String, EndpointRuntime>,
     /// Crash points for tests; the default does nothing.
     pub hooks: TestHooks,
+}
+
+/// What a run works on.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    /// One job under the given policy (`parallax run`), until nothing of it is left to do.
+    Job { job_id: String, policy: RunPolicy },
+    /// Every job with work on the run's endpoints (`parallax worker`), each under the policy
+    /// it was submitted with (`default_policy` for a job recorded without one), fair between
+    /// jobs. Until stopped; with `exit_when_idle`, until no job has work on its endpoints —
+    /// counting items under other workers' leases until they finish or expire.
+    Worker { default_policy: RunPolicy, exit_when_idle: bool },
 }
 
 /// How far a shutdown has gone. The CLI raises it on Ctrl-C.
@@ -75,6 +88,7 @@ pub enum Stop {
 pub enum Event {
     /// An execution reached a durable state.
     Settled {
+        job_id: String,
         key: ItemKey,
         settled: Settled,
     },
@@ -131,21 +145,31 @@ pub enum RunError {
     MissingEndpoint(String),
 }
 
-/// Runs the job until nothing is claimable and nothing is in flight, or until stopped.
+/// Runs until the scope's work is done (nothing claimable, nothing in flight), or until stopped.
 pub async fn run(
     store: Store,
     config: RunConfig,
     reporter: Arc<dyn Reporter>,
     mut stop: watch::Receiver<Stop>,
 ) -> Result<RunSummary, RunError> {
-    let policy = config.policy.clone();
-    let lease = Duration::from_secs_f64(policy.lease_s());
-    // Claims run ahead of the calls: up to `concurrency` more items are claimed (their
-    // attempts recorded) while the calls before them are in flight, so a freed slot is
-    // refilled at once and claims come in large batches. Permits keep the calls
-    // themselves within the job's and each endpoint's concurrency. Under `park`, where a
-    // crash's recorded-but-unsent attempts would park items, nothing is claimed ahead.
-    let claim_ahead = if policy.on_possibly_billed == OnPossiblyBilled::Park { 0 } else { policy.concurrency };
+    // Claims run ahead of the calls (see `JobSlot::claim_ahead`); under `park` nothing is
+    // claimed ahead. The endpoints' caps allow for it unless every job parks.
+    let parks = |p: &RunPolicy| p.on_possibly_billed == OnPossiblyBilled::Park;
+    let (jobs, worker_mode, exit_when_idle, lease) = match &config.scope {
+        Scope::Job { job_id, policy } => {
+            (vec![JobSlot::new(job_id.clone(), policy.clone(), false)], false, true, lease_of(policy))
+        }
+        Scope::Worker { default_policy, exit_when_idle } => {
+            (Vec::new(), true, *exit_when_idle, lease_of(default_policy))
+        }
+    };
+    let claim_ahead = match &config.scope {
+        Scope::Job { policy, .. } => !parks(policy),
+        Scope::Worker { .. } => true,
+    };
+    let default_policy = match &config.scope {
+        Scope::Job { policy, .. } | Scope::Worker { default_policy: policy, .. } => policy.clone(),
+    };
     let in_flight = Arc::new(InFlight::default());
     let uncommitted = Arc::new(AtomicUsize::new(0));
     let (done_tx, done_rx) = mpsc::unbounded_channel();
@@ -157,12 +181,15 @@ pub async fn run(
         uncommitted.clone(),
         config.hooks.clone(),
     ));
-    let heart = tokio::spawn(heartbeat::heartbeat(store.clone(), in_flight.clone(), lease));
+    let registry = worker_mode.then(|| config.worker.clone());
+    let heart = tokio::spawn(heartbeat::heartbeat(store.clone(), in_flight.clone(), lease, registry));
+    let schedule = Schedule::new(config.endpoints, claim_ahead);
     let mut scheduler = Scheduler {
-        schedule: Schedule::new(config.endpoints, policy.delay_ms, claim_ahead > 0),
-        calls: Calls::new(policy.clone(), done_tx, in_flight.clone(), uncommitted.clone(), config.hooks.clone()),
+        endpoint_names: schedule.endpoint_names(),
+        schedule,
+        calls: Calls::new(done_tx, in_flight.clone(), uncommitted.clone(), config.hooks.clone()),
+        wakeups: worker_mode.then(|| store.wakeups()),
         store: store.clone(),
-        job_id: config.job_id,
         worker: config.worker,
         hooks: config.hooks,
         reporter: reporter.clone(),
@@ -170,12 +197,13 @@ pub async fn run(
         uncommitted,
         writer,
         writer_result: None,
-        claimed_ids: HashSet::new(),
+        max_uncommitted: default_policy.concurrency.max(256) * 2,
+        jobs,
+        job_rotate: 0,
+        worker_mode,
+        exit_when_idle,
+        default_policy,
         summary: RunSummary::default(),
-        max_uncommitted: policy.concurrency.max(256) * 2,
-        claim_ahead,
-        lease,
-        policy,
     };
     let result = scheduler.claim_until_done(&mut stop).await;
 
@@ -202,17 +230,74 @@ pub async fn run(
     Ok(summary)
 }
 
+fn lease_of(policy: &RunPolicy) -> Duration {
+    Duration::from_secs_f64(policy.lease_s())
+}
+
+/// One job the scheduler claims for, with its own limits.
+struct JobSlot {
+    id: String,
+    policy: RunPolicy,
+    limits: JobLimits,
+    lease: Duration,
+    /// Claims run ahead of the calls: up to `concurrency` more items are claimed (their
+    /// attempts recorded) while the calls before them are in flight, so a freed slot is
+    /// refilled at once and claims come in large batches. Permits keep the calls
+    /// themselves within the job's concurrency. Under `park`, where a crash's
+    /// recorded-but-unsent attempts would park items, nothing is claimed ahead.
+    claim_ahead: usize,
+    /// The spec's `delay_ms` between calls.
+    pacing: Option<TokenBucket>,
+    /// Calls of this job started and not returned.
+    running: usize,
+    /// Items claimed, for `limit` (a single job's run only).
+    claimed_ids: HashSet<i64>,
+    cancelled: bool,
+}
+
+impl JobSlot {
+    fn new(id: String, mut policy: RunPolicy, cancelled: bool) -> JobSlot {
+        // A stored policy was checked when it was submitted; a zero would stall the job.
+        policy.concurrency = policy.concurrency.max(1);
+        JobSlot {
+            limits: JobLimits {
+                job_id: id.as_str().into(),
+                permits: Arc::new(tokio::sync::Semaphore::new(policy.concurrency)),
+                policy: Arc::new(policy.clone()),
+            },
+            lease: lease_of(&policy),
+            claim_ahead: if policy.on_possibly_billed == OnPossiblyBilled::Park { 0 } else { policy.concurrency },
+            pacing: (policy.delay_ms > 0).then(|| TokenBucket::with_capacity(1000.0 / policy.delay_ms as f64, 1.0)),
+            running: 0,
+            claimed_ids: HashSet::new(),
+            id,
+            policy,
+            cancelled,
+        }
+    }
+
+    /// How many more items this job may claim now.
+    fn free(&mut self) -> usize {
+        let limit_left = self.policy.limit.map_or(usize::MAX, |l| (l as usize).saturating_sub(self.claimed_ids.len()));
+        let paced = self.pacing.as_mut().map_or(usize::MAX, TokenBucket::available);
+        (self.policy.concurrency + self.claim_ahead).saturating_sub(self.running).min(limit_left).min(paced)
+    }
+
+    fn limit_reached(&self) -> bool {
+        self.policy.limit.is_some_and(|l| self.claimed_ids.len() as u64 >= l)
+    }
+}
+
 /// The scheduler task's state: what to claim, the calls it started, and the writer's
 /// progress it waits on.
 struct Scheduler {
     schedule: Schedule,
+    endpoint_names: Vec<String>,
     calls: Calls,
+    /// A worker's wake-ups (LISTEN on PostgreSQL); `None` for one job's run.
+    wakeups: Option<parallax_store::Wakeups>,
     store: Store,
-    job_id: String,
     worker: String,
-    policy: RunPolicy,
-    lease: Duration,
-    claim_ahead: usize,
     hooks: TestHooks,
     reporter: Arc<dyn Reporter>,
     in_flight: Arc<InFlight>,
@@ -222,114 +307,200 @@ struct Scheduler {
     writer: tokio::task::JoinHandle<Result<Tally, RunError>>,
     /// Set when the writer ended early (it only does on a store error).
     writer_result: Option<Result<Result<Tally, RunError>, tokio::task::JoinError>>,
-    /// Items this run claimed, for `limit`.
-    claimed_ids: HashSet<i64>,
+    jobs: Vec<JobSlot>,
+    /// Which job claims first this round, rotating so a large job cannot starve a small one.
+    job_rotate: usize,
+    worker_mode: bool,
+    exit_when_idle: bool,
+    default_policy: RunPolicy,
     summary: RunSummary,
 }
 
 impl Scheduler {
-    /// Claims and starts calls until nothing is claimable and nothing is in flight, the
-    /// run's limit is reached, the run is stopped, or the writer failed.
+    /// Claims and starts calls until the work is done, the run's limit is reached, the
+    /// run is stopped, or the writer failed.
     async fn claim_until_done(&mut self, stop: &mut watch::Receiver<Stop>) -> Result<(), RunError> {
         loop {
-            while let Ok(lane) = self.calls.freed.try_recv() {
-                self.freed(lane);
+            while let Ok((lane, job)) = self.calls.freed.try_recv() {
+                self.freed(lane, job);
             }
             self.calls.reap();
             if *stop.borrow() != Stop::Running || self.writer.is_finished() {
                 // A finished writer ended early on a store error; it is joined by the caller.
                 return Ok(());
             }
-            let backlog_full = self.uncommitted.load(Ordering::SeqCst) >= self.max_uncommitted;
-            let limit_left =
-                self.policy.limit.map_or(usize::MAX, |l| (l as usize).saturating_sub(self.claimed_ids.len()));
-            let free = if backlog_full {
-                0
-            } else {
-                (self.policy.concurrency + self.claim_ahead).saturating_sub(self.calls.running).min(limit_left)
-            };
-            match self.claim(free).await? {
-                Claimed::Some => continue,
-                Claimed::TryAgain => continue,
+            if self.worker_mode {
+                self.refresh_jobs().await?;
+            }
+            match self.claim_round().await? {
+                Claimed::Some | Claimed::TryAgain => continue,
                 Claimed::None => {}
             }
-            if self.calls.running == 0 && self.policy.limit.is_some_and(|l| self.claimed_ids.len() as u64 >= l) {
+            if self.calls.running == 0 && !self.worker_mode && self.jobs.iter().all(JobSlot::limit_reached) {
                 return Ok(());
             }
-            let Some(sleep) = self.next_wait(free).await? else { return Ok(()) };
+            let Some(sleep) = self.next_wait().await? else { return Ok(()) };
+            let backlog_full = self.uncommitted.load(Ordering::SeqCst) >= self.max_uncommitted;
             let sleep = if backlog_full { sleep.min(Duration::from_millis(1)) } else { sleep };
             self.schedule.waited();
+            let woken = async {
+                match &self.wakeups {
+                    Some(w) => w.wait(sleep).await,
+                    None => tokio::time::sleep(sleep).await,
+                }
+            };
             tokio::select! {
-                Some(lane) = self.calls.freed.recv() => self.freed(lane),
+                Some((lane, job)) = self.calls.freed.recv() => self.freed(lane, job),
                 _ = self.in_flight.committed.notified() => {}
                 result = &mut self.writer, if self.writer_result.is_none() => {
                     self.writer_result = Some(result);
                     return Ok(());
                 }
-                _ = tokio::time::sleep(sleep) => {}
+                _ = woken => {}
                 _ = stop.changed() => {}
             }
         }
     }
 
-    fn freed(&mut self, lane: usize) {
+    fn freed(&mut self, lane: usize, job: usize) {
         self.calls.running -= 1;
         self.schedule.freed(lane);
+        if let Some(slot) = self.jobs.get_mut(job) {
+            slot.running -= 1;
+        }
     }
 
-    /// One claim batch for up to `free` items, and a call started for each.
-    async fn claim(&mut self, free: usize) -> Result<Claimed, RunError> {
-        let wants = self.schedule.wants(free);
-        if wants.per_endpoint.is_empty() {
-            return Ok(Claimed::None);
+    /// A worker's jobs: those with work on its endpoints, under the policy each was
+    /// submitted with. Cancelled ones have their remaining items settled, not claimed.
+    async fn refresh_jobs(&mut self) -> Result<(), RunError> {
+        let active = self.store.active_jobs(self.endpoint_names.clone()).await?;
+        for job in &active {
+            if job.cancelled {
+                let settled = self.store.settle_cancelled(&job.id, self.endpoint_names.clone()).await?;
+                self.summary.lost_found += settled.lost_attempts;
+            }
+            match self.jobs.iter_mut().find(|j| j.id == job.id) {
+                Some(slot) => slot.cancelled = job.cancelled,
+                None => {
+                    let policy = job
+                        .run_policy
+                        .as_ref()
+                        .and_then(|p| serde_json::from_value::<RunPolicy>(p.clone()).ok())
+                        .unwrap_or_else(|| self.default_policy.clone());
+                    // `limit` caps one run of one job, never a worker's share of it.
+                    let policy = RunPolicy { limit: None, ..policy };
+                    self.jobs.push(JobSlot::new(job.id.clone(), policy, job.cancelled));
+                }
+            }
         }
-        let batch = self
-            .store
-            .claim(ClaimRequest {
-                job_id: self.job_id.clone(),
-                worker: self.worker.clone(),
-                wants: wants.per_endpoint,
-                max_total: wants.max_total,
-                lease: self.lease,
-                max_attempts: self.policy.max_attempts,
-                park_possibly_billed: self.policy.on_possibly_billed == OnPossiblyBilled::Park,
-            })
-            .await?;
-        self.hooks.reached(CrashPoint::AfterClaim, batch.claims.len() as u64);
-        self.summary.lost_found += batch.lost_attempts;
-        self.summary.parked += batch.parked;
-        self.summary.failed += batch.failed;
-        let again = self.schedule.after_batch(&batch.claims);
-        if batch.claims.is_empty() {
-            return Ok(if again { Claimed::TryAgain } else { Claimed::None });
+        // A finished job's slot goes once its calls are back; indices of the others move,
+        // so calls in flight keep their job's index only while no slot before it goes.
+        if self.jobs.iter().all(|j| j.running == 0) {
+            self.jobs.retain(|j| active.iter().any(|a| a.id == j.id));
         }
-        for claim in batch.claims {
-            let Some(lane) = self.schedule.lane_of(&claim.endpoint) else {
-                return Err(RunError::MissingEndpoint(claim.endpoint.clone()));
-            };
-            self.schedule.claimed(lane);
-            self.claimed_ids.insert(claim.execution_id);
-            self.summary.attempts += 1;
-            let l = self.schedule.lane(lane);
-            let (provider, permits) = (l.provider.clone(), l.permits.clone());
-            self.calls.start(claim, lane, provider, permits);
+        Ok(())
+    }
+
+    /// One round: each job in turn (starting with the next one each round) claims what its
+    /// free slots and the endpoints allow.
+    async fn claim_round(&mut self) -> Result<Claimed, RunError> {
+        let backlog_full = self.uncommitted.load(Ordering::SeqCst) >= self.max_uncommitted;
+        let busy = self.schedule.resident_busy();
+        let (mut claimed_any, mut claimed_resident) = (false, false);
+        let n = self.jobs.len();
+        for k in 0..n {
+            let j = (self.job_rotate + k) % n;
+            if backlog_full || self.jobs[j].cancelled {
+                continue;
+            }
+            let free = self.jobs[j].free();
+            let wants = self.schedule.wants(free);
+            if wants.per_endpoint.is_empty() {
+                continue;
+            }
+            let slot = &self.jobs[j];
+            let batch = self
+                .store
+                .claim(ClaimRequest {
+                    job_id: slot.id.clone(),
+                    worker: self.worker.clone(),
+                    wants: wants.per_endpoint,
+                    max_total: wants.max_total,
+                    lease: slot.lease,
+                    max_attempts: slot.policy.max_attempts,
+                    park_possibly_billed: slot.policy.on_possibly_billed == OnPossiblyBilled::Park,
+                })
+                .await?;
+            self.hooks.reached(CrashPoint::AfterClaim, batch.claims.len() as u64);
+            self.summary.lost_found += batch.lost_attempts;
+            self.summary.parked += batch.parked;
+            self.summary.failed += batch.failed;
+            claimed_resident |= self.schedule.for_resident(&batch.claims);
+            claimed_any |= !batch.claims.is_empty();
+            for claim in batch.claims {
+                let Some(lane) = self.schedule.lane_of(&claim.endpoint) else {
+                    return Err(RunError::MissingEndpoint(claim.endpoint.clone()));
+                };
+                self.schedule.claimed(lane);
+                let slot = &mut self.jobs[j];
+                if let Some(b) = slot.pacing.as_mut() {
+                    b.take();
+                }
+                slot.claimed_ids.insert(claim.execution_id);
+                slot.running += 1;
+                self.summary.attempts += 1;
+                let l = self.schedule.lane(lane);
+                let (provider, permits) = (l.provider.clone(), l.permits.clone());
+                let limits = slot.limits.clone();
+                self.calls.start(claim, lane, j, provider, permits, &limits);
+            }
         }
-        Ok(Claimed::Some)
+        self.job_rotate = self.job_rotate.wrapping_add(1);
+        let again = self.schedule.after_round(claimed_resident, busy, claimed_any);
+        Ok(if claimed_any {
+            Claimed::Some
+        } else if again {
+            Claimed::TryAgain
+        } else {
+            Claimed::None
+        })
     }
 
     /// How long to wait when nothing was claimed: until a slot frees, a rate token comes,
-    /// a backoff ends or a lease expires. `None`: nothing is left to wait for.
-    async fn next_wait(&mut self, free: usize) -> Result<Option<Duration>, RunError> {
-        if free == 0 {
-            return Ok(Some(Duration::from_secs(60)));
+    /// a backoff ends, a lease expires (or, for a worker, a notice arrives). `None`:
+    /// nothing is left to wait for.
+    async fn next_wait(&mut self) -> Result<Option<Duration>, RunError> {
+        let mut earliest: Option<i64> = None;
+        for slot in &self.jobs {
+            if slot.cancelled {
+                continue;
+            }
+            if let Some(t) = self.store.next_wakeup(&slot.id).await? {
+                earliest = Some(earliest.map_or(t, |e| e.min(t)));
+            }
         }
-        let Some(t) = self.store.next_wakeup(&self.job_id).await? else {
-            return Ok(if self.calls.running == 0 { None } else { Some(Duration::from_secs(60)) });
+        let Some(t) = earliest else {
+            if self.calls.running > 0 {
+                return Ok(Some(Duration::from_secs(60)));
+            }
+            if !self.worker_mode {
+                return Ok(None);
+            }
+            // A worker with nothing to do: done if asked to exit when idle and no job has
+            // work on its endpoints (items under other workers' leases count as work).
+            if self.exit_when_idle && self.store.active_jobs(self.endpoint_names.clone()).await?.is_empty() {
+                return Ok(None);
+            }
+            // Otherwise wait for a notice; the poll is the fallback for a missed one.
+            let listens = self.wakeups.as_ref().is_some_and(parallax_store::Wakeups::listens);
+            return Ok(Some(if listens { Duration::from_secs(5) } else { Duration::from_millis(500) }));
         };
         let wait = Duration::from_millis((t - self.store.now_ms()).clamp(0, 60_000) as u64);
         if wait.is_zero() {
-            // Due work held back by a rate or an endpoint limit.
-            return Ok(Some(self.schedule.refill_wait().unwrap_or(Duration::from_millis(5))));
+            // Due work held back by a job's pacing or concurrency, or an endpoint's limits.
+            let paced = self.jobs.iter().filter_map(|j| j.pacing.as_ref()).map(TokenBucket::time_to_next);
+            let refill = self.schedule.refill_wait().into_iter().chain(paced).filter(|d| !d.is_zero()).min();
+            return Ok(Some(refill.unwrap_or(Duration::from_millis(5))));
         }
         if self.calls.running == 0 && self.uncommitted.load(Ordering::SeqCst) == 0 && wait > Duration::from_secs(1) {
             self.reporter.event(Event::Waiting { wait });
@@ -346,4 +517,15 @@ enum Claimed {
     TryAgain,
     /// Nothing was claimed: wait.
     None,
+}
+
+/// Cancels a job: claims skip it from now on; what no call holds is settled `cancelled` at
+/// once (with the open attempts of dead workers' expired leases closed as lost); a call in
+/// flight finishes, is recorded, and then settles its execution `cancelled` instead of
+/// sending it back to pending. Returns whether the job was newly cancelled, and what was
+/// settled now.
+pub async fn cancel(store: &Store, job_id: &str) -> Result<(bool, parallax_store::Cancelled), RunError> {
+    let newly = store.cancel_job(job_id).await?;
+    let endpoints = store.job_endpoints(job_id).await?;
+    Ok((newly, store.settle_cancelled(job_id, endpoints).await?))
 }

@@ -1,5 +1,6 @@
-//! What to claim next. Per-endpoint slots and rates, the spec's pacing, and residency (only
-//! one in-process model loaded at a time) decide how many items each endpoint may claim.
+//! What to claim next. Per-endpoint slots and rates, and residency (only one in-process
+//! model loaded at a time) decide how many items each endpoint may claim, whichever job
+//! the items belong to (a job's own limits — its concurrency and pacing — are its slot's).
 //! Owned by the scheduler task alone, so it needs no lock, and does no I/O, so each rule
 //! can be read and tested alone.
 
@@ -32,7 +33,6 @@ pub(crate) struct Schedule {
     /// Sorted by name, so the order of claims does not depend on a hash map's.
     lanes: Vec<Lane>,
     index: HashMap<String, usize>,
-    pacing: Option<TokenBucket>,
     /// What must be resident for in-process endpoints, in a fixed order; `active` is the
     /// one whose endpoints may claim now.
     residencies: Vec<String>,
@@ -54,7 +54,7 @@ pub(crate) struct Wants {
 }
 
 impl Schedule {
-    pub fn new(endpoints: HashMap<String, EndpointRuntime>, delay_ms: u64, claim_ahead: bool) -> Schedule {
+    pub fn new(endpoints: HashMap<String, EndpointRuntime>, claim_ahead: bool) -> Schedule {
         let mut endpoints: Vec<(String, EndpointRuntime)> = endpoints.into_iter().collect();
         endpoints.sort_by(|a, b| a.0.cmp(&b.0));
         let mut residencies: Vec<String> = endpoints.iter().filter_map(|(_, e)| e.residency.clone()).collect();
@@ -76,7 +76,6 @@ impl Schedule {
         Schedule {
             lanes,
             index,
-            pacing: (delay_ms > 0).then(|| TokenBucket::with_capacity(1000.0 / delay_ms as f64, 1.0)),
             residencies,
             active: 0,
             idle_turns: 0,
@@ -85,12 +84,11 @@ impl Schedule {
         }
     }
 
-    /// How many items each endpoint may claim now, given `free` slots of the job's.
+    /// How many items each endpoint may claim now for a job with `free` slots.
     /// Endpoints of a residency other than the active one ask for nothing.
     pub fn wants(&mut self, free: usize) -> Wants {
-        let paced = self.pacing.as_mut().map_or(usize::MAX, TokenBucket::available);
         let mut per_endpoint = Vec::new();
-        if free == 0 || paced == 0 {
+        if free == 0 {
             return Wants { per_endpoint, max_total: 0 };
         }
         let n_lanes = self.lanes.len();
@@ -103,13 +101,18 @@ impl Schedule {
             }
             let cap = lane.concurrency.map_or(usize::MAX, |c| (ahead * c).saturating_sub(lane.in_flight));
             let rate = lane.bucket.as_mut().map_or(usize::MAX, TokenBucket::available);
-            let n = free.min(cap).min(rate).min(paced);
+            let n = free.min(cap).min(rate);
             if n > 0 {
                 per_endpoint.push((lane.name.clone(), n));
             }
         }
         self.rotate = self.rotate.wrapping_add(1);
-        Wants { per_endpoint, max_total: free.min(paced) }
+        Wants { per_endpoint, max_total: free }
+    }
+
+    /// The endpoint names, for asking the store which jobs have work here.
+    pub fn endpoint_names(&self) -> Vec<String> {
+        self.lanes.iter().map(|l| l.name.clone()).collect()
     }
 
     pub fn lane_of(&self, endpoint: &str) -> Option<usize> {
@@ -120,24 +123,32 @@ impl Schedule {
         &self.lanes[i]
     }
 
-    /// After a claim batch, before its calls are counted: when the resident model has
-    /// nothing claimed and nothing in flight, the next residency gets its turn. Returns
-    /// true when the caller should claim again at once (for the new residency).
-    pub fn after_batch(&mut self, claims: &[Claim]) -> bool {
+    /// Whether the resident model has calls in flight (asked before a round of claims).
+    pub fn resident_busy(&self) -> bool {
+        let active = Some(self.active);
+        self.lanes.iter().any(|l| l.residency == active && l.in_flight > 0)
+    }
+
+    /// Whether any of these claims is for the resident model.
+    pub fn for_resident(&self, claims: &[Claim]) -> bool {
+        let active = Some(self.active);
+        claims.iter().any(|c| self.lane_of(&c.endpoint).is_some_and(|i| self.lanes[i].residency == active))
+    }
+
+    /// After a round of claims: when the resident model had nothing in flight before it
+    /// (`busy`) and nothing was claimed for it, the next residency gets its turn. Returns
+    /// true when the caller should claim again at once (nothing was claimed at all).
+    pub fn after_round(&mut self, claimed_resident: bool, busy: bool, claimed_any: bool) -> bool {
         if self.residencies.is_empty() {
             return false;
         }
-        let active = Some(self.active);
-        let claimed_active =
-            claims.iter().any(|c| self.lane_of(&c.endpoint).is_some_and(|i| self.lanes[i].residency == active));
-        let busy = self.lanes.iter().any(|l| l.residency == active && l.in_flight > 0);
-        if claimed_active || busy {
+        if claimed_resident || busy {
             self.idle_turns = 0;
             false
         } else if self.idle_turns < self.residencies.len() {
             self.active = (self.active + 1) % self.residencies.len();
             self.idle_turns += 1;
-            claims.is_empty()
+            !claimed_any
         } else {
             false
         }
@@ -148,13 +159,10 @@ impl Schedule {
         self.idle_turns = 0;
     }
 
-    /// A call of lane `i` was claimed: it takes a rate token, a pacing token and a slot.
+    /// A call of lane `i` was claimed: it takes a rate token and a slot.
     pub fn claimed(&mut self, i: usize) {
         let lane = &mut self.lanes[i];
         if let Some(b) = lane.bucket.as_mut() {
-            b.take();
-        }
-        if let Some(b) = self.pacing.as_mut() {
             b.take();
         }
         lane.in_flight += 1;
@@ -165,12 +173,11 @@ impl Schedule {
         self.lanes[i].in_flight -= 1;
     }
 
-    /// How long until a rate or the pacing allows one more call; `None` if none is waiting.
+    /// How long until an endpoint's rate allows one more call; `None` if none is waiting.
     pub fn refill_wait(&self) -> Option<Duration> {
         self.lanes
             .iter()
             .filter_map(|l| l.bucket.as_ref())
-            .chain(self.pacing.iter())
             .map(TokenBucket::time_to_next)
             .filter(|d| !d.is_zero())
             .min()
@@ -219,7 +226,7 @@ mod tests {
     fn an_endpoint_asks_for_no_more_than_its_slots_ahead_of_its_calls() {
         let endpoints =
             HashMap::from([("r/a".to_owned(), runtime(Some(3), None)), ("r/b".to_owned(), runtime(None, None))]);
-        let mut s = Schedule::new(endpoints, 0, true);
+        let mut s = Schedule::new(endpoints, true);
         let w = s.wants(100);
         assert_eq!(w.max_total, 100);
         assert!(w.per_endpoint.contains(&("r/a".to_owned(), 6)), "{w:?}");
@@ -235,7 +242,7 @@ mod tests {
 
     #[test]
     fn no_free_slot_means_no_claim() {
-        let mut s = Schedule::new(HashMap::from([("r/a".to_owned(), runtime(None, None))]), 0, false);
+        let mut s = Schedule::new(HashMap::from([("r/a".to_owned(), runtime(None, None))]), false);
         assert_eq!(s.wants(0), Wants { per_endpoint: vec![], max_total: 0 });
     }
 
@@ -243,7 +250,7 @@ mod tests {
     fn endpoints_take_turns_asking_first() {
         let endpoints =
             HashMap::from([("r/a".to_owned(), runtime(None, None)), ("r/b".to_owned(), runtime(None, None))]);
-        let mut s = Schedule::new(endpoints, 0, false);
+        let mut s = Schedule::new(endpoints, false);
         let first: Vec<String> = (0..4).map(|_| s.wants(1).per_endpoint[0].0.clone()).collect();
         assert_eq!(first, ["r/a", "r/b", "r/a", "r/b"]);
     }
@@ -255,35 +262,32 @@ mod tests {
             ("r/e/m2".to_owned(), runtime(Some(1), Some("/models/two.gguf"))),
             ("r/http".to_owned(), runtime(None, None)),
         ]);
-        let mut s = Schedule::new(endpoints, 0, false);
+        let mut s = Schedule::new(endpoints, false);
         let asked = |w: &Wants| w.per_endpoint.iter().map(|(e, _)| e.clone()).collect::<Vec<_>>();
         let w = s.wants(8);
         assert!(asked(&w).contains(&"r/e/m1".to_owned()) && !asked(&w).contains(&"r/e/m2".to_owned()), "{w:?}");
         assert!(asked(&w).contains(&"r/http".to_owned()), "HTTP endpoints are never held back");
         // m1 claimed something: it stays resident while its call is in flight.
-        assert!(!s.after_batch(&[claim("r/e/m1")]));
+        let round = |s: &mut Schedule, claims: &[Claim]| {
+            let busy = s.resident_busy();
+            let resident = s.for_resident(claims);
+            s.after_round(resident, busy, !claims.is_empty())
+        };
+        assert!(!round(&mut s, &[claim("r/e/m1")]));
         s.claimed(s.lane_of("r/e/m1").unwrap());
-        assert!(!s.after_batch(&[]));
+        assert!(!round(&mut s, &[]));
         assert!(!asked(&s.wants(8)).contains(&"r/e/m2".to_owned()));
         // Its call returned and nothing more was claimed for it: m2's turn, at once.
         s.freed(s.lane_of("r/e/m1").unwrap());
-        assert!(s.after_batch(&[]));
+        assert!(round(&mut s, &[]));
         let w = s.wants(8);
         assert!(asked(&w).contains(&"r/e/m2".to_owned()) && !asked(&w).contains(&"r/e/m1".to_owned()), "{w:?}");
         // Neither has work: after one round each, it stops moving until a wait.
-        assert!(s.after_batch(&[]));
-        assert!(!s.after_batch(&[]));
+        assert!(round(&mut s, &[]));
+        assert!(!round(&mut s, &[]));
         s.waited();
-        assert!(s.after_batch(&[]));
-    }
-
-    #[test]
-    fn pacing_allows_one_call_at_a_time() {
-        let mut s = Schedule::new(HashMap::from([("r/a".to_owned(), runtime(None, None))]), 1000, false);
-        let w = s.wants(10);
-        assert_eq!(w.max_total, 1);
-        s.claimed(0);
-        assert_eq!(s.wants(10).max_total, 0, "the next call waits for its delay");
-        assert!(s.refill_wait().is_some_and(|d| d > Duration::from_millis(900)));
+        assert!(round(&mut s, &[]));
+        // Work claimed for another endpoint (HTTP) moves the residency on, without an immediate retry.
+        assert!(!round(&mut s, &[claim("r/http")]));
     }
 }

@@ -21,6 +21,9 @@ pub(crate) struct Tally {
     pub stale: u64,
 }
 
+/// What reporting an outcome needs once it is committed: execution id, job, key, how it settled.
+type Report = (i64, Arc<str>, ItemKey, Settled);
+
 /// The most outcomes in one transaction.
 const MAX_BATCH: usize = 1024;
 
@@ -45,15 +48,15 @@ pub(crate) async fn writer(
             }
         }
         // The outcomes (with their answers) move to the store; only what reporting needs stays.
-        let (outcomes, reports): (Vec<Outcome>, Vec<(i64, ItemKey, Settled)>) = batch
+        let (outcomes, reports): (Vec<Outcome>, Vec<Report>) = batch
             .drain(..)
             .map(|d| (d.outcome.execution_id, d))
-            .map(|(id, d)| (d.outcome, (id, d.key, d.settled)))
+            .map(|(id, d)| (d.outcome, (id, d.job_id, d.key, d.settled)))
             .unzip();
         let applied = store.finish(outcomes).await?;
         hooks.reached(CrashPoint::AfterFinish, applied.len() as u64);
         let mut held = in_flight.lock();
-        for ((execution_id, key, settled), applied) in reports.into_iter().zip(applied) {
+        for ((execution_id, job_id, key, settled), applied) in reports.into_iter().zip(applied) {
             held.remove(&execution_id);
             let settled = if applied == Applied::Stale { Settled::Stale } else { settled };
             match settled {
@@ -64,7 +67,7 @@ pub(crate) async fn writer(
                 Settled::Stale => tally.stale += 1,
             }
             uncommitted.fetch_sub(1, Ordering::SeqCst);
-            reporter.event(Event::Settled { key, settled });
+            reporter.event(Event::Settled { job_id: job_id.to_string(), key, settled });
         }
         drop(held);
         in_flight.committed.notify_one();

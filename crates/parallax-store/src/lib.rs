@@ -345,6 +345,12 @@ impl Store {
         dispatch!(self, |s| s.settle_cancelled(&job, &endpoints), s.settle_cancelled(&job, &endpoints))
     }
 
+    /// The endpoints a job's executions use.
+    pub async fn job_endpoints(&self, job_id: &str) -> Result<Vec<String>, StoreError> {
+        let job = job_id.to_owned();
+        dispatch!(self, |s| s.job_endpoints(&job), s.job_endpoints(&job))
+    }
+
     /// Registers a worker (or renews its row, if the id is known), stamped with the store's clock.
     pub async fn register_worker(&self, worker: WorkerRecord) -> Result<(), StoreError> {
         dispatch!(self, |s| s.register_worker(&worker), s.register_worker(&worker))

@@ -1288,6 +1288,17 @@ ON CONFLICT (execution_id, classifier) DO UPDATE SET version = excluded.version,
         Ok(Cancelled { executions: row.get::<_, i64>(0) as u64, lost_attempts: row.get::<_, i64>(1) as u64 })
     }
 
+    pub async fn job_endpoints(&self, job_id: &str) -> Result<Vec<String>> {
+        let rows = self
+            .rows_of_job(
+                job_id,
+                "SELECT DISTINCT endpoint FROM executions WHERE job_id = $1 ORDER BY endpoint",
+                &[&job_id],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     pub async fn register_worker(&self, w: &WorkerRecord) -> Result<()> {
         let now = self.0.now_param();
         let regions = serde_json::to_string(&w.regions).unwrap_or_else(|_| "[]".into());

@@ -899,6 +899,17 @@ impl SqliteStore {
         Ok(Cancelled { executions, lost_attempts: lost })
     }
 
+    pub fn job_endpoints(&self, job_id: &str) -> Result<Vec<String>> {
+        self.job(job_id)?;
+        let conn = self.conn();
+        let p = &self.path;
+        let mut stmt = conn
+            .prepare_cached("SELECT DISTINCT endpoint FROM executions WHERE job_id = ?1 ORDER BY endpoint")
+            .at(p)?;
+        let rows = stmt.query_map([job_id], |r| r.get(0)).at(p)?;
+        rows.collect::<rusqlite::Result<_>>().at(p)
+    }
+
     pub fn register_worker(&self, w: &WorkerRecord) -> Result<()> {
         let conn = self.conn();
         let now = self.now_ms();

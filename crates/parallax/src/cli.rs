@@ -40,6 +40,14 @@ pub enum Command {
     Plan(PlanArgs),
     /// Run a job spec: execute what is not done yet, exactly once each
     Run(RunArgs),
+    /// Plan a job spec and enqueue it for workers; prints only the job id
+    Submit(SubmitArgs),
+    /// Run the submitted jobs' executions of these regions, until stopped
+    Worker(WorkerArgs),
+    /// Live and recently seen workers
+    Workers(WorkersArgs),
+    /// Cancel a job: workers stop claiming it, let calls in flight finish, and settle the rest
+    Cancel(CancelArgs),
     /// Per model × region counts of a job; without an id, the recent jobs
     Status(StatusArgs),
     /// The executions of a job with their requests and answers
@@ -145,6 +153,54 @@ pub struct RunArgs {
     /// Override `run.limit`: execute at most this many items in this run
     #[arg(long)]
     pub limit: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// The job spec (YAML or JSON)
+    pub spec: PathBuf,
+    /// Start a new job (`<id>-2`, `-3`, …) instead of continuing the recorded one
+    #[arg(long)]
+    pub fresh: bool,
+    /// Re-arm failed executions in place with a fresh attempt budget
+    #[arg(long)]
+    pub retry_failed: bool,
+    /// Re-arm parked executions (possibly billed attempts) in place
+    #[arg(long)]
+    pub retry_parked: bool,
+    /// Override `run.concurrency` (per worker)
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// A region whose executions this worker runs (repeat for several); it needs only
+    /// these regions' catalog entries and API keys
+    #[arg(long = "region", value_name = "REGION", required = true)]
+    pub regions: Vec<String>,
+    /// Exit when these regions have nothing left to do (items under other workers' leases
+    /// count until they finish or expire): 0 if everything it ran succeeded, 1 if some
+    /// ended failed or parked
+    #[arg(long)]
+    pub exit_when_idle: bool,
+    /// Calls in flight per job, for jobs submitted without a policy
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkersArgs {
+    /// Also list workers last seen more than an hour ago
+    #[arg(long)]
+    pub all: bool,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    pub job_id: String,
 }
 
 #[derive(Debug, Args)]

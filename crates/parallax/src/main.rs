@@ -5,6 +5,7 @@ mod commands;
 mod exit;
 mod output;
 mod progress;
+mod signals;
 
 use std::process::ExitCode;
 
@@ -33,6 +34,10 @@ fn main() -> ExitCode {
         match &cli.command {
             Command::Plan(args) => commands::plan::run(&cli.global, args).await,
             Command::Run(args) => commands::run::run(&cli.global, args).await,
+            Command::Submit(args) => commands::submit::run(&cli.global, args).await,
+            Command::Worker(args) => commands::worker::run(&cli.global, args).await,
+            Command::Workers(args) => commands::workers::run(&cli.global, args).await,
+            Command::Cancel(args) => commands::cancel::run(&cli.global, args).await,
             Command::Status(args) => commands::status::run(&cli.global, args).await,
             Command::Results(args) => commands::results::run(&cli.global, args).await,
             Command::Classify(args) => commands::classify::run(&cli.global, args).await,

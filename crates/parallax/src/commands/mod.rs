@@ -1,5 +1,6 @@
 //! One module per verb.
 
+pub mod cancel;
 pub mod classify;
 pub mod doctor;
 pub mod plan;
@@ -7,6 +8,9 @@ pub mod report;
 pub mod results;
 pub mod run;
 pub mod status;
+pub mod submit;
+pub mod worker;
+pub mod workers;
 
 use crate::cli::Global;
 use crate::exit::Failure;

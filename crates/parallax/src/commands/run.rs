@@ -6,12 +6,11 @@ use std::time::Instant;
 
 use anyhow::anyhow;
 use parallax_app::{label, load, providers};
-use parallax_runner::{CrashPoint, RunConfig, Stop, TestHooks};
-use tokio::sync::watch;
+use parallax_runner::{CrashPoint, RunConfig, Scope, TestHooks};
 
 use crate::cli::{Global, RunArgs};
 use crate::exit::{Code, Failure, Outcome};
-use crate::progress;
+use crate::{progress, signals};
 
 pub async fn run(global: &Global, args: &RunArgs) -> Outcome {
     let (spec, catalog, plan, local_units) = load::plan(&args.spec, &global.config)?;
@@ -32,6 +31,8 @@ pub async fn run(global: &Global, args: &RunArgs) -> Outcome {
     let store = super::open_store(global).await?;
     let hooks = test_hooks(&store)?;
     let job = store.enqueue(Arc::new(plan), args.fresh).await?;
+    // Recorded, so that workers sharing the store can help with the job under the same policy.
+    store.set_run_policy(&job.id, policy_json(&policy)?).await?;
     if args.retry_failed || args.retry_parked {
         let n = store.rearm(&job.id, args.retry_failed, args.retry_parked).await?;
         if !global.quiet {
@@ -65,24 +66,11 @@ pub async fn run(global: &Global, args: &RunArgs) -> Outcome {
 
     let visible = !global.quiet && !global.no_progress && std::io::stderr().is_terminal();
     let bar = Arc::new(progress::Bar::new(job.planned as u64, (c.succeeded + c.failed + c.parked) as u64, visible));
-    let (stop_tx, stop_rx) = watch::channel(Stop::Running);
-    let quiet = global.quiet;
-    let signals = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            if !quiet {
-                eprintln!(
-                    "\nstopping: no new calls; waiting for calls in flight to be recorded (Ctrl-C again to abort them)"
-                );
-            }
-            let _ = stop_tx.send(Stop::Drain);
-            if tokio::signal::ctrl_c().await.is_ok() {
-                let _ = stop_tx.send(Stop::Abort);
-            }
-        }
-    });
+    let (stop_rx, signals) = signals::stop_on_signals(global.quiet);
 
     let started = Instant::now();
-    let config = RunConfig { job_id: job.id.clone(), worker: parallax_app::worker_id(), policy, endpoints, hooks };
+    let scope = Scope::Job { job_id: job.id.clone(), policy };
+    let config = RunConfig { scope, worker: parallax_app::worker_id(), endpoints, hooks };
     let result = parallax_runner::run(store.clone(), config, bar.clone(), stop_rx).await;
     bar.finish();
     signals.abort();
@@ -126,11 +114,17 @@ pub async fn run(global: &Global, args: &RunArgs) -> Outcome {
     Ok(if t.counts.failed + t.counts.parked > 0 { Code::SomeFailed } else { Code::Success })
 }
 
+/// A run policy as the store keeps it for workers: `limit` belongs to one run, not the job.
+pub fn policy_json(policy: &parallax_core::RunPolicy) -> Result<serde_json::Value, Failure> {
+    let stored = parallax_core::RunPolicy { limit: None, ..policy.clone() };
+    serde_json::to_value(stored).map_err(|e| Failure::Internal(e.into()))
+}
+
 /// Test hooks for the crash table and store failures, from the environment:
 /// `PARALLAX_TEST_CRASH=after-claim|after-send|after-finish[:N]` aborts the process when
 /// the N-th execution reaches that point; `PARALLAX_TEST_STORE_READ_ONLY_AFTER=N` makes the
 /// store read-only after N result batches.
-fn test_hooks(store: &parallax_store::Store) -> Result<TestHooks, Failure> {
+pub fn test_hooks(store: &parallax_store::Store) -> Result<TestHooks, Failure> {
     if let Ok(n) = std::env::var("PARALLAX_TEST_STORE_READ_ONLY_AFTER") {
         let n = n.parse().map_err(|_| Failure::input(anyhow!("PARALLAX_TEST_STORE_READ_ONLY_AFTER: not a number")))?;
         store.read_only_after(n);

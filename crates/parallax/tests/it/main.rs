@@ -12,3 +12,4 @@ mod local;
 mod plan;
 mod report;
 mod run;
+mod workers;
