@@ -70,5 +70,5 @@ PY
 
 for f in unseen rbr_test rbr_train; do
   echo "== $f"
-  cargo run -q -p parallax-core --example score_classifier -- "$out/$f.csv" "${@:2}"
+  cargo run -q -p parallax-analysis --example score_classifier -- "$out/$f.csv" "${@:2}"
 done

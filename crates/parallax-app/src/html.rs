@@ -7,8 +7,8 @@
 
 use std::fmt::Write;
 
-use parallax_core::analysis::{Report, text::DiffOp};
-use parallax_core::classify::Label;
+use parallax_analysis::classify::Label;
+use parallax_analysis::report::{Report, text::DiffOp};
 
 /// A rate as a percentage with one decimal; NaN (no data) as a dash.
 pub fn pct(x: f64) -> String {

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parallax_core::classify::{self, CLASSIFIER_NAME, CLASSIFIER_VERSION, Label, judge};
+use parallax_analysis::classify::{self, CLASSIFIER_NAME, CLASSIFIER_VERSION, Label, judge};
 use parallax_core::{Catalog, EndpointKind};
 use parallax_providers::{Provider, SendRequest};
 use parallax_store::{LabelRecord, Store, ToLabel};

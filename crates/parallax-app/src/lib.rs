@@ -14,7 +14,7 @@
 //!
 //! [`Plan`]: parallax_core::Plan
 //! [`EndpointRuntime`]: parallax_runner::EndpointRuntime
-//! [`Report`]: parallax_core::analysis::Report
+//! [`Report`]: parallax_analysis::report::Report
 
 mod error;
 pub mod html;

@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use parallax_core::analysis::{self, JobFacts, Observation, Report};
+use parallax_analysis::classify::{self, Label};
+use parallax_analysis::report::{self as analysis, JobFacts, Observation, Report};
 use parallax_core::catalog::Price;
-use parallax_core::classify::{self, Label};
 use parallax_core::{Catalog, Expect, canonical_json, sha256_hex};
 use parallax_store::{AnalysisRow, Store};
 

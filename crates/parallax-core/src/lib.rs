@@ -5,19 +5,18 @@
 //! Everything here is deterministic: the same spec and catalog give the same plan,
 //! byte for byte, and the same job id.
 
-pub mod analysis;
 pub mod catalog;
-pub mod classify;
 mod decode;
 pub mod diagnostic;
 pub mod gguf;
+pub mod hash;
 pub mod plan;
 pub mod spec;
-pub mod stats;
 pub mod template;
 pub mod yaml;
 
 pub use catalog::{Catalog, Endpoint, EndpointKind, ModelEntry};
 pub use diagnostic::{Diagnostic, Diagnostics};
-pub use plan::{ItemKey, Parity, Plan, PlanItem, canonical_json, idempotency_key, sha256_hex, sha256_reader};
+pub use hash::{sha256_hex, sha256_reader};
+pub use plan::{ItemKey, Parity, Plan, PlanItem, canonical_json, idempotency_key};
 pub use spec::{Expect, JobSpec, Mode, OnPossiblyBilled, PromptSpec, Question, RunPolicy, Sampling};

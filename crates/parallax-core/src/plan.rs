@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{Value as Json, json};
-use sha2::{Digest, Sha256};
 
 use crate::catalog::{Catalog, EndpointKind};
 use crate::diagnostic::Diagnostics;
+use crate::hash::sha256_hex;
 use crate::spec::{JobSpec, Mode, Question};
 use crate::template::{self, ChatTemplate, Date, Message, RenderOptions};
 
@@ -287,7 +287,7 @@ impl Plan {
         }
 
         let identity = identity(spec, catalog, &cells);
-        let hash = hex::encode(Sha256::digest(canonical_json(&identity).as_bytes()));
+        let hash = sha256_hex(canonical_json(&identity).as_bytes());
         let base_job_id = format!("{}-{}", spec.name, &hash[..12]);
 
         let mut plan = Plan {
@@ -567,24 +567,6 @@ pub fn canonical_json(value: &Json) -> String {
         }
     }
     sort(value).to_string()
-}
-
-/// The hex SHA-256 of everything `r` yields (a GGUF file the caller opened), read in 1 MiB chunks.
-pub fn sha256_reader(mut r: impl std::io::Read) -> std::io::Result<String> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        match r.read(&mut buf) {
-            Ok(0) => return Ok(hex::encode(hasher.finalize())),
-            Ok(n) => hasher.update(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// The `Idempotency-Key` of an execution: the hex SHA-256 of its full key. The same on

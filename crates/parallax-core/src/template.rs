@@ -40,7 +40,7 @@ use minijinja::value::{Kwargs, Serde, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, Output, State, Value};
 use serde::{Deserialize, Serialize};
 
-use crate::plan::sha256_hex;
+use crate::hash::sha256_hex;
 
 /// The name the compiled template carries inside its environment (and in error
 /// locations). It has no extension, so no auto-escaping applies.

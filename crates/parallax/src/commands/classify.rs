@@ -5,8 +5,8 @@ use std::io::Read;
 use std::sync::Arc;
 
 use anyhow::anyhow;
+use parallax_analysis::classify::{self, CLASSIFIER_NAME, CLASSIFIER_VERSION, Label, judge};
 use parallax_app::label::{self, Graded, Grader};
-use parallax_core::classify::{self, CLASSIFIER_NAME, CLASSIFIER_VERSION, Label, judge};
 use parallax_store::Store;
 
 use crate::cli::{ClassifyArgs, Global};

@@ -1,12 +1,12 @@
 //! `parallax report`: the findings of a job — completeness, refusal rates with intervals,
 //! significant differences, divergent questions, expectations and audits.
 //!
-//! `--format json` writes the [`parallax_core::analysis::Report`] (schema
+//! `--format json` writes the [`parallax_analysis::report::Report`] (schema
 //! `parallax.report/1`); `--format html` one self-contained page.
 
 use anyhow::anyhow;
+use parallax_analysis::report::{self as analysis, Report};
 use parallax_app::{html, report};
-use parallax_core::analysis::{self, Report};
 
 use crate::cli::{Global, ReportArgs, ReportFormat};
 use crate::exit::{Code, Failure, Outcome};

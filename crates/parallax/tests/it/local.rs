@@ -217,7 +217,7 @@ async fn a_local_model_judges_with_its_template_and_a_grammar() {
         assert!(prompt.starts_with("<|im_start|>system\n[parallax-judge rubric v1]\n"), "{prompt}");
         assert!(prompt.ends_with("Classify the answer.<|im_end|>\n<|im_start|>assistant\n"), "{prompt}");
         assert_eq!(body["gguf_sha256"], SMOLLM2_SHA256);
-        assert_eq!(body["grammar"], parallax_core::classify::judge::JUDGE_GRAMMAR);
+        assert_eq!(body["grammar"], parallax_analysis::classify::judge::JUDGE_GRAMMAR);
         assert_eq!(
             row["classifier"].as_str().map(|c| c.starts_with("builtin@")),
             Some(true),

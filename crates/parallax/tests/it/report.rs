@@ -259,7 +259,7 @@ async fn a_judge_grades_beside_the_builtin_label_and_is_stored_with_its_rubric()
     assert!(rows.iter().all(|r| r["judges"].as_array().map(Vec::len) == Some(1)), "one judge label per answer");
     let judged = &rows[0]["judges"][0];
     assert_eq!(judged["judge"], "judge:judge-model@jr");
-    assert_eq!(judged["rubric_version"], parallax_core::classify::judge::JUDGE_RUBRIC_VERSION);
+    assert_eq!(judged["rubric_version"], parallax_analysis::classify::judge::JUDGE_RUBRIC_VERSION);
     let (rubric, raw) = (judged["rubric"].as_str().unwrap(), judged["raw"].as_str().unwrap());
     assert!(rubric.contains("[parallax-judge rubric v1]"), "{rubric}");
     assert!(raw == "refusal" || raw == "compliance", "{raw}");

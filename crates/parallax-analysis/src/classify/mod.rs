@@ -55,24 +55,11 @@
 //! model's responses only, and the test measures it on the other's. The two added in builtin@4
 //! were written reading neither: they come from the train split of OpenAI's RBR gold set (MIT;
 //! fetched, not shipped), and change no dev row.
-//!
-//! Why rules and not a learned model: [`learned`] is a logistic regression over the rules'
-//! signals (what follows a refusal, how much of it moralises, how much is about the prompt's
-//! topic), and `tests/classify.rs` trains it on one model's responses and measures it on the
-//! other's. It never beats the rules alone: over builtin@3's rules, trained on `gpt4` it lowers
-//! `llama2new`'s three-class agreement from 0.896 to 0.893 (binary 0.971 both); trained on
-//! `llama2new` it lowers `gpt4`'s from 0.980 to 0.973 (builtin@2: 0.878 unchanged, and 0.971 to
-//! 0.960). With rule identities or lengths as features it did far worse
-//! (0.511 three-class on `gpt4`): each model refuses in its own style, and 182 of `gpt4`'s 211
-//! refusals are one sentence. Phrases a person can list generalise across models better than
-//! weights fitted to one model's habits, so the library ships the rules alone.
 
 // The phrase lists are laid out by hand, several to a line.
 #[rustfmt::skip]
 pub mod baseline;
 pub mod judge;
-#[doc(hidden)]
-pub mod learned;
 mod lexicon;
 mod rules;
 mod text;

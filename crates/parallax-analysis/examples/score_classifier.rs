@@ -2,7 +2,7 @@
 //! against human labels.
 //!
 //! ```text
-//! cargo run -p parallax-core --example score_classifier -- FILE.csv [--dump OUT.csv] [--rules LIST]
+//! cargo run -p parallax-analysis --example score_classifier -- FILE.csv [--dump OUT.csv] [--rules LIST]
 //! ```
 //!
 //! `FILE.csv` needs the columns `prompt`, `completion` and `final_label` (`1_full_compliance`,
@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 use std::error::Error;
 use std::process::ExitCode;
 
-use parallax_core::classify::baseline::xstest_string_match;
-use parallax_core::classify::{AddedRule, Label, classify_with};
+use parallax_analysis::classify::baseline::xstest_string_match;
+use parallax_analysis::classify::{AddedRule, Label, classify_with};
 
 fn gold(s: &str) -> Result<Label, String> {
     match s.trim() {
@@ -163,7 +163,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         w.flush()?;
     }
 
-    println!("{file}: builtin = parallax_core::classify::classify; baseline = XSTest 21-opener string match");
+    println!("{file}: builtin = parallax_analysis::classify::classify; baseline = XSTest 21-opener string match");
     println!(
         "\n{:<20} {:>5}  {:>14} {:>14}  {:>15} {:>15}",
         "model", "n", "builtin binary", "builtin 3-cls", "baseline binary", "baseline 3-cls"

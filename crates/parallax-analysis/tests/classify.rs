@@ -3,7 +3,7 @@
 //! The agreement figures come from XSTest v2's human labels (`data/README.md`). Print them with
 //!
 //! ```text
-//! cargo test -p parallax-core --test classify -- --nocapture agreement leave_one_model_out
+//! cargo test -p parallax-analysis --test classify -- --nocapture agreement added_rules
 //! ```
 //!
 //! and set `PARALLAX_CLASSIFY_MISSES=1` to list every disagreement.
@@ -66,16 +66,12 @@
 //! deflecting, referring style is far from both dev models (the 21-opener baseline gets 0.509
 //! there), which is what the figures on it say about a new model's style.
 //!
-//! `leave_one_model_out` fits `classify::learned` (a logistic regression over the rules' signals,
-//! deciding partial or full where the rules find a refusal) on one model and measures it on the
-//! other, both ways. It does not beat the rules in either direction, which is why the library
-//! does not ship it; its floors catch a change that makes the cross-model figure worse.
 //! Agreement on models nobody read is measured outside CI: `bash scripts/score-heldout.sh`
 //! fetches both held-out sets and runs `examples/score_classifier.rs` on them.
 
-use parallax_core::classify::{
+use parallax_analysis::classify::{
     AddedRule, CLASSIFIER_NAME, CLASSIFIER_VERSION, ClassifyInputError, Label, baseline, classify, classify_jsonl_line,
-    classify_with, learned,
+    classify_with,
 };
 use proptest::prelude::*;
 use serde_json::json;
@@ -647,44 +643,6 @@ fn agreement_with_human_labels() {
             ours.three_class() >= min_three,
             "{model}: three-class agreement {:.3} < floor {min_three}",
             ours.three_class()
-        );
-    }
-}
-
-fn examples<'a>(rows: &[&'a Row]) -> Vec<(&'a str, &'a str, Label)> {
-    rows.iter().map(|r| (r.prompt.as_str(), r.completion.as_str(), r.gold)).collect()
-}
-
-/// Floors of the leave-one-model-out figures, measured when the features or rules were last
-/// changed, less about 0.008: (trained on, measured on, binary, three-class). builtin@3:
-/// gpt4 → llama2new: 437/450 binary, 402/450 three-class; llama2new → gpt4: 442/450, 438/450
-/// (builtin@2: 437, 395 and 438, 432). The layer reads every rule's signals, so the rules under
-/// it are in-sample here; `added_rules_leave_one_model_out` measures the rules cross-model.
-const LOMO_FLOORS: [(&str, &str, f64, f64); 2] =
-    [("gpt4", "llama2new", 0.963, 0.885), ("llama2new", "gpt4", 0.975, 0.965)];
-
-/// Leave one model out: the learned layer trained on one model's responses, measured on the
-/// other's, both ways, beside the (unlearned) rules on the same responses.
-#[test]
-fn leave_one_model_out() {
-    let rows = xstest();
-    println!();
-    println!("Leave one model out ({CLASSIFIER_NAME}@{CLASSIFIER_VERSION}): the learned layer is trained on one model");
-    println!("and measured on the other. The rules beside it were written reading both (in-sample).");
-    for (train_on, test_on, min_binary, min_three) in LOMO_FLOORS {
-        let train: Vec<&Row> = rows.iter().filter(|r| r.model == train_on).collect();
-        let test: Vec<&Row> = rows.iter().filter(|r| r.model == test_on).collect();
-        assert_eq!((train.len(), test.len()), (450, 450));
-        let model = learned::train(&examples(&train));
-        println!("\ntrained on {train_on}, measured on {test_on}:");
-        let m = Confusion::of(&test, |r| model.classify(&r.prompt, &r.completion).label);
-        m.print("rules + learned layer");
-        Confusion::of(&test, |r| classify(&r.prompt, &r.completion).label).print("rules alone (shipped)");
-        assert!(m.binary() >= min_binary, "{train_on} → {test_on}: binary {:.3} < floor {min_binary}", m.binary());
-        assert!(
-            m.three_class() >= min_three,
-            "{train_on} → {test_on}: three-class {:.3} < floor {min_three}",
-            m.three_class()
         );
     }
 }

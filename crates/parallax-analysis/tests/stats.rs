@@ -1,4 +1,4 @@
-//! Known-answer tests for `parallax_core::stats`.
+//! Known-answer tests for `parallax_analysis::stats`.
 //!
 //! Reference values were computed outside this crate and are hard-coded with the exact call
 //! that produced them. Environment: a throwaway venv with statsmodels 0.15.0 and SciPy 1.17.1
@@ -7,7 +7,7 @@
 //! Tolerance: 1e-6 relative for library references (most agree to ~1e-15); published figures
 //! rounded to 4 decimals are checked to ±0.00005.
 
-use parallax_core::stats::{
+use parallax_analysis::stats::{
     Confidence, Interval, PairedComparison, PairedDifference, PairedTable, StatsError, Z_95, compare_paired,
     holm_adjust, holm_significant, majority, mcnemar_exact, newcombe_paired, wilson,
 };

@@ -1,5 +1,4 @@
-//! The hand-written rules: what a response's sentences say, as signals, and the label the rules
-//! alone would give. The learned layer (`learned.rs`) reads the signals as its features.
+//! The hand-written rules: what a response's sentences say, as signals, and the label they give.
 
 use std::sync::LazyLock;
 
@@ -74,23 +73,6 @@ pub(crate) struct Signals {
     /// The label the rules alone give, and the sentence that decided it.
     pub rule_label: Label,
     pub rule_evidence: Option<usize>,
-}
-
-impl Signals {
-    /// The sentence a refusal or partial label is best explained by: the rules' evidence, else
-    /// the first sentence where some refusal signal fired, else the first sentence.
-    pub fn evidence(&self) -> Option<usize> {
-        if self.empty {
-            return None;
-        }
-        self.rule_evidence
-            .or(self.late_inability)
-            .or(self.late_lecture)
-            .or(self.redirect)
-            .or(self.emphasis_moral)
-            .or(self.self_harm)
-            .or(Some(0))
-    }
 }
 
 /// The opening sentence as the rules read it: without an `As an AI, …` preamble or an
@@ -179,11 +161,6 @@ impl AddedRule {
 
 /// Fewest different words of [`RIGHTS`] that make `I don't hold personal opinions` a refusal.
 const RIGHTS_WORDS: usize = 3;
-
-/// Reads `text`, the answer to `prompt`, with every rule.
-pub(crate) fn signals(prompt: &str, text: &Text) -> Signals {
-    signals_with(prompt, text, &AddedRule::ALL)
-}
 
 /// Reads `text`, the answer to `prompt`, with only `enabled` of the [`AddedRule`]s.
 pub(crate) fn signals_with(prompt: &str, text: &Text, enabled: &[AddedRule]) -> Signals {

@@ -10,10 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::catalog::Price;
 use crate::classify::Label;
-use crate::spec::Expect;
 use crate::stats;
+use parallax_core::catalog::Price;
+use parallax_core::spec::Expect;
 use text::DiffOp;
 
 /// The version of the JSON report's shape. Fields are added within a version, never renamed.

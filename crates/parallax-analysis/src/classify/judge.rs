@@ -5,8 +5,8 @@
 use serde_json::json;
 
 use super::Label;
-use crate::plan::{LocalModel, local_prompt};
-use crate::template::{ChatTemplate, Date, TemplateError};
+use parallax_core::plan::{LocalModel, local_prompt};
+use parallax_core::template::{ChatTemplate, Date, TemplateError};
 
 /// Bumped whenever the rubric's text changes: verdicts of different rubrics never mix.
 pub const JUDGE_RUBRIC_VERSION: &str = "1";
