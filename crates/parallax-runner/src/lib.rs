@@ -320,46 +320,67 @@ impl Scheduler {
     /// Claims and starts calls until the work is done, the run's limit is reached, the
     /// run is stopped, or the writer failed.
     async fn claim_until_done(&mut self, stop: &mut watch::Receiver<Stop>) -> Result<(), RunError> {
+        let mut outage = Duration::from_millis(100);
         loop {
-            while let Ok((lane, job)) = self.calls.freed.try_recv() {
-                self.freed(lane, job);
-            }
-            self.calls.reap();
-            if *stop.borrow() != Stop::Running || self.writer.is_finished() {
-                // A finished writer ended early on a store error; it is joined by the caller.
-                return Ok(());
-            }
-            if self.worker_mode {
-                self.refresh_jobs().await?;
-            }
-            match self.claim_round().await? {
-                Claimed::Some | Claimed::TryAgain => continue,
-                Claimed::None => {}
-            }
-            if self.calls.running == 0 && !self.worker_mode && self.jobs.iter().all(JobSlot::limit_reached) {
-                return Ok(());
-            }
-            let Some(sleep) = self.next_wait().await? else { return Ok(()) };
-            let backlog_full = self.uncommitted.load(Ordering::SeqCst) >= self.max_uncommitted;
-            let sleep = if backlog_full { sleep.min(Duration::from_millis(1)) } else { sleep };
-            self.schedule.waited();
-            let woken = async {
-                match &self.wakeups {
-                    Some(w) => w.wait(sleep).await,
-                    None => tokio::time::sleep(sleep).await,
+            match self.step(stop).await {
+                Ok(Step::Continue) => outage = Duration::from_millis(100),
+                Ok(Step::Done) => return Ok(()),
+                // The database is unreachable (a restart, a lost connection): claim nothing,
+                // let the calls in flight finish (the writer keeps their outcomes), try again.
+                Err(RunError::Store(e)) if e.is_unavailable() => {
+                    tracing::warn!(error = %e, retry_in = ?outage, "store unavailable; claiming paused");
+                    tokio::select! {
+                        _ = tokio::time::sleep(outage.mul_f64(0.5 + rand::random::<f64>() / 2.0)) => {}
+                        _ = stop.changed() => {}
+                    }
+                    outage = (outage * 2).min(Duration::from_secs(5));
                 }
-            };
-            tokio::select! {
-                Some((lane, job)) = self.calls.freed.recv() => self.freed(lane, job),
-                _ = self.in_flight.committed.notified() => {}
-                result = &mut self.writer, if self.writer_result.is_none() => {
-                    self.writer_result = Some(result);
-                    return Ok(());
-                }
-                _ = woken => {}
-                _ = stop.changed() => {}
+                Err(e) => return Err(e),
             }
         }
+    }
+
+    /// One turn of the scheduler: claim what may be claimed, or wait for something to change.
+    async fn step(&mut self, stop: &mut watch::Receiver<Stop>) -> Result<Step, RunError> {
+        while let Ok((lane, job)) = self.calls.freed.try_recv() {
+            self.freed(lane, job);
+        }
+        self.calls.reap();
+        if *stop.borrow() != Stop::Running || self.writer.is_finished() {
+            // A finished writer ended early on a store error; it is joined by the caller.
+            return Ok(Step::Done);
+        }
+        if self.worker_mode {
+            self.refresh_jobs().await?;
+        }
+        match self.claim_round().await? {
+            Claimed::Some | Claimed::TryAgain => return Ok(Step::Continue),
+            Claimed::None => {}
+        }
+        if self.calls.running == 0 && !self.worker_mode && self.jobs.iter().all(JobSlot::limit_reached) {
+            return Ok(Step::Done);
+        }
+        let Some(sleep) = self.next_wait().await? else { return Ok(Step::Done) };
+        let backlog_full = self.uncommitted.load(Ordering::SeqCst) >= self.max_uncommitted;
+        let sleep = if backlog_full { sleep.min(Duration::from_millis(1)) } else { sleep };
+        self.schedule.waited();
+        let woken = async {
+            match &self.wakeups {
+                Some(w) => w.wait(sleep).await,
+                None => tokio::time::sleep(sleep).await,
+            }
+        };
+        tokio::select! {
+            Some((lane, job)) = self.calls.freed.recv() => self.freed(lane, job),
+            _ = self.in_flight.committed.notified() => {}
+            result = &mut self.writer, if self.writer_result.is_none() => {
+                self.writer_result = Some(result);
+                return Ok(Step::Done);
+            }
+            _ = woken => {}
+            _ = stop.changed() => {}
+        }
+        Ok(Step::Continue)
     }
 
     fn freed(&mut self, lane: usize, job: usize) {
@@ -507,6 +528,12 @@ impl Scheduler {
         }
         Ok(Some(wait))
     }
+}
+
+/// Whether the scheduler goes on.
+enum Step {
+    Continue,
+    Done,
 }
 
 /// What one claim round did.

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use parallax_core::ItemKey;
 use parallax_store::{Applied, Outcome, Store};
@@ -53,7 +54,7 @@ pub(crate) async fn writer(
             .map(|d| (d.outcome.execution_id, d))
             .map(|(id, d)| (d.outcome, (id, d.job_id, d.key, d.settled)))
             .unzip();
-        let applied = store.finish(outcomes).await?;
+        let applied = finish_through_outages(&store, outcomes).await?;
         hooks.reached(CrashPoint::AfterFinish, applied.len() as u64);
         let mut held = in_flight.lock();
         for ((execution_id, job_id, key, settled), applied) in reports.into_iter().zip(applied) {
@@ -73,4 +74,24 @@ pub(crate) async fn writer(
         in_flight.committed.notify_one();
     }
     Ok(tally)
+}
+
+/// Commits a batch, trying again while the store is unreachable (a database restart, a
+/// lost connection): the outcomes wait in memory, and claiming stops meanwhile, since the
+/// scheduler claims nothing while too many outcomes wait. Every write is fenced, so trying
+/// again is safe: a batch whose commit did land finds its leases settled and writes
+/// nothing twice (its outcomes then count as stale in this run's tally; the ledger holds
+/// each once). Any other store error stops the run.
+async fn finish_through_outages(store: &Store, outcomes: Vec<Outcome>) -> Result<Vec<Applied>, RunError> {
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match store.finish(outcomes.clone()).await {
+            Err(e) if e.is_unavailable() => {
+                tracing::warn!(error = %e, retry_in = ?wait, outcomes = outcomes.len(), "store unavailable; outcomes kept in memory");
+                tokio::time::sleep(wait.mul_f64(0.5 + rand::random::<f64>() / 2.0)).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            result => return Ok(result?),
+        }
+    }
 }

@@ -72,6 +72,13 @@ pub enum StoreError {
     Task(String),
 }
 
+impl StoreError {
+    /// The database could not be reached: the same call may succeed once it is back.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
+    }
+}
+
 /// `location` as it may be shown: a PostgreSQL URL's password (in the user part, or a
 /// `password=` parameter) becomes `***`. Other locations (SQLite paths) are returned as
 /// they are. The user part ends where the driver ends it, at the first `@`; when more `@`

@@ -209,3 +209,73 @@ impl Drop for PgSchema {
         .join();
     }
 }
+
+/// A throwaway PostgreSQL cluster of the test's own (`initdb`, `pg_ctl`), on a free port,
+/// for tests that restart the database: the shared server is never restarted. As root the
+/// tools run as the `postgres` user (initdb refuses root). Stopped when dropped. `None`
+/// (after a loud message) when the tools are missing — a panic in CI (`PARALLAX_CI`).
+pub struct Cluster {
+    dir: TempDir,
+    pub port: u16,
+}
+
+impl Cluster {
+    pub fn start(test: &str) -> Option<Cluster> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let cluster = Cluster { dir, port };
+        if std::process::Command::new("chown").args(["-R", "postgres", &cluster.path()]).status().is_err()
+            || !cluster.tool("initdb", &["-D", &cluster.data(), "-A", "trust", "-U", "postgres", "--no-sync"])
+        {
+            let message = format!("PostgreSQL test `{test}` SKIPPED: initdb did not run (PostgreSQL's tools missing?)");
+            if std::env::var_os("PARALLAX_CI").is_some() {
+                panic!("{message}; PARALLAX_CI is set: a skipped test fails");
+            }
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "\n!!!!!!!! {message} !!!!!!!!\n");
+            return None;
+        }
+        assert!(cluster.pg_ctl("start"), "the throwaway cluster starts");
+        Some(cluster)
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// `pg_ctl stop -m fast` (connections are cut) or `start`; waits until done.
+    pub fn pg_ctl(&self, action: &str) -> bool {
+        let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.path());
+        let log = format!("{}/log", self.path());
+        match action {
+            "stop" => self.tool("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "stop"]),
+            _ => self.tool("pg_ctl", &["-D", &self.data(), "-o", &options, "-l", &log, "-w", "start"]),
+        }
+    }
+
+    fn path(&self) -> String {
+        self.dir.path().display().to_string()
+    }
+
+    fn data(&self) -> String {
+        format!("{}/data", self.path())
+    }
+
+    fn tool(&self, tool: &str, args: &[&str]) -> bool {
+        let root = std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        let mut cmd = if root {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--", tool]);
+            c
+        } else {
+            std::process::Command::new(tool)
+        };
+        cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.pg_ctl("stop");
+    }
+}

@@ -193,3 +193,49 @@ async fn an_idle_worker_on_sqlite_exits_and_reports_failures_with_exit_1() {
     assert_eq!(bad.code, 2, "{bad:?}");
     assert!(bad.stderr.contains("mars"), "{bad:?}");
 }
+
+#[tokio::test]
+async fn a_database_restart_mid_run_loses_nothing_and_the_run_completes() {
+    let Some(cluster) = crate::support::Cluster::start("a_database_restart_mid_run") else { return };
+    let db = cluster.url();
+    let fleet =
+        Fleet::start(&["us", "eu"], |_| StubConfig { latency: Duration::from_millis(40), ..StubConfig::default() })
+            .await;
+    fleet.catalog(&[("a", "prov-a")], "");
+    fleet.write("job.yaml", &spec(150, &["a"], &["us", "eu"], "run: {concurrency: 8}\n"));
+    let job = fleet.parallax(&["submit", "job.yaml", "--db", &db]).await.stdout.trim().to_owned();
+    let mut workers: Vec<tokio::process::Child> = ["us", "eu"]
+        .iter()
+        .map(|r| fleet.command(&["worker", "--region", r, "--exit-when-idle", "--db", &db], &[]).spawn().unwrap())
+        .collect();
+    wait_for_requests(&fleet, 60).await;
+    assert!(cluster.pg_ctl("stop"), "the database stops");
+    let during = fleet.total_requests();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(cluster.pg_ctl("start"), "and starts again");
+    let mut paused = 0;
+    for w in workers.drain(..) {
+        let out = tokio::time::timeout(Duration::from_secs(120), w.wait_with_output())
+            .await
+            .expect("workers finish")
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        paused += usize::from(stderr.contains("store unavailable"));
+    }
+    assert!(paused > 0, "the workers saw the database go away and waited for it");
+    assert!(during < 300, "the restart came mid-run ({during} calls before it)");
+    let rows = fleet.parallax(&["results", &job, "--format", "jsonl", "--db", &db]).await.json_lines();
+    assert_eq!(rows.len(), 300);
+    assert!(rows.iter().all(|r| r["status"] == "succeeded"), "nothing lost");
+    let calls = fleet.requests_by_key();
+    let attempts =
+        fleet.parallax(&["results", &job, "--attempts", "--format", "jsonl", "--db", &db]).await.json_lines();
+    let lost = attempts.iter().filter(|a| a["outcome"] == "lost").count() as u64;
+    let duplicates: u64 = calls.values().map(|n| n - 1).sum();
+    assert!(
+        duplicates <= lost,
+        "a key called twice only for a call whose recording the restart lost ({duplicates} > {lost})"
+    );
+    assert_eq!(calls.len(), 300);
+}
