@@ -440,6 +440,19 @@ impl Scheduler {
                 continue;
             }
             let slot = &self.jobs[j];
+            // A worker shares its endpoints' and its jobs' limits with every other worker:
+            // the store counts everyone's live leases against them. One job's run keeps its
+            // limits in this process (and claims ahead of its calls).
+            let (endpoint_caps, job_cap) = if self.worker_mode {
+                let caps = wants
+                    .per_endpoint
+                    .iter()
+                    .filter_map(|(e, _)| self.schedule.concurrency_of(e).map(|c| (e.clone(), c)))
+                    .collect();
+                (caps, Some(slot.policy.concurrency))
+            } else {
+                (Vec::new(), None)
+            };
             let batch = self
                 .store
                 .claim(ClaimRequest {
@@ -450,6 +463,8 @@ impl Scheduler {
                     lease: slot.lease,
                     max_attempts: slot.policy.max_attempts,
                     park_possibly_billed: slot.policy.on_possibly_billed == OnPossiblyBilled::Park,
+                    endpoint_caps,
+                    job_cap,
                 })
                 .await?;
             self.hooks.reached(CrashPoint::AfterClaim, batch.claims.len() as u64);
@@ -500,6 +515,7 @@ impl Scheduler {
                 earliest = Some(earliest.map_or(t, |e| e.min(t)));
             }
         }
+        tracing::trace!(jobs = self.jobs.len(), running = self.calls.running, ?earliest, "nothing claimed");
         let Some(t) = earliest else {
             if self.calls.running > 0 {
                 return Ok(Some(Duration::from_secs(60)));
@@ -510,18 +526,26 @@ impl Scheduler {
             // A worker with nothing to do: done if asked to exit when idle and no job has
             // work on its endpoints (items under other workers' leases count as work).
             if self.exit_when_idle && self.store.active_jobs(self.endpoint_names.clone()).await?.is_empty() {
+                tracing::debug!("no job has work on this worker's endpoints: done");
                 return Ok(None);
             }
             // Otherwise wait for a notice; the poll is the fallback for a missed one.
             let listens = self.wakeups.as_ref().is_some_and(parallax_store::Wakeups::listens);
             return Ok(Some(if listens { Duration::from_secs(5) } else { Duration::from_millis(500) }));
         };
-        let wait = Duration::from_millis((t - self.store.now_ms()).clamp(0, 60_000) as u64);
+        let mut wait = Duration::from_millis((t - self.store.now_ms()).clamp(0, 60_000) as u64);
         if wait.is_zero() {
-            // Due work held back by a job's pacing or concurrency, or an endpoint's limits.
+            // Due work held back by a job's pacing or concurrency, or an endpoint's limits
+            // (a worker's may be held by other workers: look again soon, not at once).
             let paced = self.jobs.iter().filter_map(|j| j.pacing.as_ref()).map(TokenBucket::time_to_next);
             let refill = self.schedule.refill_wait().into_iter().chain(paced).filter(|d| !d.is_zero()).min();
-            return Ok(Some(refill.unwrap_or(Duration::from_millis(5))));
+            let shared = if self.worker_mode { Duration::from_millis(20) } else { Duration::from_millis(5) };
+            return Ok(Some(refill.unwrap_or(shared)));
+        }
+        if self.worker_mode {
+            // What a worker waits for may be another worker's lease, which ends when its call
+            // does (no notice says so): look again within a second rather than at its expiry.
+            wait = wait.min(Duration::from_secs(1));
         }
         if self.calls.running == 0 && self.uncommitted.load(Ordering::SeqCst) == 0 && wait > Duration::from_secs(1) {
             self.reporter.event(Event::Waiting { wait });

@@ -119,6 +119,11 @@ impl Schedule {
         self.index.get(endpoint).copied()
     }
 
+    /// An endpoint's concurrency, if it has one.
+    pub fn concurrency_of(&self, endpoint: &str) -> Option<usize> {
+        self.lane_of(endpoint).and_then(|i| self.lanes[i].concurrency)
+    }
+
     pub fn lane(&self, i: usize) -> &Lane {
         &self.lanes[i]
     }

@@ -109,6 +109,11 @@ pub struct ClaimRequest {
     pub max_attempts: u32,
     /// Park, rather than retry, an execution whose lost attempt may have been billed.
     pub park_possibly_billed: bool,
+    /// Limits that hold across every process sharing the store (workers): `(endpoint, c)`
+    /// claims nothing of the endpoint while c executions (of any job) hold live leases on it.
+    pub endpoint_caps: Vec<(String, usize)>,
+    /// Likewise for the job: at most this many of its executions under live leases.
+    pub job_cap: Option<usize>,
 }
 
 /// One claimed execution with its open attempt, ready to send.

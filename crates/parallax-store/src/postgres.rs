@@ -57,6 +57,8 @@ const ENQUEUE_CHUNK: usize = 2_000;
 /// First keys of the advisory locks (the second is a hash of the schema, and the plan).
 const MIGRATE_LOCK: i32 = 0x7078_0001;
 const ENQUEUE_LOCK: i32 = 0x7078_0002;
+/// Advisory locks (with a key per limit) that serialize claims under a shared limit.
+const CLAIM_LOCK: i32 = 0x7078_0003;
 
 type Result<T> = std::result::Result<T, StoreError>;
 
@@ -642,6 +644,57 @@ impl PgStore {
         let max_attempts = i64::from(req.max_attempts);
         let mut c = self.0.lease().await?;
         let claim = c.statement(CLAIM).await?;
+        // Limits shared with other workers: take each limit's lock (in a fixed order, so
+        // claims never deadlock), then count the live leases it already has, in the claim's
+        // transaction: two workers cannot both see room for the same slot.
+        let capped = req.job_cap.is_some() || !req.endpoint_caps.is_empty();
+        let mut req = std::borrow::Cow::Borrowed(req);
+        if capped {
+            c.begin().await?;
+            let mut locks: Vec<String> = req.endpoint_caps.iter().map(|(e, _)| format!("endpoint/{e}")).collect();
+            if req.job_cap.is_some() {
+                locks.push(format!("job/{}", req.job_id));
+            }
+            locks.sort();
+            let endpoints: Vec<&str> = req.endpoint_caps.iter().map(|(e, _)| e.as_str()).collect();
+            c.query(
+                "SELECT pg_advisory_xact_lock($1, hashtext(current_schema() || '/' || k.l))
+                 FROM unnest($2::text[]) WITH ORDINALITY AS k(l, ord) ORDER BY k.ord",
+                &[&CLAIM_LOCK, &locks],
+            )
+            .await?;
+            let rows = c
+                .query(
+                    with_clock!(
+                        "
+                        SELECT e.endpoint, count(*) FILTER (WHERE e.status = 'running' AND e.lease_until_ms >= c.now)
+                        FROM clock c, unnest($2::text[]) AS w(endpoint)
+                        JOIN executions e ON e.endpoint = w.endpoint AND e.status IN ('pending', 'running')
+                        GROUP BY e.endpoint
+                        UNION ALL
+                        SELECT '', count(*) FROM executions e, clock c
+                        WHERE $4::boolean AND e.job_id = $3 AND e.status = 'running' AND e.lease_until_ms >= c.now"
+                    ),
+                    &[&now, &endpoints, &req.job_id, &req.job_cap.is_some()],
+                )
+                .await?;
+            let held: HashMap<String, usize> =
+                rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1).max(0) as usize)).collect();
+            let mut adjusted = req.as_ref().clone();
+            if let Some(cap) = adjusted.job_cap {
+                adjusted.max_total = adjusted.max_total.min(cap.saturating_sub(held.get("").copied().unwrap_or(0)));
+            }
+            for (endpoint, cap) in &req.endpoint_caps {
+                let room = cap.saturating_sub(held.get(endpoint).copied().unwrap_or(0));
+                for (e, n) in adjusted.wants.iter_mut() {
+                    if e == endpoint {
+                        *n = (*n).min(room);
+                    }
+                }
+            }
+            req = std::borrow::Cow::Owned(adjusted);
+        }
+        let req = req.as_ref();
         let share = req.max_total.div_ceil(req.wants.len());
         let mut taken = vec![0usize; req.wants.len()];
         let mut exhausted = vec![false; req.wants.len()];
@@ -659,7 +712,12 @@ impl PgStore {
         c.in_tx = true;
         let client = c.send();
         let (begun, rows) = tokio::join!(
-            client.batch_execute("BEGIN"),
+            async {
+                match capped {
+                    true => Ok(()),
+                    false => client.batch_execute("BEGIN").await,
+                }
+            },
             try_join_all(first.iter().map(|(w, _, n, tokens)| {
                 let (endpoint, claim) = (&req.wants[*w].0, &claim);
                 async move {

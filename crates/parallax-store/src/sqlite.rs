@@ -191,6 +191,31 @@ impl SqliteStore {
         if cancelled {
             return Ok(batch);
         }
+        // Limits shared with other processes: live leases count, whoever holds them.
+        let live = |sql: &str, key: &str| -> Result<usize> {
+            tx.query_row(sql, params![key, now], |r| r.get::<_, i64>(0)).map(|n| n.max(0) as usize).at(p)
+        };
+        let mut max_total = req.max_total;
+        if let Some(cap) = req.job_cap {
+            let held = live(
+                "SELECT count(*) FROM executions WHERE job_id = ?1 AND status = 'running' AND lease_until_ms >= ?2",
+                &req.job_id,
+            )?;
+            max_total = max_total.min(cap.saturating_sub(held));
+        }
+        let mut wants = req.wants.clone();
+        for (endpoint, cap) in &req.endpoint_caps {
+            let held = live(
+                "SELECT count(*) FROM executions WHERE endpoint = ?1 AND status = 'running' AND lease_until_ms >= ?2",
+                endpoint,
+            )?;
+            for (e, n) in wants.iter_mut() {
+                if e == endpoint {
+                    *n = (*n).min(cap.saturating_sub(held));
+                }
+            }
+        }
+        let req = &ClaimRequest { wants, max_total, ..req.clone() };
         {
             // Expired leases first (their holders are gone), then due pending rows in plan order.
             let mut pick_expired = tx

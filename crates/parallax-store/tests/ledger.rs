@@ -219,6 +219,7 @@ on_both_back_ends!(
     a_cancelled_job_is_claimed_no_more_and_its_rest_is_settled,
     workers_register_beat_and_stop,
     a_notice_wakes_a_listening_worker,
+    shared_limits_count_live_leases_of_every_holder,
 );
 
 fn plan(questions: usize) -> Arc<Plan> {
@@ -258,6 +259,8 @@ fn claim_request(job: &str, n: usize) -> ClaimRequest {
         lease: Duration::from_secs(10),
         max_attempts: 3,
         park_possibly_billed: false,
+        endpoint_caps: vec![],
+        job_cap: None,
     }
 }
 
@@ -1136,4 +1139,43 @@ async fn sqlite_rebuilds_executions_for_cancelled_keeping_every_row() {
     conn.execute_batch("PRAGMA foreign_keys=ON").unwrap();
     let orphan = conn.execute("INSERT INTO attempts (execution_id, number, lease_token, worker, started_at_ms, outcome) VALUES (999, 1, 't', 'w', 0, 'open')", []);
     assert!(orphan.is_err(), "attempts still reference executions");
+}
+
+async fn shared_limits_count_live_leases_of_every_holder(db: Db) {
+    let (store, clock) = db.store().await;
+    let (other, _) = db.store().await; // another worker's handle on the same ledger
+    let a = store.enqueue(plan(6), false).await.unwrap();
+    let b = store.enqueue(plan_of(6, &["n"], 1), false).await.unwrap();
+    let capped = |job: &str, n: usize| ClaimRequest {
+        wants: vec![("r1/e1".into(), n)],
+        endpoint_caps: vec![("r1/e1".into(), 3)],
+        ..claim_request(job, n)
+    };
+    assert_eq!(store.claim(capped(&a.id, 2)).await.unwrap().claims.len(), 2);
+    // The endpoint's limit is 3 whoever claims and for whichever job: one more, then none.
+    let third = other.claim(capped(&b.id, 5)).await.unwrap().claims;
+    assert_eq!(third.len(), 1);
+    assert!(other.claim(capped(&a.id, 5)).await.unwrap().claims.is_empty());
+    // Uncapped endpoints are not held back.
+    assert_eq!(
+        other
+            .claim(ClaimRequest { wants: vec![("r2/e2".into(), 2)], ..claim_request(&b.id, 2) })
+            .await
+            .unwrap()
+            .claims
+            .len(),
+        2
+    );
+    // A finished call frees its slot.
+    store.finish(vec![success(&third[0], "done")]).await.unwrap();
+    assert_eq!(store.claim(capped(&a.id, 5)).await.unwrap().claims.len(), 1);
+    // An expired lease no longer counts (its holder is gone): the slots come back.
+    clock.advance(Duration::from_secs(11));
+    assert_eq!(store.claim(capped(&b.id, 5)).await.unwrap().claims.len(), 3);
+
+    // A job's own limit counts its live leases on every endpoint.
+    let c = store.enqueue(plan_of(4, &["o"], 1), false).await.unwrap();
+    let job_capped = |n: usize| ClaimRequest { job_cap: Some(3), ..claim_request(&c.id, n) };
+    assert_eq!(store.claim(job_capped(2)).await.unwrap().claims.len(), 3);
+    assert!(other.claim(job_capped(2)).await.unwrap().claims.is_empty());
 }

@@ -239,3 +239,58 @@ async fn a_database_restart_mid_run_loses_nothing_and_the_run_completes() {
     );
     assert_eq!(calls.len(), 300);
 }
+
+#[tokio::test]
+async fn two_workers_of_one_region_together_keep_its_endpoint_and_job_limits() {
+    let Some(pg) = PgSchema::create("two_workers_keep_limits").await else { return };
+    let db = pg.location.as_str();
+    let fleet =
+        Fleet::start(&["us"], |_| StubConfig { latency: Duration::from_millis(60), ..StubConfig::default() }).await;
+    // The endpoint allows 3 calls at once; each worker alone would send 3.
+    fleet.catalog(&[("a", "prov-a")], "      concurrency: 3\n");
+    fleet.write("job.yaml", &spec(40, &["a"], &["us"], "run: {concurrency: 8}\n"));
+    fleet.write("small.yaml", &spec(30, &["a"], &["us"], "run: {concurrency: 2}\n").replace("name: it", "name: small"));
+    let job = fleet.parallax(&["submit", "job.yaml", "--db", db]).await.stdout.trim().to_owned();
+    let workers: Vec<tokio::process::Child> = (0..2)
+        .map(|_| fleet.command(&["worker", "--region", "us", "--exit-when-idle", "--db", db], &[]).spawn().unwrap())
+        .collect();
+    for w in workers {
+        let out = tokio::time::timeout(Duration::from_secs(60), w.wait_with_output()).await.unwrap().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let s = fleet.parallax(&["status", &job, "--format", "json", "--db", db]).await.json();
+    assert_eq!(s["total"]["succeeded"], 40);
+    let peak = fleet.stub("us").stats.max_in_flight();
+    assert!(peak <= 3, "two workers together sent {peak} calls at once to an endpoint that allows 3");
+    assert!(peak >= 2, "and they did work in parallel ({peak})");
+
+    // A job's concurrency holds across workers too.
+    fleet.catalog(&[("a", "prov-a")], "");
+    let small = fleet.parallax(&["submit", "small.yaml", "--db", db]).await.stdout.trim().to_owned();
+    let before = fleet.stub("us").stats.max_in_flight();
+    let workers: Vec<tokio::process::Child> = (0..2)
+        .map(|_| fleet.command(&["worker", "--region", "us", "--exit-when-idle", "--db", db], &[]).spawn().unwrap())
+        .collect();
+    for w in workers {
+        let out = tokio::time::timeout(Duration::from_secs(60), w.wait_with_output()).await.unwrap().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let s = fleet.parallax(&["status", &small, "--format", "json", "--db", db]).await.json();
+    assert_eq!(s["total"]["succeeded"], 30);
+    assert!(before <= 3);
+    let attempts =
+        fleet.parallax(&["results", &small, "--attempts", "--format", "jsonl", "--db", db]).await.json_lines();
+    // At any instant at most 2 attempts of the job were open: check the intervals.
+    let mut edges: Vec<(i64, i32)> = Vec::new();
+    for a in &attempts {
+        edges.push((a["started_at_ms"].as_i64().unwrap(), 1));
+        edges.push((a["finished_at_ms"].as_i64().unwrap(), -1));
+    }
+    edges.sort();
+    let (mut open, mut most) = (0, 0);
+    for (_, d) in edges {
+        open += d;
+        most = most.max(open);
+    }
+    assert!(most <= 2, "{most} attempts of a job of concurrency 2 were open at once across two workers");
+}
