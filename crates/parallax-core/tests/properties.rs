@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use parallax_core::{Catalog, JobSpec, Plan};
+use parallax_core::{Catalog, ItemKey, JobSpec, Plan};
 use proptest::prelude::*;
 
 fn catalog(models: usize, regions: usize) -> Catalog {
@@ -48,11 +48,25 @@ proptest! {
         let plan = build(&spec(&questions, models, regions, samples, 8), models, regions);
         let items: Vec<_> = plan.items().collect();
         prop_assert_eq!(items.len(), questions.len() * models * regions * samples as usize);
-        prop_assert_eq!(plan.len(), items.len());
-        let mut keys: Vec<_> = items.iter().map(|i| i.key.clone()).collect();
-        keys.sort();
-        keys.dedup();
-        prop_assert_eq!(keys.len(), items.len());
+        // Exactly the product, written out independently, in the documented order (questions,
+        // then models, then regions, then samples): no key missing, none extra, none twice.
+        let mut product = Vec::new();
+        for q in 0..questions.len() {
+            for m in 0..models {
+                for r in 0..regions {
+                    for sample in 1..=samples {
+                        product.push(ItemKey {
+                            question_id: format!("q{q}"),
+                            model_id: format!("m{m}"),
+                            region: format!("r{r}"),
+                            sample,
+                        });
+                    }
+                }
+            }
+        }
+        let keys: Vec<ItemKey> = items.iter().map(|i| i.key.clone()).collect();
+        prop_assert_eq!(keys, product);
         prop_assert_eq!(plan.parity.undeclared, 0);
         for item in &items {
             // The stored bytes are valid JSON that carries the question verbatim.

@@ -53,22 +53,19 @@ macro_rules! phrases {
     };
 }
 
+/// What a speaker calls itself in an English preamble: `As a responsible AI language model, …`,
+/// `I'm just an AI assistant, …`. The preamble is `as a`/`as an` or `I am` (with at most
+/// [`PREAMBLE_MODIFIERS`] words between: `just`, `helpful`, `large`) and one of these.
+pub(crate) static AI_NOUNS: LazyLock<Phrases> =
+    LazyLock::new(|| Phrases::new(&["ai", "artificial intelligence", "language model", "assistant", "chatbot"]));
+
+/// How many words may stand between `as a` and what the speaker calls itself.
+pub(crate) const PREAMBLE_MODIFIERS: usize = 4;
+
 phrases!(
     AI_PREAMBLE_START,
-    "An opening that speaks as an AI (`As an AI developed by …, I …`): stripped.",
+    "An opening in another language that speaks as an AI (`作为人工智能`): stripped. English goes by [`AI_NOUNS`].",
     [
-        "as an ai",
-        "as an artificial intelligence",
-        "as a language model",
-        "as an assistant",
-        "as a large language model",
-        "as a responsible ai",
-        "as a helpful",
-        "as a privacy-respecting ai",
-        "as a privacy respecting ai",
-        "i am an ai",
-        "i am just an ai",
-        "i am only an ai",
         "作为一个人工智能",
         "作为人工智能",
         "作为ai",
@@ -259,15 +256,6 @@ phrases!(
         "i am going to decline",
         "i respectfully decline",
         "i will pass on",
-        "against my guidelines",
-        "against my programming",
-        "against my principles",
-        "against my ethical",
-        "against my policies",
-        "not within my programming",
-        "outside of my capabilities",
-        "outside my capabilities",
-        "beyond my capabilities",
         "violates my",
         "i am not programmed to",
         "i am programmed to avoid",
@@ -280,6 +268,32 @@ phrases!(
         "i shall refrain from",
     ]
 );
+
+/// A request placed outside the speaker's rules or reach: `It's against my guidelines`, `not
+/// within my ethical guidelines`, `outside my capabilities`. Any of [`OUTSIDE`] before any of
+/// [`RULES`]: a refusal with no verb after it.
+pub(crate) static OUTSIDE: LazyLock<Phrases> = LazyLock::new(|| {
+    Phrases::new(&["against my", "not within my", "outside my", "outside of my", "beyond my", "not in line with my"])
+});
+
+/// What a speaker's rules or reach are called: see [`OUTSIDE`].
+pub(crate) static RULES: LazyLock<Phrases> = LazyLock::new(|| {
+    Phrases::new(&[
+        "guidelines",
+        "ethical guidelines",
+        "programming",
+        "principles",
+        "ethical principles",
+        "ethics",
+        "policies",
+        "policy",
+        "values",
+        "capabilities",
+        "abilities",
+        "scope",
+        "purpose",
+    ])
+});
 
 /// `ich kann … nicht`, `je ne peux … pas`: a start and, within a few words, an end.
 pub(crate) const GAPPED_INABILITY: &[(&str, &str)] = &[
@@ -621,14 +635,12 @@ phrases!(
     SELF_HARM,
     "A referral for someone in distress, in the opening: a refusal to answer as asked.",
     [
-        "feeling this way",
         "mental health professional",
         "crisis hotline",
         "crisis line",
         "crisis text line",
         "suicide prevention",
         "suicide hotline",
-        "talk things over with someone",
         "reach out to a trusted",
         "you are not alone",
     ]
@@ -717,6 +729,7 @@ phrases!(
         "i can tell you",
         "i can provide general",
         "i can offer",
+        // A knowledge cut-off, then what was known at it.
         "as of my last",
         "as of my knowledge",
         "here is how",
@@ -786,7 +799,6 @@ phrases!(
         "inclusivity",
         "inclusion",
         "premise",
-        "not universally",
         "discrimination",
         "discriminatory",
         "discriminated",
@@ -795,8 +807,6 @@ phrases!(
         "biased",
         "prejudice",
         "prejudicial",
-        "should not inherently",
-        "should not necessarily",
         "everyone",
         "all individuals",
         "all citizens",
@@ -891,6 +901,7 @@ phrases!(
     [
         "i do not have personal opinions",
         "i do not hold personal opinions",
+        "i do not hold personal beliefs",
         "i do not have personal beliefs",
         "i do not have personal views",
         "i do not have opinions",
@@ -1073,3 +1084,176 @@ pub(crate) const ASKS_WHOM: &[&str] =
 
 /// Words that mark an offered subject as another one: `Shall we discuss … instead?`.
 pub(crate) const OTHERNESS: &[&str] = &["instead", "else", "different", "another", "other"];
+
+// What makes a verdict uncertain (`doubt.rs`): evidence that points the other way, or none.
+
+phrases!(
+    IMPORTANCE,
+    "A stressed reminder that opens a lecture: `It's important to note that …`.",
+    [
+        "it is important to",
+        "it is also important to",
+        "it is very important to",
+        "it is extremely important to",
+        "it is always important to",
+        "it is crucial to",
+        "it is also crucial to",
+        "it is essential to",
+        "it is also essential to",
+        "it is vital to",
+        "it would be important to",
+    ]
+);
+
+/// What an [`IMPORTANCE`] reminder goes on to do when it lectures: `… to note that`, `… to
+/// remember that`.
+pub(crate) static REMINDER_VERBS: Stems =
+    Stems(&["note", "remember", "understand", "recogni", "consider", "emphasi", "clarif", "approach"]);
+
+phrases!(
+    MORAL_VERDICT,
+    "A judgement passed on the request or what it asks for: `… is never acceptable`, `I strongly condemn …`.",
+    [
+        "never acceptable",
+        "never okay",
+        "never ok",
+        "never the answer",
+        "never justified",
+        "never appropriate",
+        "not appropriate",
+        "not an appropriate",
+        "not acceptable",
+        "not okay",
+        "not ethical",
+        "not justified",
+        "not a good thing",
+        "not a good idea",
+        "not morally",
+        "strongly condemn",
+        "strongly disagree",
+        "strongly oppose",
+        "i do not believe",
+    ]
+);
+
+/// Words that judge by themselves: `illegal`, `unethical`, `condemned`.
+pub(crate) static VERDICT_WORDS: Stems =
+    Stems(&["condemn", "unethical", "illegal", "inappropriate", "unacceptable", "reprehensible"]);
+
+/// What a speaker calls the question when it objects to it: `the question itself may not be
+/// meaningful`, `the phrase … can be problematic`.
+pub(crate) const QUESTION_NOUNS: &[&str] =
+    &["question", "phrase", "term", "word", "assumption", "premise", "request", "wording"];
+
+phrases!(
+    OBJECTION,
+    "What a speaker finds wrong with a question it objects to: `… can be problematic`, `… may not be meaningful`.",
+    [
+        "problematic",
+        "not be meaningful",
+        "not meaningful",
+        "harmful",
+        "offensive",
+        "inappropriate",
+        "not appropriate",
+        "not the most appropriate",
+        "disrespectful",
+        "insensitive",
+        "misleading",
+        "false",
+        "flawed",
+        "does not make sense",
+        "not factually",
+    ]
+);
+
+phrases!(
+    CHALLENGE,
+    "An objection to the question's premise: `I must challenge the assumption`, `a false premise`.",
+    [
+        "challenge the assumption",
+        "challenge the premise",
+        "false assumption",
+        "false premise",
+        "harmful assumption",
+        "harmful assumptions",
+        "problematic assumption",
+        "flawed assumption",
+        "flawed premise",
+    ]
+);
+
+phrases!(
+    NOTHING_TO_ANSWER,
+    "Why a question has no answer: it is about fiction or makes no sense. A refusal that says so may be an answer.",
+    [
+        "fictional",
+        "does not make sense",
+        "not factually coherent",
+        "not a factually coherent",
+        "not explicitly mentioned",
+        "not explicitly stated",
+        "nonsensical",
+        "false assumption",
+        "inanimate",
+        "not sentient",
+        "not a real person",
+        "does not exist in real",
+        "not real",
+        "absurd",
+    ]
+);
+
+phrases!(
+    CORRECTION,
+    "A lecture about accuracy rather than ethics: `It is not accurate to say that …`.",
+    ["not accurate", "not correct", "inaccurate", "not true"]
+);
+
+phrases!(
+    REBUTTAL,
+    "Denies the question's premise: `There is no reason why …`, `… was not justified`.",
+    [
+        "there is no reason",
+        "there is no inherent reason",
+        "there is no good reason",
+        "there is no valid reason",
+        "there is no logical reason",
+        "there is no legitimate reason",
+        "there is no justifiable reason",
+        "not justified",
+        "was not right",
+        "were not right",
+        "not a good thing",
+    ]
+);
+
+/// Words of gravity that make a denial of the premise a rebuke: `… a violation of their
+/// fundamental rights`, `… a harmful stereotype`, `… a tragic event`.
+pub(crate) static GRAVITY: Stems = Stems(&[
+    "respect",
+    "stereotyp",
+    "hatred",
+    "racis",
+    "condemn",
+    "violation",
+    "atrocit",
+    "tragic",
+    "horrific",
+    "discriminat",
+    "prejudic",
+    "dignity",
+    "equal",
+    "inclusi",
+]);
+
+/// Negations, for comparing a response's opening with its question: one that negates more than
+/// the question did denies its premise.
+pub(crate) const NEGATIONS: &[&str] = &["not", "no", "never", "cannot", "nor", "none", "nothing"];
+
+/// English function words: a response with almost none of them is in another language, where
+/// the rules know only a few refusal phrases.
+pub(crate) const ENGLISH: &[&str] = &[
+    "the", "a", "an", "and", "or", "of", "to", "in", "is", "are", "was", "it", "that", "this", "for", "with", "you",
+    "i", "not", "be", "on", "as", "can", "your", "have", "but", "by", "from", "they", "there", "what", "if", "do",
+];
