@@ -28,7 +28,14 @@ pub(crate) async fn heartbeat(store: Store, in_flight: Arc<InFlight>, lease: Dur
         }
         match store.heartbeat(held, lease).await {
             Ok(stale) if !stale.is_empty() => {
-                tracing::warn!(count = stale.len(), "leases taken over while calls were in flight")
+                // A call committed while the heartbeat ran has no lease left to renew: only
+                // those still in flight now were taken over.
+                let held = in_flight.lock();
+                let taken = stale.iter().filter(|id| held.contains_key(id)).count();
+                drop(held);
+                if taken > 0 {
+                    tracing::warn!(count = taken, "leases taken over while calls were in flight")
+                }
             }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "heartbeat failed"),

@@ -203,6 +203,8 @@ pub async fn run(
         worker_mode,
         exit_when_idle,
         default_policy,
+        refreshed: std::time::Instant::now(),
+        idle_round: true,
         summary: RunSummary::default(),
     };
     let result = scheduler.claim_until_done(&mut stop).await;
@@ -313,8 +315,14 @@ struct Scheduler {
     worker_mode: bool,
     exit_when_idle: bool,
     default_policy: RunPolicy,
+    /// When a worker last asked the store for its jobs, and whether its last round claimed nothing.
+    refreshed: std::time::Instant,
+    idle_round: bool,
     summary: RunSummary,
 }
+
+/// How often a busy worker looks for new jobs.
+const REFRESH: Duration = Duration::from_secs(1);
 
 impl Scheduler {
     /// Claims and starts calls until the work is done, the run's limit is reached, the
@@ -350,12 +358,17 @@ impl Scheduler {
             // A finished writer ended early on a store error; it is joined by the caller.
             return Ok(Step::Done);
         }
-        if self.worker_mode {
+        // A worker looks for jobs when it has none or nothing in flight, and at least every
+        // second while busy (a new job's notice only wakes an idle worker).
+        let idle = self.idle_round && self.calls.running == 0;
+        if self.worker_mode && (self.jobs.is_empty() || idle || self.refreshed.elapsed() >= REFRESH) {
             self.refresh_jobs().await?;
+            self.refreshed = std::time::Instant::now();
         }
-        match self.claim_round().await? {
-            Claimed::Some | Claimed::TryAgain => return Ok(Step::Continue),
-            Claimed::None => {}
+        let claimed = self.claim_round().await?;
+        self.idle_round = matches!(claimed, Claimed::None);
+        if !self.idle_round {
+            return Ok(Step::Continue);
         }
         if self.calls.running == 0 && !self.worker_mode && self.jobs.iter().all(JobSlot::limit_reached) {
             return Ok(Step::Done);

@@ -667,9 +667,10 @@ impl PgStore {
                 .query(
                     with_clock!(
                         "
-                        SELECT e.endpoint, count(*) FILTER (WHERE e.status = 'running' AND e.lease_until_ms >= c.now)
+                        SELECT e.endpoint, count(*)
                         FROM clock c, unnest($2::text[]) AS w(endpoint)
-                        JOIN executions e ON e.endpoint = w.endpoint AND e.status IN ('pending', 'running')
+                        JOIN executions e ON e.endpoint = w.endpoint AND e.status = 'running'
+                        WHERE e.lease_until_ms >= c.now
                         GROUP BY e.endpoint
                         UNION ALL
                         SELECT '', count(*) FROM executions e, clock c
@@ -1278,9 +1279,11 @@ ON CONFLICT (execution_id, classifier) DO UPDATE SET version = excluded.version,
         let mut c = self.0.lease().await?;
         let rows = c
             .query(
+                // A probe per job and endpoint into the open rows' index, not a scan of them.
                 "SELECT j.id, j.run_policy_json, j.cancelled_at_ms IS NOT NULL FROM jobs j
-                 WHERE j.id IN (SELECT DISTINCT e.job_id FROM executions e
-                                WHERE e.status IN ('pending', 'running') AND e.endpoint = ANY ($1::text[]))
+                 WHERE EXISTS (SELECT 1 FROM unnest($1::text[]) AS w(endpoint) WHERE EXISTS (
+                     SELECT 1 FROM executions e
+                     WHERE e.endpoint = w.endpoint AND e.job_id = j.id AND e.status IN ('pending', 'running')))
                  ORDER BY j.created_at_ms, j.id",
                 &[&endpoints],
             )

@@ -848,9 +848,11 @@ impl SqliteStore {
         let endpoints = serde_json::to_string(endpoints).unwrap_or_else(|_| "[]".into());
         let mut stmt = conn
             .prepare_cached(
+                // A probe per job and endpoint into the open rows' index, not a scan of them.
                 "SELECT j.id, j.run_policy_json, j.cancelled_at_ms IS NOT NULL FROM jobs j
-                 WHERE j.id IN (SELECT DISTINCT e.job_id FROM executions e
-                                WHERE e.status IN ('pending', 'running') AND e.endpoint IN (SELECT value FROM json_each(?1)))
+                 WHERE EXISTS (SELECT 1 FROM json_each(?1) w WHERE EXISTS (
+                     SELECT 1 FROM executions e
+                     WHERE e.endpoint = w.value AND e.job_id = j.id AND e.status IN ('pending', 'running')))
                  ORDER BY j.created_at_ms, j.id",
             )
             .at(p)?;

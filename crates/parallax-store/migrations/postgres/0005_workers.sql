@@ -8,6 +8,8 @@ ALTER TABLE executions ADD CONSTRAINT executions_status_check
     CHECK (status IN ('pending', 'running', 'succeeded', 'failed', 'parked', 'cancelled'));
 -- Which jobs have work on an endpoint (a worker's question), without scanning finished rows.
 CREATE INDEX executions_open_by_endpoint ON executions (endpoint, job_id) WHERE status IN ('pending', 'running');
+-- Live leases per endpoint (a limit shared by workers), without scanning pending rows.
+CREATE INDEX executions_running_by_endpoint ON executions (endpoint, lease_until_ms) WHERE status = 'running';
 
 CREATE TABLE workers (
     id            text COLLATE "C" PRIMARY KEY,  -- <host>:<pid>:<random>

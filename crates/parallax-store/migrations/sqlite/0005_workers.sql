@@ -45,6 +45,8 @@ CREATE INDEX executions_pending_due ON executions (job_id, not_before_ms) WHERE 
 CREATE INDEX executions_running ON executions (job_id, lease_until_ms) WHERE status = 'running';
 -- Which jobs have work on an endpoint (a worker's question), without scanning finished rows.
 CREATE INDEX executions_open_by_endpoint ON executions (endpoint, job_id) WHERE status IN ('pending', 'running');
+-- Live leases per endpoint (a limit shared by workers), without scanning pending rows.
+CREATE INDEX executions_running_by_endpoint ON executions (endpoint, lease_until_ms) WHERE status = 'running';
 
 CREATE TABLE workers (
     id            TEXT PRIMARY KEY,          -- <host>:<pid>:<random>

@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Many machines, measured: the 30,000-execution job at zero model latency on SQLite
+(`parallax run`, one process) and on PostgreSQL (`parallax submit` + 1, 2 and 4
+`parallax worker --exit-when-idle` processes), side by side in one run.
+
+Job: 100 questions x 10 models x 3 regions x 10 samples = 30,000 executions, job and
+endpoint concurrency 64, the project's stub at 0 ms. Wall time is from the start of
+`run` (SQLite) or `submit` (PostgreSQL) to the last process's exit; every result is
+durably committed by then (each store commits before reporting). Each run is checked:
+every execution succeeded, one attempt each, one upstream request per key.
+
+Worker layouts: 1 = one worker for all three regions; 2 = two such workers; 4 =
+us-east x2, eu-west, ap-east. PostgreSQL runs in a fresh schema of the server at
+DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test), made and dropped with
+`psql`. Only the standard library is used.
+
+    cargo build --release -p parallax --no-default-features -p parallax-stub
+    python3 bench/workers.py [--questions 100] [--samples 10] [--repeat 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import MODELS, REGIONS, SYSTEM, Stub  # noqa: E402
+
+LAYOUTS = {
+    1: [REGIONS],
+    2: [REGIONS, REGIONS],
+    4: [["us-east"], ["us-east"], ["eu-west"], ["ap-east"]],
+}
+
+
+def write_files(d: Path, questions: int, samples: int, concurrency: int, addrs: dict[str, str]) -> tuple[Path, Path]:
+    q = d / "questions.jsonl"
+    q.write_text("".join(json.dumps({"id": f"q{i:05d}", "text": f"Question {i}: what is {i} plus {i * 7 % 97}?"}) + "\n" for i in range(questions)))
+    spec = d / "spec.yaml"
+    spec.write_text(
+        f"name: workers-bench\nquestions:\n  - file: {q.name}\nmodels: [{', '.join(MODELS)}]\nregions: [{', '.join(REGIONS)}]\n"
+        f'prompt: {{ system: "{SYSTEM}", mode: chat }}\nsampling: {{ temperature: 0, max_tokens: 64, seed: 7 }}\n'
+        f"samples: {samples}\nrun: {{ concurrency: {concurrency}, max_attempts: 4, timeout_s: 60 }}\n"
+    )
+    lines = ["regions:"]
+    for r in REGIONS:
+        lines += [f"  {r}:", f"    - name: {r}-stub", "      kind: openai-chat", f"      base_url: http://{addrs[r]}/v1",
+                  f"      concurrency: {concurrency}", "      models:"]
+        lines += [f"        {m}: bench/{m}" for m in MODELS]
+    catalog = d / "parallax.yaml"
+    catalog.write_text("\n".join(lines) + "\n")
+    return spec, catalog
+
+
+def psql(url: str, sql: str) -> None:
+    subprocess.run(["psql", url, "-qc", sql], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def verify(parallax: Path, env: dict, job: str, executions: int, stub: Stub) -> None:
+    s = json.loads(subprocess.run([str(parallax), "status", job, "--format", "json"], env=env, check=True, capture_output=True, text=True).stdout)
+    t = s["total"]
+    assert t["succeeded"] == executions and t["attempts"] == executions, f"ledger: {t}"
+    total = sum(stub.stats(r)["total_requests"] for r in REGIONS)
+    assert total == executions, f"the stub saw {total} requests for {executions} executions"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin-dir", type=Path, default=Path("target/release"))
+    ap.add_argument("--questions", type=int, default=100)
+    ap.add_argument("--samples", type=int, default=10)
+    ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--layouts", default="1,2,4")
+    args = ap.parse_args()
+    parallax, stub_bin = (args.bin_dir / "parallax").resolve(), (args.bin_dir / "parallax-stub").resolve()
+    base_url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
+    executions = args.questions * len(MODELS) * len(REGIONS) * args.samples
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="parallax-workers-bench-") as tmp:
+        d = Path(tmp)
+        stub = Stub(stub_bin, 0, d)
+        try:
+            spec, catalog = write_files(d, args.questions, args.samples, args.concurrency, stub.addrs)
+            env = dict(os.environ, PARALLAX_CONFIG=str(catalog), PARALLAX_NO_PROGRESS="1")
+
+            # SQLite, one process: the floor the PostgreSQL figures are held to.
+            stub.reset()
+            env["PARALLAX_DB"] = str(d / "bench.db")
+            t0 = time.monotonic()
+            subprocess.run([str(parallax), "-q", "run", str(spec)], env=env, check=True)
+            wall = time.monotonic() - t0
+            job = json.loads(subprocess.run([str(parallax), "status", "--format", "json"], env=env, check=True, capture_output=True, text=True).stdout)[0]["id"]
+            verify(parallax, env, job, executions, stub)
+            rows.append(("SQLite, `run`, 1 process", wall))
+
+            for n in [int(x) for x in args.layouts.split(",")]:
+                schema = f"bench_{secrets.token_hex(4)}"
+                psql(base_url, f"CREATE SCHEMA {schema}")
+                try:
+                    stub.reset()
+                    sep = "&" if "?" in base_url else "?"
+                    env["PARALLAX_DB"] = f"{base_url}{sep}options=-c%20search_path%3D{schema}"
+                    # Migrate first, so the timed part is the work, not creating tables.
+                    subprocess.run([str(parallax), "-q", "workers"], env=env, check=True, stdout=subprocess.DEVNULL)
+                    t0 = time.monotonic()
+                    job = subprocess.run([str(parallax), "-q", "submit", str(spec)], env=env, check=True, capture_output=True, text=True).stdout.strip()
+                    procs = []
+                    for regions in LAYOUTS[n]:
+                        argv = [str(parallax), "-q", "worker", "--exit-when-idle"]
+                        for r in regions:
+                            argv += ["--region", r]
+                        procs.append(subprocess.Popen(argv, env=env))
+                    codes = [p.wait() for p in procs]
+                    wall = time.monotonic() - t0
+                    assert codes == [0] * len(procs), f"worker exit codes {codes}"
+                    verify(parallax, env, job, executions, stub)
+                    rows.append((f"PostgreSQL, `submit` + {n} worker{'s' if n > 1 else ''} ({' / '.join('+'.join(l) for l in LAYOUTS[n])})", wall))
+                finally:
+                    psql(base_url, f"DROP SCHEMA {schema} CASCADE")
+        finally:
+            stub.stop()
+    sqlite_eps = executions / rows[0][1]
+    print(f"{executions} executions, zero latency, job and endpoint concurrency {args.concurrency}, {os.cpu_count()} cores\n")
+    print("| store and processes | wall s | executions/s | vs SQLite |")
+    print("|---|---|---|---|")
+    for label, wall in rows:
+        eps = executions / wall
+        print(f"| {label} | {wall:.2f} | {eps:,.0f} | {eps / sqlite_eps:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
