@@ -11,6 +11,7 @@ pub mod classify;
 mod decode;
 pub mod diagnostic;
 pub mod gguf;
+pub mod limits;
 pub mod plan;
 pub mod spec;
 pub mod stats;
