@@ -6,6 +6,7 @@ mod support;
 mod attribution;
 mod crash;
 mod faults;
+mod hostile;
 mod hub;
 mod local;
 mod plan;
