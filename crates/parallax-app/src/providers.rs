@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use parallax_core::{Catalog, Endpoint, EndpointKind, JobSpec};
-use parallax_providers::OpenAiProvider;
+use parallax_providers::{Limits, OpenAiProvider};
 use parallax_runner::EndpointRuntime;
 
 use crate::AppError;
@@ -73,7 +73,15 @@ pub fn http_provider(
         })?),
         None => None,
     };
-    OpenAiProvider::new(&endpoint.base_url, api_key, max_connections).map_err(AppError::internal)
+    let limits = Limits {
+        max_retry_after: std::time::Duration::from_secs(
+            endpoint.max_retry_after_s.unwrap_or(parallax_core::catalog::DEFAULT_MAX_RETRY_AFTER_S),
+        ),
+        max_response_bytes: endpoint.max_response_bytes.unwrap_or(parallax_core::catalog::DEFAULT_MAX_RESPONSE_BYTES),
+    };
+    Ok(OpenAiProvider::new(&endpoint.base_url, api_key, max_connections)
+        .map_err(AppError::internal)?
+        .with_limits(limits))
 }
 
 /// The runtime of every endpoint of `regions` in the catalog — what a worker pinned to

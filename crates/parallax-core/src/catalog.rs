@@ -10,7 +10,14 @@ use serde::Serialize;
 
 use crate::decode::Decoder;
 use crate::diagnostic::{Diagnostics, did_you_mean};
+use crate::limits;
 use crate::yaml::{self, Node, Value};
+
+/// The longest `Retry-After` an endpoint honours unless its `max_retry_after_s` says
+/// otherwise: a longer ask fails the attempt, to be retried later.
+pub const DEFAULT_MAX_RETRY_AFTER_S: u64 = 60;
+/// The largest answer read from an endpoint unless its `max_response_bytes` says otherwise.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 8 << 20;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Catalog {
@@ -35,6 +42,12 @@ pub struct Endpoint {
     pub concurrency: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_per_s: Option<f64>,
+    /// The longest `Retry-After` honoured (HTTP endpoints); [`DEFAULT_MAX_RETRY_AFTER_S`] when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_retry_after_s: Option<u64>,
+    /// The largest answer read (HTTP endpoints); [`DEFAULT_MAX_RESPONSE_BYTES`] when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_response_bytes: Option<u64>,
     pub models: BTreeMap<String, ModelEntry>,
     /// Where a `local-gguf` endpoint finds its models; `None` for HTTP endpoints.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -108,13 +121,15 @@ const ENDPOINT_FIELDS: &[&str] = &[
     "api_key_env",
     "concurrency",
     "rate_per_s",
+    "max_retry_after_s",
+    "max_response_bytes",
     "models",
     "path",
     "threads",
     "chat_template",
 ];
 const LOCAL_ONLY_FIELDS: &[&str] = &["path", "threads", "chat_template"];
-const HTTP_ONLY_FIELDS: &[&str] = &["base_url", "api_key_env", "rate_per_s"];
+const HTTP_ONLY_FIELDS: &[&str] = &["base_url", "api_key_env", "rate_per_s", "max_retry_after_s", "max_response_bytes"];
 const MODEL_FIELDS: &[&str] = &["name", "aliases", "price_per_mtok"];
 
 impl Catalog {
@@ -177,11 +192,12 @@ fn decode_catalog(d: &mut Decoder<'_>, root: &Node, path: &Path) -> Option<Catal
             continue;
         };
         let mut endpoints: Vec<Endpoint> = Vec::new();
+        let mut names = std::collections::HashSet::new();
         let mut served: BTreeMap<String, String> = BTreeMap::new();
         for (i, item) in items.iter().enumerate() {
             let field = format!("{field}[{i}]");
             let Some(endpoint) = decode_endpoint(d, item, &field) else { continue };
-            if endpoints.iter().any(|e| e.name == endpoint.name) {
+            if !names.insert(endpoint.name.clone()) {
                 d.error(
                     item,
                     &format!("{field}.name"),
@@ -235,16 +251,10 @@ fn decode_endpoint(d: &mut Decoder<'_>, node: &Node, field: &str) -> Option<Endp
     let base_url = if is_local {
         Some(String::new())
     } else {
-        req(d, "base_url").and_then(|(url, n)| {
-            if url.starts_with("http://") || url.starts_with("https://") {
-                Some(url.trim_end_matches('/').to_owned())
-            } else {
-                d.error(
-                    n,
-                    &format!("{field}.base_url"),
-                    format!("`{url}` is not an http(s) URL"),
-                    Some("e.g. `http://127.0.0.1:8000/v1`".into()),
-                );
+        req(d, "base_url").and_then(|(url, n)| match check_base_url(&url) {
+            Ok(()) => Some(url.trim_end_matches('/').to_owned()),
+            Err((message, hint)) => {
+                d.error(n, &format!("{field}.base_url"), message, Some(hint));
                 None
             }
         })
@@ -263,7 +273,7 @@ fn decode_endpoint(d: &mut Decoder<'_>, node: &Node, field: &str) -> Option<Endp
             }
         };
         let threads = match f.get("threads") {
-            Some(n) => Some(d.uint(n, &format!("{field}.threads"), 1)? as usize),
+            Some(n) => Some(d.uint(n, &format!("{field}.threads"), limits::THREADS)? as usize),
             None => None,
         };
         let chat_template = match f.get("chat_template") {
@@ -286,11 +296,19 @@ fn decode_endpoint(d: &mut Decoder<'_>, node: &Node, field: &str) -> Option<Endp
         None => None,
     };
     let concurrency = match f.get("concurrency") {
-        Some(n) => Some(d.uint(n, &format!("{field}.concurrency"), 1)? as usize),
+        Some(n) => Some(d.uint(n, &format!("{field}.concurrency"), limits::CONCURRENCY)? as usize),
         None => None,
     };
     let rate_per_s = match f.get("rate_per_s") {
-        Some(n) => Some(d.number(n, &format!("{field}.rate_per_s"), 0.001)?),
+        Some(n) => Some(d.number(n, &format!("{field}.rate_per_s"), limits::RATE_PER_S)?),
+        None => None,
+    };
+    let max_retry_after_s = match f.get("max_retry_after_s") {
+        Some(n) => Some(d.uint(n, &format!("{field}.max_retry_after_s"), limits::MAX_RETRY_AFTER_S)?),
+        None => None,
+    };
+    let max_response_bytes = match f.get("max_response_bytes") {
+        Some(n) => Some(d.uint(n, &format!("{field}.max_response_bytes"), limits::MAX_RESPONSE_BYTES)?),
         None => None,
     };
     let mut models = BTreeMap::new();
@@ -318,6 +336,8 @@ fn decode_endpoint(d: &mut Decoder<'_>, node: &Node, field: &str) -> Option<Endp
         api_key_env,
         concurrency,
         rate_per_s,
+        max_retry_after_s,
+        max_response_bytes,
         models,
         local,
     })
@@ -344,7 +364,7 @@ fn decode_model(d: &mut Decoder<'_>, node: &Node, field: &str) -> Option<ModelEn
             let pf = format!("{field}.price_per_mtok");
             let p = d.fields(n, &pf, &["input", "output"])?;
             let mut get = |k: &str| match p.get(k) {
-                Some(v) => d.number(v, &format!("{pf}.{k}"), 0.0),
+                Some(v) => d.number(v, &format!("{pf}.{k}"), limits::PRICE_PER_MTOK),
                 None => {
                     d.error(n, &format!("{pf}.{k}"), format!("missing field `{k}`"), None);
                     None
@@ -355,4 +375,78 @@ fn decode_model(d: &mut Decoder<'_>, node: &Node, field: &str) -> Option<ModelEn
         None => None,
     };
     Some(ModelEntry { name: name?, aliases, price_per_mtok: price })
+}
+
+/// Refuses a `base_url` that is not plain `http(s)://host[:port][/path]`: credentials in
+/// it (`user:pw@`, `?api_key=…`) would be sent as a second `Authorization` header or glued
+/// before the request's path, and end up in stored errors. The message never repeats a
+/// credential.
+fn check_base_url(url: &str) -> Result<(), (String, String)> {
+    let key_hint =
+        "put the key in an environment variable and name it in `api_key_env`, e.g. `api_key_env: OPENAI_API_KEY`";
+    let Some(rest) = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")) else {
+        let shown: String = url.chars().take(60).filter(|c| !c.is_control()).collect();
+        let shown = if url.contains('@') || url.contains('?') { "this value".to_owned() } else { format!("`{shown}`") };
+        return Err((format!("{shown} is not an http(s) URL"), "e.g. `http://127.0.0.1:8000/v1`".into()));
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    if let Some(at) = authority.rfind('@') {
+        let host = &authority[at + 1..];
+        return Err((
+            format!("`base_url` carries credentials (`…@{host}`): they would be sent and stored"),
+            key_hint.into(),
+        ));
+    }
+    if authority.is_empty() {
+        return Err(("`base_url` has no host".into(), "e.g. `http://127.0.0.1:8000/v1`".into()));
+    }
+    if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err((
+            "`base_url` contains spaces or control characters".into(),
+            "e.g. `http://127.0.0.1:8000/v1`".into(),
+        ));
+    }
+    let tail = &rest[authority_end..];
+    if let Some(i) = tail.find(['?', '#']) {
+        let after = &tail[i + 1..];
+        let names = ["key", "token", "secret", "password", "auth", "sig", "credential"];
+        let lower = after.to_ascii_lowercase();
+        let hint = if names.iter().any(|n| lower.contains(n)) {
+            key_hint.to_owned()
+        } else {
+            "parallax appends `/chat/completions` or `/completions` to `base_url`: end it at the path".to_owned()
+        };
+        let what = if tail.as_bytes()[i] == b'?' { "a query string (`?…`)" } else { "a fragment (`#…`)" };
+        return Err((format!("`base_url` has {what}; it would be glued before the request's path"), hint));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_base_url;
+
+    #[test]
+    fn base_urls_with_credentials_are_refused_without_repeating_them() {
+        assert!(check_base_url("http://127.0.0.1:8000/v1").is_ok());
+        assert!(check_base_url("https://api.example.com").is_ok());
+        for url in [
+            "http://user:hunter2@127.0.0.1:8000/v1",
+            "https://hunter2@api.example.com/v1",
+            "https://api.example.com/v1?api_key=hunter2",
+            "https://api.example.com/v1?x=1&token=hunter2",
+            "https://api.example.com/v1#key=hunter2",
+            "ftp://user:hunter2@host/",
+        ] {
+            let (message, hint) = check_base_url(url).unwrap_err();
+            assert!(!message.contains("hunter2") && !hint.contains("hunter2"), "{url}: {message}");
+        }
+        let (message, hint) = check_base_url("http://u:p@h/v1").unwrap_err();
+        assert!(message.contains("credentials") && hint.contains("api_key_env"), "{message} / {hint}");
+        let (_, hint) = check_base_url("https://h/v1?api_key=x").unwrap_err();
+        assert!(hint.contains("api_key_env"), "{hint}");
+        assert!(check_base_url("http:///v1").is_err());
+        assert!(check_base_url("http://h/v1 x").is_err());
+    }
 }

@@ -1,8 +1,10 @@
 //! Hand decoding of a [`Node`] tree into typed values, collecting every problem.
 
+use std::ops::RangeInclusive;
 use std::path::Path;
 
 use crate::diagnostic::{Diagnostics, did_you_mean};
+use crate::limits::{describe, describe_f64};
 use crate::yaml::{Node, Value};
 
 pub(crate) struct Decoder<'a> {
@@ -47,25 +49,18 @@ impl<'a> Decoder<'a> {
     /// A mapping whose keys must all be in `known`; unknown keys are reported with a suggestion.
     pub fn fields<'n>(&mut self, node: &'n Node, field: &str, known: &[&str]) -> Option<Fields<'n>> {
         let fields = self.open_fields(node, field)?;
-        for (key, value) in &fields.entries {
+        let Value::Map(entries) = &node.value else { return None };
+        // Keys and entries are in the same order: each unknown key is reported at its own node.
+        for ((key, _), (key_node, _)) in fields.entries.iter().zip(entries) {
             if !known.contains(&key.as_str()) {
                 let hint = match did_you_mean(key, known) {
                     Some(s) => format!("did you mean `{s}`?"),
                     None => format!("known fields here: {}", known.join(", ")),
                 };
-                let _ = value;
-                let key_node = self.key_node(node, key);
-                self.error(key_node.unwrap_or(node), &join(field, key), format!("unknown field `{key}`"), Some(hint));
+                self.error(key_node, &join(field, key), format!("unknown field `{key}`"), Some(hint));
             }
         }
         Some(fields)
-    }
-
-    fn key_node<'n>(&self, map: &'n Node, key: &str) -> Option<&'n Node> {
-        match &map.value {
-            Value::Map(entries) => entries.iter().find(|(k, _)| k.key_text() == key).map(|(k, _)| k),
-            _ => None,
-        }
     }
 
     /// A mapping with arbitrary keys (e.g. model id → provider name).
@@ -111,15 +106,20 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    pub fn uint(&mut self, node: &Node, field: &str, min: u64) -> Option<u64> {
+    /// A whole number in `range`.
+    pub fn uint(&mut self, node: &Node, field: &str, range: RangeInclusive<u64>) -> Option<u64> {
         match node.value {
-            Value::Int(i) if i >= 0 && i as u64 >= min => Some(i as u64),
+            Value::Int(i) if u64::try_from(i).is_ok_and(|u| range.contains(&u)) => Some(i as u64),
             Value::Int(i) => {
-                self.error(node, field, format!("must be at least {min}, found {i}"), None);
+                self.error(node, field, format!("must be from {}, found {i}", describe(&range)), None);
+                None
+            }
+            Value::Float(x) => {
+                self.error(node, field, format!("must be a whole number from {}, found {x:?}", describe(&range)), None);
                 None
             }
             _ => {
-                self.type_error(node, field, "a whole number", None);
+                self.type_error(node, field, &format!("a whole number from {}", describe(&range)), None);
                 None
             }
         }
@@ -135,17 +135,23 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    pub fn number(&mut self, node: &Node, field: &str, min: f64) -> Option<f64> {
+    /// A number in `range` (never NaN or infinite).
+    pub fn number(&mut self, node: &Node, field: &str, range: RangeInclusive<f64>) -> Option<f64> {
         let x = match node.value {
             Value::Int(i) => i as f64,
             Value::Float(f) => f,
             _ => {
-                self.type_error(node, field, "a number", None);
+                self.type_error(node, field, &format!("a number from {}", describe_f64(&range)), None);
                 return None;
             }
         };
-        if !x.is_finite() || x < min {
-            self.error(node, field, format!("must be a number of at least {min}, found {x}"), None);
+        if !range.contains(&x) {
+            let found = match node.value {
+                Value::Int(i) => i.to_string(),
+                // `{:?}` writes 1e300 as `1e300`, not three hundred digits.
+                _ => format!("{x:?}"),
+            };
+            self.error(node, field, format!("must be a number from {}, found {found}", describe_f64(&range)), None);
             return None;
         }
         Some(x)

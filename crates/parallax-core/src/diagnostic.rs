@@ -17,21 +17,45 @@ pub struct Diagnostic {
 }
 
 impl fmt::Display for Diagnostic {
+    /// One line and its hint. Every part may carry the user's text (a field named in the
+    /// file, a value echoed): control characters are escaped, so none reaches a terminal.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
+        write!(f, "{}", escape_controls(&self.file.display().to_string()))?;
         if self.line > 0 {
             write!(f, ":{}:{}", self.line, self.column)?;
         }
         if !self.field.is_empty() {
-            write!(f, ": `{}`", self.field)?;
+            write!(f, ": `{}`", escape_controls(&self.field))?;
         }
-        write!(f, ": {}", self.message)?;
+        write!(f, ": {}", escape_controls(&self.message))?;
         if let Some(hint) = &self.hint {
-            write!(f, "\n  hint: {hint}")?;
+            write!(f, "\n  hint: {}", escape_controls(hint))?;
         }
         Ok(())
     }
 }
+
+/// `text` with every control character (C0, DEL, C1: ESC, CSI, OSC, BEL, CR, newline…)
+/// written as a Rust-style escape (`\u{1b}`, `\n`), so that text from a file or a server
+/// can be shown on a terminal without moving the cursor, retitling the window, clearing
+/// the screen or planting a link. Other characters are kept as they are.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// The most problems one file reports.
+const MAX_DIAGNOSTICS: usize = 10_000;
 
 /// Every problem found in a spec or catalog, reported together.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -72,6 +96,10 @@ impl Diagnostics {
         message: impl Into<String>,
         hint: Option<String>,
     ) {
+        // A hostile file can have a million mistakes; the first ten thousand say enough.
+        if self.0.len() >= MAX_DIAGNOSTICS {
+            return;
+        }
         self.0.push(Diagnostic {
             file: file.to_owned(),
             line,
@@ -111,6 +139,24 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escape_controls("plain ☃ text"), "plain ☃ text");
+        assert_eq!(
+            escape_controls("\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}x\r\n"),
+            "\\u{1b}]0;pwned\\u{7}\\u{1b}[2J\\u{9b}x\\r\\n"
+        );
+        let d = Diagnostic {
+            file: "s.yaml".into(),
+            line: 1,
+            column: 7,
+            field: "name".into(),
+            message: "`\u{1b}[2J` has characters".into(),
+            hint: Some("\u{7}".into()),
+        };
+        assert!(!d.to_string().chars().any(|c| c.is_control() && c != '\n'), "{d}");
+    }
 
     #[test]
     fn suggests_near_misses_only() {

@@ -10,6 +10,7 @@ mod decode;
 pub mod diagnostic;
 pub mod gguf;
 pub mod hash;
+pub mod limits;
 pub mod plan;
 pub mod spec;
 pub mod template;

@@ -586,30 +586,32 @@ fn prompt_part(body: &str) -> Json {
     v
 }
 
-/// Compares, for every (question, model, sample), the prompt each region would get.
-/// Items of one (question, model) are adjacent in plan order, so this streams.
+/// Compares, for every (question, model, sample), the prompt each region would get. Each
+/// group's items are rendered by their index, one group at a time: time linear in the
+/// plan, memory one request per region (not regions × samples of them).
 fn parity(plan: &Plan) -> Parity {
     let mut parity =
         Parity { groups: 0, identical: 0, declared_overrides: 0, undeclared: 0, override_regions: Vec::new() };
-    let block = plan.spec.regions.len() * plan.spec.samples as usize;
-    let mut items = plan.items().peekable();
-    while items.peek().is_some() {
-        let members: Vec<PlanItem> = items.by_ref().take(block).collect();
-        for sample in 1..=plan.spec.samples {
-            let group: Vec<&PlanItem> = members.iter().filter(|i| i.key.sample == sample).collect();
-            parity.groups += 1;
-            let all_same = |items: &[&&PlanItem]| {
-                let prompts: Vec<Json> = items.iter().map(|i| prompt_part(&i.request_body)).collect();
-                prompts.windows(2).all(|w| w[0] == w[1])
-            };
-            let all: Vec<&&PlanItem> = group.iter().collect();
-            let baseline: Vec<&&PlanItem> = group.iter().filter(|i| !i.regional_override).collect();
-            if all_same(&all) {
-                parity.identical += 1;
-            } else if all_same(&baseline) {
-                parity.declared_overrides += 1;
-            } else {
-                parity.undeclared += 1;
+    let (regions, samples) = (plan.spec.regions.len(), plan.spec.samples as usize);
+    let per_question = plan.cells.len() * samples;
+    for q in 0..plan.spec.questions.len() {
+        for m in 0..plan.spec.models.len() {
+            for s in 0..samples {
+                let group: Vec<(Json, bool)> = (0..regions)
+                    .map(|r| plan.item(q * per_question + (m * regions + r) * samples + s))
+                    .map(|i| (prompt_part(&i.request_body), i.regional_override))
+                    .collect();
+                parity.groups += 1;
+                let all_same = |prompts: &[&Json]| prompts.windows(2).all(|w| w[0] == w[1]);
+                let all: Vec<&Json> = group.iter().map(|(p, _)| p).collect();
+                let baseline: Vec<&Json> = group.iter().filter(|(_, o)| !o).map(|(p, _)| p).collect();
+                if all_same(&all) {
+                    parity.identical += 1;
+                } else if all_same(&baseline) {
+                    parity.declared_overrides += 1;
+                } else {
+                    parity.undeclared += 1;
+                }
             }
         }
     }

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::decode::{Decoder, join};
 use crate::diagnostic::Diagnostics;
+use crate::limits;
 use crate::yaml::{self, Node, Value};
 
 /// A parsed, validated job spec.
@@ -255,10 +256,34 @@ fn decode_spec(d: &mut Decoder<'_>, root: &Node, path: &Path, read: ReadFile<'_>
     let prompt = decode_prompt(d, top.get("prompt"), &mut positions, regions.as_deref().unwrap_or(&[]));
     let sampling = top.get("sampling").map_or(Some(Sampling::default()), |n| decode_sampling(d, n));
     let samples = match top.get("samples") {
-        Some(n) => d.uint(n, "samples", 1).and_then(|s| u32::try_from(s).ok()),
+        Some(n) => d.uint(n, "samples", limits::SAMPLES).map(|s| s as u32),
         None => Some(1),
     };
     let run = top.get("run").map_or(Some(RunPolicy::default()), |n| decode_run(d, n));
+
+    // The plan is never built past its bound: every count is known here.
+    if let (Some(q), Some(m), Some(r), Some(s)) = (&questions, &models, &regions, samples) {
+        let n = [q.len() as u64, m.len() as u64, r.len() as u64, u64::from(s)]
+            .into_iter()
+            .try_fold(1u64, u64::checked_mul)
+            .unwrap_or(u64::MAX);
+        if n > limits::MAX_EXECUTIONS {
+            let at = top.get("samples").or(top.get("questions")).unwrap_or(root);
+            d.error(
+                at,
+                if top.get("samples").is_some() { "samples" } else { "questions" },
+                format!(
+                    "{} questions × {} models × {} regions × {s} samples is more than {} executions",
+                    limits::grouped(q.len() as u64),
+                    m.len(),
+                    r.len(),
+                    limits::grouped(limits::MAX_EXECUTIONS)
+                ),
+                Some("split the job, or ask for fewer samples".into()),
+            );
+            return None;
+        }
+    }
 
     Some(JobSpec {
         name: name?,
@@ -293,11 +318,12 @@ fn decode_prompt(
         None => None,
     };
     let mut system_by_region = BTreeMap::new();
+    let known: std::collections::HashSet<&str> = regions.iter().map(String::as_str).collect();
     if let Some(n) = f.get("system_by_region") {
         let overrides = d.open_fields(n, "prompt.system_by_region")?;
         for (region, value) in overrides.iter() {
             let field = format!("prompt.system_by_region.{region}");
-            if !regions.is_empty() && !regions.iter().any(|r| r == region) {
+            if !regions.is_empty() && !known.contains(region) {
                 d.error(
                     value,
                     &field,
@@ -378,11 +404,20 @@ fn decode_sampling(d: &mut Decoder<'_>, node: &Node) -> Option<Sampling> {
             }
         };
     }
-    s.temperature = opt!("temperature", |d: &mut Decoder<'_>, n, f| d.number(n, f, 0.0));
-    s.top_p = opt!("top_p", |d: &mut Decoder<'_>, n, f| d.number(n, f, 0.0));
-    s.max_tokens = opt!("max_tokens", |d: &mut Decoder<'_>, n, f| d.uint(n, f, 1));
+    s.temperature = opt!("temperature", |d: &mut Decoder<'_>, n, f| d.number(n, f, limits::TEMPERATURE));
+    s.top_p = opt!("top_p", |d: &mut Decoder<'_>, n, f| d.number(n, f, limits::TOP_P));
+    s.max_tokens = opt!("max_tokens", |d: &mut Decoder<'_>, n, f| d.uint(n, f, limits::MAX_TOKENS));
     s.seed = opt!("seed", |d: &mut Decoder<'_>, n, f| d.int(n, f));
     s.stop = opt!("stop", |d: &mut Decoder<'_>, n, f| d.strings(n, f)).unwrap_or_default();
+    if s.stop.len() > limits::STOP_STRINGS {
+        d.error(
+            f.get("stop").unwrap_or(node),
+            "sampling.stop",
+            format!("{} stop strings; at most {}", s.stop.len(), limits::STOP_STRINGS),
+            None,
+        );
+        ok = false;
+    }
     ok.then_some(s)
 }
 
@@ -391,22 +426,22 @@ fn decode_run(d: &mut Decoder<'_>, node: &Node) -> Option<RunPolicy> {
     let mut r = RunPolicy::default();
     let mut ok = true;
     if let Some(n) = f.get("concurrency") {
-        ok &= d.uint(n, "run.concurrency", 1).map(|v| r.concurrency = v as usize).is_some();
+        ok &= d.uint(n, "run.concurrency", limits::CONCURRENCY).map(|v| r.concurrency = v as usize).is_some();
     }
     if let Some(n) = f.get("delay_ms") {
-        ok &= d.uint(n, "run.delay_ms", 0).map(|v| r.delay_ms = v).is_some();
+        ok &= d.uint(n, "run.delay_ms", limits::DELAY_MS).map(|v| r.delay_ms = v).is_some();
     }
     if let Some(n) = f.get("max_attempts") {
-        ok &= d.uint(n, "run.max_attempts", 1).map(|v| r.max_attempts = v.min(u32::MAX as u64) as u32).is_some();
+        ok &= d.uint(n, "run.max_attempts", limits::MAX_ATTEMPTS).map(|v| r.max_attempts = v as u32).is_some();
     }
     if let Some(n) = f.get("timeout_s") {
-        ok &= d.number(n, "run.timeout_s", 0.001).map(|v| r.timeout_s = v).is_some();
+        ok &= d.number(n, "run.timeout_s", limits::TIMEOUT_S).map(|v| r.timeout_s = v).is_some();
     }
     if let Some(n) = f.get("lease_s") {
-        ok &= d.number(n, "run.lease_s", 1.0).map(|v| r.lease_s = Some(v)).is_some();
+        ok &= d.number(n, "run.lease_s", limits::LEASE_S).map(|v| r.lease_s = Some(v)).is_some();
     }
     if let Some(n) = f.get("limit") {
-        ok &= d.uint(n, "run.limit", 0).map(|v| r.limit = Some(v)).is_some();
+        ok &= d.uint(n, "run.limit", limits::LIMIT).map(|v| r.limit = Some(v)).is_some();
     }
     if let Some(n) = f.get("on_possibly_billed") {
         match d.string(n, "run.on_possibly_billed").as_deref() {
@@ -447,7 +482,26 @@ fn decode_questions(d: &mut Decoder<'_>, node: &Node, spec_path: &Path, read: Re
     let mut out: Vec<Question> = Vec::new();
     let mut seen: HashMap<String, Origin> = HashMap::new();
     let mut ok = true;
+    let (mut total_bytes, mut too_many) = (0usize, false);
     let mut add = |d: &mut Decoder<'_>, q: Question, origin: Origin| {
+        if out.len() >= limits::MAX_QUESTIONS || total_bytes + q.text.len() > limits::MAX_QUESTION_FILE_BYTES as usize {
+            if !too_many {
+                too_many = true;
+                d.diags.push(
+                    &origin.file,
+                    (origin.line, origin.column),
+                    "questions",
+                    format!(
+                        "too many questions: a job holds at most {} questions of {} MiB in all",
+                        limits::grouped(limits::MAX_QUESTIONS as u64),
+                        limits::MAX_QUESTION_FILE_BYTES >> 20
+                    ),
+                    Some("split the question set over several jobs".into()),
+                );
+            }
+            return false;
+        }
+        total_bytes += q.text.len();
         if let Some(first) = seen.get(&q.id) {
             d.diags.push(
                 &origin.file,
@@ -567,6 +621,10 @@ fn decode_questions(d: &mut Decoder<'_>, node: &Node, spec_path: &Path, read: Re
                 );
                 return None;
             }
+            if text.len() > limits::MAX_QUESTION_BYTES {
+                d.error(n, &join(&field, "text"), too_long(text.len()), None);
+                return None;
+            }
             Some(text)
         });
         let expect = match f.get("expect") {
@@ -599,6 +657,14 @@ fn decode_expect(d: &mut Decoder<'_>, n: &Node, field: &str) -> Option<Option<Ex
     }
 }
 
+fn too_long(bytes: usize) -> String {
+    format!(
+        "the question is {} bytes; a question holds at most {} bytes",
+        limits::grouped(bytes as u64),
+        limits::grouped(limits::MAX_QUESTION_BYTES as u64)
+    )
+}
+
 /// Reads a JSONL (`{"id", "text" | "question", "expect"?, ...}`) or a `.txt` file (one
 /// question a line, id `<stem>-<line>`). Blank lines are skipped in both.
 fn read_question_file(d: &mut Decoder<'_>, path: &Path, text: &str) -> Vec<(Question, Origin)> {
@@ -611,7 +677,15 @@ fn read_question_file(d: &mut Decoder<'_>, path: &Path, text: &str) -> Vec<(Ques
         if line.trim().is_empty() {
             continue;
         }
+        if line.len() > limits::MAX_QUESTION_BYTES + 4096 {
+            d.diags.push(path, (lineno, 1), "text", too_long(line.len()), None);
+            continue;
+        }
         if is_txt {
+            if line.trim_end().len() > limits::MAX_QUESTION_BYTES {
+                d.diags.push(path, (lineno, 1), "text", too_long(line.trim_end().len()), None);
+                continue;
+            }
             out.push((
                 Question {
                     id: format!("{stem}-{lineno}"),
@@ -681,6 +755,9 @@ fn read_question_file(d: &mut Decoder<'_>, path: &Path, text: &str) -> Vec<(Ques
             (_, None) => problem("text", "missing field `text` (or `question`)".into(), "add the question's text"),
             (Some(_), Some(t)) if t.trim().is_empty() => {
                 problem("text", "the question is empty".into(), "write the question, or remove the line")
+            }
+            (Some(_), Some(t)) if t.len() > limits::MAX_QUESTION_BYTES => {
+                problem("text", too_long(t.len()), "shorten it")
             }
             (Some(id), Some(text)) => out.push((Question { id, text, expect, meta }, origin)),
         }

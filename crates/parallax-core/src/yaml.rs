@@ -65,9 +65,14 @@ pub struct SyntaxError {
     pub message: String,
 }
 
+/// How deep collections may nest, aliases expanded. Specs and catalogs need six levels;
+/// a tree thousands deep would overflow the stack while it is built, read or dropped.
+pub const MAX_DEPTH: usize = 64;
+
 /// Parses one YAML document (JSON is accepted: it is YAML's flow style).
 /// An empty document is `Null` at line 1.
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
+    check_depth(text)?;
     let docs = MarkedYamlOwned::load_from_str(text).map_err(|e| SyntaxError {
         line: e.marker().line(),
         column: e.marker().col() + 1,
@@ -85,6 +90,46 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
             })
         }
     }
+}
+
+/// Refuses a document nested deeper than [`MAX_DEPTH`], counting what an alias expands to,
+/// from the parser's events alone (no tree is built, nothing recurses). Syntax errors are
+/// left for the loader to report.
+fn check_depth(text: &str) -> Result<(), SyntaxError> {
+    use saphyr_parser::{Event, Parser};
+    // Per open collection: its anchor, the depth it opened at, the deepest depth inside it.
+    let mut open: Vec<(usize, usize, usize)> = Vec::new();
+    let mut heights: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+    for event in Parser::new_from_str(text) {
+        let Ok((event, span)) = event else { return Ok(()) };
+        let reached = match event {
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                let depth = open.len() + 1;
+                open.push((anchor, depth, depth));
+                depth
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let Some((anchor, depth, deepest)) = open.pop() else { continue };
+                if anchor > 0 {
+                    heights.insert(anchor, deepest - depth + 1);
+                }
+                deepest
+            }
+            Event::Alias(anchor) => open.len() + heights.get(&anchor).copied().unwrap_or(0),
+            _ => continue,
+        };
+        if reached > MAX_DEPTH {
+            return Err(SyntaxError {
+                line: span.start.line().max(1),
+                column: span.start.col() + 1,
+                message: format!("collections nest deeper than {MAX_DEPTH} levels"),
+            });
+        }
+        if let Some(top) = open.last_mut() {
+            top.2 = top.2.max(reached);
+        }
+    }
+    Ok(())
 }
 
 fn convert(node: MarkedYamlOwned) -> Node {
@@ -137,6 +182,25 @@ mod tests {
     fn json_is_accepted() {
         let doc = parse(r#"{"name": "x", "models": ["a", "b"]}"#).unwrap();
         assert!(matches!(doc.value, Value::Map(ref e) if e.len() == 2));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_a_tree_is_built() {
+        let ok = format!("{}x{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(parse(&ok).is_ok());
+        let deep = format!("{}x{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        assert!(parse(&deep).unwrap_err().message.contains("nest deeper"));
+        let block: String = (0..5000).map(|i| format!("{}a:\n", " ".repeat(i))).collect();
+        let err = parse(&block).unwrap_err();
+        assert_eq!(err.line, MAX_DEPTH + 1, "{err:?}");
+        let dashes = format!("{}x\n", "- ".repeat(100_000));
+        assert!(parse(&dashes).unwrap_err().message.contains("nest deeper"));
+        // Each alias nests the previous anchor 40 levels deeper: the expanded depth counts.
+        let mut chained = String::from("a0: &a0 x\n");
+        for i in 1..4 {
+            chained.push_str(&format!("a{i}: &a{i} {}*a{}{}\n", "[".repeat(40), i - 1, "]".repeat(40)));
+        }
+        assert!(parse(&chained).unwrap_err().message.contains("nest deeper"), "{chained}");
     }
 
     #[test]

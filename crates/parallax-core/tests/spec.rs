@@ -102,8 +102,11 @@ colour: blue
     assert!(all.contains("`questions[3].text`: missing field `text`"), "{all}");
     assert!(all.contains("`questions[3].txt`: unknown field `txt`"), "{all}");
     assert!(all.contains("did you mean `text`?"), "{all}");
-    assert!(all.contains("jobs/job.yaml:13:26: `sampling.temperature`: expected a number, found a string"), "{all}");
-    assert!(all.contains("`samples`: must be at least 1"), "{all}");
+    assert!(
+        all.contains("jobs/job.yaml:13:26: `sampling.temperature`: expected a number from 0 to 10, found a string"),
+        "{all}"
+    );
+    assert!(all.contains("`samples`: must be from 1 to 10,000, found 0"), "{all}");
     assert!(all.contains("`colour`: unknown field `colour`"), "{all}");
     assert_eq!(errs.len(), 7, "{all}");
 }

@@ -1,12 +1,30 @@
 //! OpenAI-compatible `/chat/completions` and `/completions` over HTTP(S): vLLM,
 //! llama.cpp's server, Ollama, TGI and hosted APIs.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use parallax_core::EndpointKind;
 use serde_json::Value;
 
-use crate::{Provider, Reply, SendError, SendFuture, SendRequest};
+use crate::{Provider, Reply, SendError, SendFuture, SendRequest, parse_retry_after, scrub};
+
+/// What a server may ask of a run: how long a wait (`Retry-After`) is honoured, and how
+/// large an answer is read. The catalog sets them per endpoint (`max_retry_after_s`,
+/// `max_response_bytes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_retry_after: Duration,
+    pub max_response_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_retry_after: Duration::from_secs(parallax_core::catalog::DEFAULT_MAX_RETRY_AFTER_S),
+            max_response_bytes: parallax_core::catalog::DEFAULT_MAX_RESPONSE_BYTES,
+        }
+    }
+}
 
 /// A client for one endpoint. Cheap to share: the connection pool is inside.
 pub struct OpenAiProvider {
@@ -14,6 +32,7 @@ pub struct OpenAiProvider {
     base_url: String,
     /// Read from the environment variable the catalog names; never stored or logged.
     api_key: Option<String>,
+    limits: Limits,
 }
 
 impl std::fmt::Debug for OpenAiProvider {
@@ -21,6 +40,7 @@ impl std::fmt::Debug for OpenAiProvider {
         f.debug_struct("OpenAiProvider")
             .field("base_url", &self.base_url)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -28,12 +48,38 @@ impl std::fmt::Debug for OpenAiProvider {
 impl OpenAiProvider {
     pub fn new(base_url: &str, api_key: Option<String>, max_connections: usize) -> Result<OpenAiProvider, SendError> {
         let client = reqwest::Client::builder()
+            // A redirect would send the request elsewhere (or turn it into a bodiless GET
+            // whose answer is then taken for the model's): a 3xx is an answer, never followed.
+            .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(max_connections)
             .tcp_nodelay(true)
             .user_agent(concat!("parallax/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| SendError::Connect(format!("cannot build an HTTP client: {e}")))?;
-        Ok(OpenAiProvider { client, base_url: base_url.trim_end_matches('/').to_owned(), api_key })
+        Ok(OpenAiProvider {
+            client,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            api_key,
+            limits: Limits::default(),
+        })
+    }
+
+    /// The same client, holding servers to `limits`.
+    pub fn with_limits(mut self, limits: Limits) -> OpenAiProvider {
+        self.limits = limits;
+        self
+    }
+
+    /// What may be stored or printed of an error: its texts without anything that looks
+    /// like a credential, this endpoint's key above all.
+    fn scrubbed(&self, e: SendError) -> SendError {
+        e.map_text(|t| {
+            let t = match &self.api_key {
+                Some(key) if !key.is_empty() => t.replace(key.as_str(), "***"),
+                _ => t.to_owned(),
+            };
+            scrub(&t)
+        })
     }
 
     async fn call(&self, req: SendRequest<'_>) -> Result<Reply, SendError> {
@@ -57,26 +103,84 @@ impl OpenAiProvider {
         if let Some(key) = &self.api_key {
             builder = builder.bearer_auth(key);
         }
-        let response = builder.send().await.map_err(|e| classify(e, req.timeout))?;
+        let mut response = builder.send().await.map_err(|e| classify(e, req.timeout))?;
         let status = response.status().as_u16();
-        let retry_after = response
+        if (300..400).contains(&status) {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).chars().take(300).collect())
+                .unwrap_or_else(|| "(no Location header)".to_owned());
+            return Err(SendError::Redirect { status, location });
+        }
+        let retry_after_text = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64);
-        let bytes = response.bytes().await.map_err(|e| classify(e, req.timeout))?;
-        if !(200..300).contains(&status) {
-            return Err(SendError::Http { status, message: error_message(&bytes), retry_after });
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let retry_after = retry_after_text.as_deref().and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let success = (200..300).contains(&status);
+        let max = self.limits.max_response_bytes;
+        let bytes = match read_capped(&mut response, max).await.map_err(|e| classify(e, req.timeout))? {
+            Body::Whole(bytes) => bytes,
+            // An error's body is only its message: its start is enough.
+            Body::Cut(bytes) if !success => bytes,
+            Body::Cut(_) => return Err(SendError::TooLarge { status, max_bytes: max }),
+        };
+        let error = if success {
+            match error_in_body(&bytes) {
+                Some((as_status, message)) => SendError::ErrorInBody { status, as_status, message, retry_after },
+                None => return parse_reply(req.kind, status, &bytes),
+            }
+        } else {
+            SendError::Http { status, message: error_message(&bytes), retry_after }
+        };
+        // A wait longer than the endpoint allows: fail now instead of holding a slot for it.
+        match (retry_after, retry_after_text) {
+            (Some(wait), Some(text)) if error.retryable() && wait > self.limits.max_retry_after => {
+                let status = error.http_status().unwrap_or(status);
+                let message = match error {
+                    SendError::Http { message, .. } | SendError::ErrorInBody { message, .. } => message,
+                    other => other.to_string(),
+                };
+                Err(SendError::WaitTooLong {
+                    status,
+                    retry_after: text.chars().take(100).collect(),
+                    max_s: self.limits.max_retry_after.as_secs(),
+                    message,
+                })
+            }
+            _ => Err(error),
         }
-        parse_reply(req.kind, status, &bytes)
     }
+}
+
+/// A body read up to a cap: all of it, or its first `cap` bytes when there was more.
+enum Body {
+    Whole(Vec<u8>),
+    Cut(Vec<u8>),
+}
+
+/// Reads at most `cap` bytes of the body (a declared length over the cap is not read at
+/// all), so that a server cannot make us hold more than that.
+async fn read_capped(response: &mut reqwest::Response, cap: u64) -> Result<Body, reqwest::Error> {
+    if response.content_length().is_some_and(|n| n > cap) {
+        return Ok(Body::Cut(Vec::new()));
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = usize::try_from(cap).unwrap_or(usize::MAX).saturating_sub(bytes.len());
+        if chunk.len() > room {
+            bytes.extend_from_slice(&chunk[..room]);
+            return Ok(Body::Cut(bytes));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(Body::Whole(bytes))
 }
 
 impl Provider for OpenAiProvider {
     fn send<'a>(&'a self, request: SendRequest<'a>) -> SendFuture<'a> {
-        Box::pin(self.call(request))
+        Box::pin(async move { self.call(request).await.map_err(|e| self.scrubbed(e)) })
     }
 }
 
@@ -117,6 +221,66 @@ fn error_message(bytes: &[u8]) -> String {
         t = "(empty body)".into();
     }
     t
+}
+
+/// A 2xx whose body is an error object (`{"error": …}` without `choices`): the status it
+/// is classified as, and the server's message. The status is the one the error names
+/// (`code` or `status` in 400–599), else one its `type`/`code` words imply, else 500 (an
+/// unexplained error: transient, possibly billed).
+fn error_in_body(bytes: &[u8]) -> Option<(u16, String)> {
+    let v: Value = serde_json::from_slice(bytes).ok()?;
+    let err = v.get("error").filter(|e| !e.is_null() && *e != &Value::Bool(false))?;
+    if v.pointer("/choices/0").is_some() {
+        return None;
+    }
+    let message = match err {
+        Value::String(s) => s.clone(),
+        Value::Object(o) => o.get("message").and_then(Value::as_str).map_or_else(|| err.to_string(), str::to_owned),
+        other => other.to_string(),
+    };
+    let message: String = message.chars().take(1000).collect();
+    let named =
+        [err.get("code"), err.get("status"), v.get("status"), v.get("code")].into_iter().flatten().find_map(|c| {
+            let n = match c {
+                Value::Number(n) => n.as_u64(),
+                Value::String(s) => s.trim().parse::<u64>().ok(),
+                _ => None,
+            }?;
+            u16::try_from(n).ok().filter(|n| (400..600).contains(n))
+        });
+    if let Some(status) = named {
+        return Some((status, message));
+    }
+    let words = [err.get("type"), err.get("code"), err.get("status")]
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_lowercase();
+    let implied = [
+        (&["rate_limit", "too_many_requests", "quota", "resource_exhausted"][..], 429),
+        (&["overloaded", "unavailable"][..], 503),
+        (&["timeout", "deadline"][..], 504),
+        (&["auth", "invalid_api_key", "unauthenticated"][..], 401),
+        (&["permission", "forbidden"][..], 403),
+        (&["not_found"][..], 404),
+        (
+            &[
+                "invalid_request",
+                "bad_request",
+                "invalid_argument",
+                "context_length",
+                "content_filter",
+                "content_policy",
+            ][..],
+            400,
+        ),
+    ]
+    .into_iter()
+    .find(|(keys, _)| keys.iter().any(|k| words.contains(k)))
+    .map_or(500, |(_, status)| status);
+    Some((implied, message))
 }
 
 fn parse_reply(kind: EndpointKind, status: u16, bytes: &[u8]) -> Result<Reply, SendError> {
@@ -177,6 +341,38 @@ mod tests {
         assert!(!http(404).retryable());
         assert!(SendError::Connect("refused".into()).retryable());
         assert!(!SendError::Connect("refused".into()).possibly_billed());
+    }
+
+    #[test]
+    fn an_error_object_in_a_success_is_classified_like_its_status() {
+        let cases: [(&[u8], Option<u16>); 8] = [
+            (br#"{"error":{"message":"slow down","type":"requests","code":"rate_limit_exceeded"}}"#, Some(429)),
+            (br#"{"error":{"message":"gone","code":404}}"#, Some(404)),
+            (br#"{"error":{"message":"x","status":"503"}}"#, Some(503)),
+            (br#"{"error":{"message":"busy","type":"overloaded_error"}}"#, Some(503)),
+            (br#"{"error":"something broke"}"#, Some(500)),
+            (br#"{"error":{"message":"bad","type":"invalid_request_error"}}"#, Some(400)),
+            (br#"{"error":null,"choices":[]}"#, None),
+            (br#"{"error":{"message":"ignored"},"choices":[{"message":{"content":"hi"}}]}"#, None),
+        ];
+        for (body, status) in cases {
+            assert_eq!(error_in_body(body).map(|(s, _)| s), status, "{}", String::from_utf8_lossy(body));
+        }
+        assert_eq!(error_in_body(br#"{"error":{"message":"slow down","type":"rate_limit"}}"#).unwrap().1, "slow down");
+        let e = SendError::ErrorInBody { status: 200, as_status: 429, message: "m".into(), retry_after: None };
+        assert!(e.retryable() && !e.possibly_billed());
+        assert_eq!(e.http_status(), Some(200));
+    }
+
+    #[test]
+    fn redirects_and_oversized_answers_are_terminal() {
+        let r = SendError::Redirect { status: 302, location: "http://elsewhere/".into() };
+        assert!(!r.retryable() && !r.possibly_billed());
+        let t = SendError::TooLarge { status: 200, max_bytes: 8 };
+        assert!(!t.retryable() && t.possibly_billed());
+        let w = SendError::WaitTooLong { status: 429, retry_after: "1e300".into(), max_s: 60, message: "m".into() };
+        assert!(!w.retryable() && !w.possibly_billed());
+        assert!(w.to_string().contains("Retry-After: 1e300") && w.to_string().contains("max_retry_after_s (60 s)"));
     }
 
     #[test]

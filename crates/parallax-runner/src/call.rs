@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parallax_core::{ItemKey, OnPossiblyBilled, RunPolicy};
-use parallax_providers::{Provider, SendError, SendRequest};
+use parallax_providers::{Provider, SendError, SendRequest, scrub};
 use parallax_store::{Claim, Next, Outcome, ResultRecord};
 
 use crate::{Settled, backoff};
@@ -58,7 +58,8 @@ pub(crate) async fn call(
                 Next::Failed if e.retryable() => format!("gave up after {} attempts: {e}", claim.attempt_in_budget),
                 _ => e.to_string(),
             };
-            (next, settled, e.http_status(), e.possibly_billed(), Some(message))
+            // Stored errors are read by people and tools: nothing in them may be a credential.
+            (next, settled, e.http_status(), e.possibly_billed(), Some(scrub(&message)))
         }
     };
     Done {
@@ -75,6 +76,30 @@ pub(crate) async fn call(
         job_id,
         key: claim.key,
         settled,
+    }
+}
+
+/// A call that panicked after its request may have left: that attempt failed (possibly
+/// billed), the item with it; the run goes on.
+pub(crate) fn panicked(
+    job_id: Arc<str>,
+    (execution_id, attempt_id, lease_token, key): (i64, i64, String, ItemKey),
+    panic: String,
+) -> Done {
+    Done {
+        outcome: Outcome {
+            execution_id,
+            attempt_id,
+            lease_token,
+            latency_ms: 0,
+            http_status: None,
+            possibly_billed: true,
+            error: Some(scrub(&format!("internal error: the call panicked ({panic}); the request may have been sent"))),
+            next: Next::Failed,
+        },
+        job_id,
+        key,
+        settled: Settled::Failed,
     }
 }
 

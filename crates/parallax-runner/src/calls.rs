@@ -2,8 +2,12 @@
 //! endpoint's concurrency by permits (claims may run ahead of the calls), and how they end
 //! when the run stops — drained, or abandoned and recorded as such.
 
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use parallax_core::RunPolicy;
@@ -88,7 +92,8 @@ impl Calls {
         let (done, freed, uncommitted) = (self.done.clone(), self.freed_tx.clone(), self.uncommitted.clone());
         let (send, stopping, hooks) = (job.permits.clone(), self.stopping.clone(), self.hooks.clone());
         let (policy, job_id) = (job.policy.clone(), job.job_id.clone());
-        let timeout = Duration::from_secs_f64(policy.timeout_s);
+        // The spec's range keeps it far inside a Duration; never panic if it is not.
+        let timeout = Duration::try_from_secs_f64(policy.timeout_s).unwrap_or(Duration::MAX);
         self.tasks.spawn(async move {
             let _send = send.acquire_owned().await;
             let _local = match permits {
@@ -99,7 +104,20 @@ impl Calls {
                 call::release(job_id, claim)
             } else {
                 sent.store(true, Ordering::SeqCst);
-                call::call(provider.as_ref(), job_id, claim, timeout, &policy).await
+                // A panic in the call (a provider's bug, a server's surprise) fails this
+                // attempt and nothing else: the slot is freed and the outcome recorded below.
+                let key = (claim.execution_id, claim.attempt_id, claim.lease_token.clone(), claim.key.clone());
+                let hooks = hooks.clone();
+                let job = job_id.clone();
+                let called = async move {
+                    let d = call::call(provider.as_ref(), job, claim, timeout, &policy).await;
+                    hooks.panic_in_call();
+                    d
+                };
+                match (CatchUnwind(Box::pin(called))).await {
+                    Ok(d) => d,
+                    Err(panic) => call::panicked(job_id, key, panic_message(panic.as_ref())),
+                }
             };
             hooks.reached(CrashPoint::AfterSend, 1);
             uncommitted.fetch_add(1, Ordering::SeqCst);
@@ -160,5 +178,82 @@ impl Calls {
             }
             break;
         }
+    }
+}
+
+/// A future whose panic is caught and returned as an error, like
+/// `std::panic::catch_unwind` for a closure.
+struct CatchUnwind<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, Box<dyn std::any::Any + Send>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match std::panic::catch_unwind(AssertUnwindSafe(move || inner.poll(cx))) {
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parallax_core::{EndpointKind, ItemKey};
+    use parallax_providers::{SendFuture, SendRequest};
+
+    /// A provider with a bug: it panics on every call.
+    struct Panics;
+
+    impl Provider for Panics {
+        fn send<'a>(&'a self, _: SendRequest<'a>) -> SendFuture<'a> {
+            Box::pin(async { panic!("a provider bug") })
+        }
+    }
+
+    fn claim() -> Claim {
+        Claim {
+            execution_id: 7,
+            attempt_id: 11,
+            lease_token: "token".into(),
+            key: ItemKey { question_id: "q".into(), model_id: "m".into(), region: "r".into(), sample: 1 },
+            endpoint: "r/e".into(),
+            kind: EndpointKind::OpenAiChat,
+            requested_model: "m".into(),
+            model_aliases: vec![],
+            request_body: b"{}".to_vec(),
+            idempotency_key: "key".into(),
+            attempt_in_budget: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_call_fails_its_attempt_and_frees_its_slot() {
+        let (done_tx, mut done) = mpsc::unbounded_channel();
+        let policy = RunPolicy { concurrency: 1, ..RunPolicy::default() };
+        let job = JobLimits { job_id: "j".into(), permits: Arc::new(Semaphore::new(1)), policy: Arc::new(policy) };
+        let mut calls = Calls::new(done_tx, Arc::default(), Arc::default(), TestHooks::default());
+        calls.start(claim(), 3, 0, Arc::new(Panics), None, &job);
+        let d = done.recv().await.expect("an outcome, not a lost task");
+        assert!(matches!(d.outcome.next, Next::Failed));
+        assert_eq!(d.settled, Settled::Failed);
+        assert_eq!((d.outcome.execution_id, d.outcome.attempt_id, d.outcome.lease_token.as_str()), (7, 11, "token"));
+        assert!(d.outcome.possibly_billed);
+        assert!(d.outcome.error.as_deref().unwrap().contains("panicked (a provider bug)"), "{:?}", d.outcome.error);
+        assert_eq!(calls.freed.recv().await, Some((3, 0)), "the slot is freed");
+        // The job's one permit came back: a second call can start and end too.
+        calls.start(claim(), 4, 0, Arc::new(Panics), None, &job);
+        assert!(done.recv().await.is_some());
+        assert_eq!(calls.freed.recv().await, Some((4, 0)));
     }
 }

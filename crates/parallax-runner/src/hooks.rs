@@ -29,12 +29,29 @@ impl CrashPoint {
 #[derive(Debug, Clone, Default)]
 pub struct TestHooks {
     crash: Option<(CrashPoint, u64, Arc<AtomicU64>)>,
+    /// Panic in the n-th call task, after its answer arrived.
+    panic: Option<(u64, Arc<AtomicU64>)>,
 }
 
 impl TestHooks {
     /// Abort when the `nth` execution (from 1) reaches `point`.
     pub fn crash_at(point: CrashPoint, nth: u64) -> TestHooks {
-        TestHooks { crash: Some((point, nth.max(1), Arc::new(AtomicU64::new(0)))) }
+        TestHooks { crash: Some((point, nth.max(1), Arc::new(AtomicU64::new(0)))), panic: None }
+    }
+
+    /// Also panic in the `nth` call (from 1) once its answer has arrived, as a bug in
+    /// answer handling would: the run must record that attempt as failed and go on.
+    pub fn panic_in_call_at(mut self, nth: u64) -> TestHooks {
+        self.panic = Some((nth.max(1), Arc::new(AtomicU64::new(0))));
+        self
+    }
+
+    pub(crate) fn panic_in_call(&self) {
+        if let Some((nth, seen)) = &self.panic
+            && seen.fetch_add(1, Ordering::SeqCst) + 1 == *nth
+        {
+            panic!("test hook: a panic in call {nth}");
+        }
     }
 
     /// Counts `n` executions reaching `point`; aborts the process at the configured one.

@@ -29,6 +29,9 @@
 //! * `GET /stub/stats`: [`StatsSnapshot`] plus `"region"`, as JSON;
 //!   `DELETE /stub/stats` resets it.
 //!
+//! [`hostile`] servers misbehave where this one is polite: absurd `Retry-After` values,
+//! redirects, bodies of any size, errors inside a `200`, written raw on the socket.
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -49,6 +52,7 @@
 mod answer;
 mod fault;
 mod handlers;
+pub mod hostile;
 mod server;
 mod stats;
 

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use parallax_core::limits;
 
 /// Ask the same questions of many models in many regions, exactly once each, and compare the answers.
 #[derive(Debug, Parser)]
@@ -69,8 +70,8 @@ pub struct DoctorArgs {
     /// Check only this region
     #[arg(long)]
     pub region: Option<String>,
-    /// Tokens each sentinel answer may have
-    #[arg(long, default_value_t = 32)]
+    /// Tokens each sentinel answer may have (1 to 1,000,000)
+    #[arg(long, default_value_t = 32, value_parser = max_tokens)]
     pub max_tokens: usize,
     /// Print the checks as JSON (`{"ok", "checks": [...]}`)
     #[arg(long)]
@@ -105,11 +106,11 @@ pub struct ReportArgs {
     /// Write the report to this file instead of stdout
     #[arg(long, short)]
     pub output: Option<PathBuf>,
-    /// Exit 1 when any model × region cell agrees with the questions' `expect` less often than this
-    #[arg(long, value_name = "FRACTION")]
+    /// Exit 1 when any model × region cell agrees with the questions' `expect` less often than this (0 to 1)
+    #[arg(long, value_name = "FRACTION", value_parser = fraction)]
     pub min_agreement: Option<f64>,
-    /// How many divergent questions to show in the table
-    #[arg(long, default_value_t = 10)]
+    /// How many divergent questions to show in the table (0 to 100,000)
+    #[arg(long, default_value_t = 10, value_parser = top)]
     pub top: usize,
 }
 
@@ -147,11 +148,11 @@ pub struct RunArgs {
     /// Re-arm parked executions (possibly billed attempts) in place
     #[arg(long)]
     pub retry_parked: bool,
-    /// Override `run.concurrency`
-    #[arg(long)]
+    /// Override `run.concurrency` (1 to 10,000)
+    #[arg(long, value_parser = concurrency)]
     pub concurrency: Option<usize>,
     /// Override `run.limit`: execute at most this many items in this run
-    #[arg(long)]
+    #[arg(long, value_parser = limit)]
     pub limit: Option<u64>,
 }
 
@@ -236,4 +237,26 @@ pub enum Format {
     Json,
     Jsonl,
     Csv,
+}
+
+// Every number a flag takes has a range, checked as it is parsed (clap exits 2).
+
+fn concurrency(s: &str) -> Result<usize, String> {
+    limits::parse_in(s, &limits::CONCURRENCY).map(|n| n as usize)
+}
+
+fn limit(s: &str) -> Result<u64, String> {
+    limits::parse_in(s, &limits::LIMIT)
+}
+
+fn max_tokens(s: &str) -> Result<usize, String> {
+    limits::parse_in(s, &limits::MAX_TOKENS).map(|n| n as usize)
+}
+
+fn top(s: &str) -> Result<usize, String> {
+    limits::parse_in(s, &limits::TOP).map(|n| n as usize)
+}
+
+fn fraction(s: &str) -> Result<f64, String> {
+    limits::parse_f64_in(s, &limits::FRACTION)
 }

@@ -36,7 +36,9 @@ impl Failure {
             Failure::Input(e) => (e, 2),
             Failure::Internal(e) => (e, 3),
         };
-        eprintln!("error: {e}");
+        // Errors quote files and servers: nothing in them may act on the terminal.
+        let safe = |t: String| crate::output::terminal_safe(&t);
+        eprintln!("error: {}", safe(e.to_string()));
         let mut source = e.source();
         let mut first = true;
         while let Some(s) = source {
@@ -44,7 +46,7 @@ impl Failure {
                 eprintln!("\nCaused by:");
                 first = false;
             }
-            eprintln!("  {s}");
+            eprintln!("  {}", safe(s.to_string()));
             source = s.source();
         }
         ExitCode::from(code)

@@ -4,6 +4,7 @@
 
 use std::io::{self, Write};
 
+pub use parallax_core::diagnostic::escape_controls;
 use unicode_width_lite::width;
 
 /// Writes `text` to stdout; a broken pipe is not an error.
@@ -15,9 +16,18 @@ pub fn stdout(text: &str) -> io::Result<()> {
     }
 }
 
-/// An aligned text table. Cells are single-line: newlines and tabs become spaces.
+/// Text for a terminal: control characters (ESC, CSI, OSC, BEL, CR…) other than newlines
+/// are escaped (`\u{1b}`), so an answer, a question id or a server's error can neither
+/// move the cursor, retitle the window, clear the screen nor plant a link. JSON, JSON
+/// Lines and CSV stay exact; this is for what people read.
+pub fn terminal_safe(text: &str) -> String {
+    text.split('\n').map(|line| escape_controls(line).into_owned()).collect::<Vec<_>>().join("\n")
+}
+
+/// An aligned text table. Cells are single-line: newlines and tabs become spaces, other
+/// control characters are escaped.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let clean = |s: &str| s.replace(['\n', '\r', '\t'], " ");
+    let clean = |s: &str| escape_controls(&s.replace(['\n', '\r', '\t'], " ")).into_owned();
     let rows: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|c| clean(c)).collect()).collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| width(h)).collect();
     for row in &rows {
@@ -49,9 +59,11 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 
 pub use parallax_app::html::pct;
 
-/// The first `n` characters of `s`, with an ellipsis if cut.
+/// The first `n` characters of `s`, with an ellipsis if cut. Control characters are
+/// escaped first, so a cut never falls inside an escape sequence that could still act.
 pub fn truncate(s: &str, n: usize) -> String {
-    let s = s.trim();
+    let s = escape_controls(&s.trim().replace(['\n', '\r', '\t'], " ")).into_owned();
+    let s = s.as_str();
     if s.chars().count() <= n {
         return s.to_owned();
     }
@@ -89,6 +101,17 @@ mod tests {
     fn tables_align_and_flatten_newlines() {
         let t = table(&["a", "bb"], &[vec!["xyz".into(), "1\n2".into()]]);
         assert_eq!(t, "a    bb\nxyz  1 2\n");
+    }
+
+    #[test]
+    fn control_characters_never_reach_the_terminal() {
+        let osc = "\u{1b}]8;;http://evil\u{7}click\u{1b}]8;;\u{7} \u{1b}[2J\u{9b}31m";
+        let t = table(&["a"], &[vec![osc.into()]]);
+        assert!(!t.chars().any(|c| c.is_control() && c != '\n'), "{t:?}");
+        assert!(t.contains("\\u{1b}]8;;http://evil"), "{t:?}");
+        let cut = truncate(osc, 5);
+        assert!(!cut.chars().any(char::is_control), "{cut:?}");
+        assert_eq!(terminal_safe("a\u{1b}[2J\nb\r"), "a\\u{1b}[2J\nb\\r");
     }
 
     #[test]

@@ -61,7 +61,11 @@ fn warn_ungraded(unreadable: u64, failed: &[String]) {
         eprintln!("warning: {unreadable} replies named no single label and were not stored; run again to retry them");
     }
     if let Some(first) = failed.first() {
-        eprintln!("warning: {} calls to the judge failed (first: {first}); run again to retry them", failed.len());
+        eprintln!(
+            "warning: {} calls to the judge failed (first: {}); run again to retry them",
+            failed.len(),
+            crate::output::escape_controls(first)
+        );
     }
 }
 

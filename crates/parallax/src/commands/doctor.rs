@@ -272,7 +272,7 @@ fn report(global: &Global, args: &DoctorArgs, checks: &[Check]) -> Outcome {
         if !global.quiet {
             let _ = writeln!(out, "{} checks, {failed} failed", checks.len());
         }
-        output::stdout(&out).map_err(|e| Failure::Internal(e.into()))?;
+        output::stdout(&output::terminal_safe(&out)).map_err(|e| Failure::Internal(e.into()))?;
     }
     Ok(if failed > 0 { Code::SomeFailed } else { Code::Success })
 }

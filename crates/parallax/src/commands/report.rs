@@ -24,7 +24,7 @@ pub async fn run(global: &Global, args: &ReportArgs) -> Outcome {
     };
     let report = report::build(&store, &args.job_id, &report::prices(&global.config)).await?;
     let text = match args.format {
-        ReportFormat::Table => terminal(&report, args.top),
+        ReportFormat::Table => output::terminal_safe(&terminal(&report, args.top)),
         ReportFormat::Json => serde_json::to_string_pretty(&report).map_err(|e| Failure::Internal(e.into()))? + "\n",
         ReportFormat::Html => html::report(&report),
     };

@@ -123,18 +123,32 @@ pub fn policy_json(policy: &parallax_core::RunPolicy) -> Result<serde_json::Valu
 /// Test hooks for the crash table and store failures, from the environment:
 /// `PARALLAX_TEST_CRASH=after-claim|after-send|after-finish[:N]` aborts the process when
 /// the N-th execution reaches that point; `PARALLAX_TEST_STORE_READ_ONLY_AFTER=N` makes the
-/// store read-only after N result batches.
+/// store read-only after N result batches; `PARALLAX_TEST_PANIC_CALL=N` panics in the N-th
+/// call task once its answer has arrived.
 pub fn test_hooks(store: &parallax_store::Store) -> Result<TestHooks, Failure> {
     if let Ok(n) = std::env::var("PARALLAX_TEST_STORE_READ_ONLY_AFTER") {
         let n = n.parse().map_err(|_| Failure::input(anyhow!("PARALLAX_TEST_STORE_READ_ONLY_AFTER: not a number")))?;
         store.read_only_after(n);
     }
-    let Ok(spec) = std::env::var("PARALLAX_TEST_CRASH") else { return Ok(TestHooks::default()) };
-    let (point, nth) = spec.split_once(':').unwrap_or((&spec, "1"));
-    match (CrashPoint::parse(point), nth.parse()) {
-        (Some(point), Ok(nth)) => Ok(TestHooks::crash_at(point, nth)),
-        _ => Err(Failure::input(anyhow!(
-            "PARALLAX_TEST_CRASH: expected after-claim|after-send|after-finish[:N], got `{spec}`"
-        ))),
+    let hooks = match std::env::var("PARALLAX_TEST_CRASH") {
+        Err(_) => TestHooks::default(),
+        Ok(spec) => {
+            let (point, nth) = spec.split_once(':').unwrap_or((&spec, "1"));
+            match (CrashPoint::parse(point), nth.parse()) {
+                (Some(point), Ok(nth)) => TestHooks::crash_at(point, nth),
+                _ => {
+                    return Err(Failure::input(anyhow!(
+                        "PARALLAX_TEST_CRASH: expected after-claim|after-send|after-finish[:N], got `{spec}`"
+                    )));
+                }
+            }
+        }
+    };
+    match std::env::var("PARALLAX_TEST_PANIC_CALL") {
+        Err(_) => Ok(hooks),
+        Ok(n) => match n.parse() {
+            Ok(n) => Ok(hooks.panic_in_call_at(n)),
+            Err(_) => Err(Failure::input(anyhow!("PARALLAX_TEST_PANIC_CALL: not a number"))),
+        },
     }
 }

@@ -7,6 +7,7 @@ mod attribution;
 mod backends;
 mod crash;
 mod faults;
+mod hostile;
 mod hub;
 mod local;
 mod plan;
