@@ -169,8 +169,8 @@ pub struct SubmitArgs {
     /// Re-arm parked executions (possibly billed attempts) in place
     #[arg(long)]
     pub retry_parked: bool,
-    /// Override `run.concurrency` (per worker)
-    #[arg(long)]
+    /// Override `run.concurrency` (1 to 10,000; it holds across all workers together)
+    #[arg(long, value_parser = concurrency)]
     pub concurrency: Option<usize>,
 }
 
@@ -185,8 +185,8 @@ pub struct WorkerArgs {
     /// ended failed or parked
     #[arg(long)]
     pub exit_when_idle: bool,
-    /// Calls in flight per job, for jobs submitted without a policy
-    #[arg(long)]
+    /// Calls in flight per job, for jobs recorded without a policy (1 to 10,000)
+    #[arg(long, value_parser = concurrency)]
     pub concurrency: Option<usize>,
 }
 

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use anyhow::anyhow;
 use parallax_app::load;
 
 use crate::cli::{Global, SubmitArgs};
@@ -16,9 +15,6 @@ pub async fn run(global: &Global, args: &SubmitArgs) -> Outcome {
     let (spec, _catalog, plan, _local) = load::plan(&args.spec, &global.config)?;
     let mut policy = spec.run.clone();
     if let Some(c) = args.concurrency {
-        if c == 0 {
-            return Err(Failure::input(anyhow!("`--concurrency` must be at least 1")));
-        }
         policy.concurrency = c;
     }
     let store = super::open_store(global).await?;

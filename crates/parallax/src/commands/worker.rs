@@ -6,14 +6,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::anyhow;
 use parallax_app::{label, load, providers};
 use parallax_core::RunPolicy;
 use parallax_runner::{Event, Reporter, RunConfig, Scope, Settled};
 use parallax_store::WorkerRecord;
 
 use crate::cli::{Global, WorkerArgs};
-use crate::exit::{Code, Failure, Outcome};
+use crate::exit::{Code, Outcome};
 use crate::signals;
 
 pub async fn run(global: &Global, args: &WorkerArgs) -> Outcome {
@@ -21,9 +20,6 @@ pub async fn run(global: &Global, args: &WorkerArgs) -> Outcome {
     let catalog = load::catalog(&global.config)?;
     let mut default_policy = RunPolicy::default();
     if let Some(c) = args.concurrency {
-        if c == 0 {
-            return Err(Failure::input(anyhow!("`--concurrency` must be at least 1")));
-        }
         default_policy.concurrency = c;
     }
     // Providers before the store: a missing API key of its regions is bad input.
