@@ -40,19 +40,27 @@ pub fn endpoint_runtimes(
         if endpoints.contains_key(&name) {
             continue;
         }
-        let max_connections = endpoint.concurrency.unwrap_or(default_concurrency).max(1);
-        let provider = http_provider(endpoint, region, catalog_path, max_connections)?;
-        endpoints.insert(
-            name,
-            EndpointRuntime {
-                provider: Arc::new(provider),
-                concurrency: endpoint.concurrency,
-                rate_per_s: endpoint.rate_per_s,
-                residency: None,
-            },
-        );
+        endpoints.insert(name, http_runtime(endpoint, region, catalog_path, default_concurrency)?);
     }
     Ok(endpoints)
+}
+
+/// The runtime of an HTTP endpoint: its client, limited by the endpoint's concurrency and
+/// rate (its connections by `default_concurrency` where it names no concurrency).
+fn http_runtime(
+    endpoint: &Endpoint,
+    region: &str,
+    catalog_path: &Path,
+    default_concurrency: usize,
+) -> Result<EndpointRuntime, AppError> {
+    let max_connections = endpoint.concurrency.unwrap_or(default_concurrency).max(1);
+    let provider = http_provider(endpoint, region, catalog_path, max_connections)?;
+    Ok(EndpointRuntime {
+        provider: Arc::new(provider),
+        concurrency: endpoint.concurrency,
+        rate_per_s: endpoint.rate_per_s,
+        residency: None,
+    })
 }
 
 /// An HTTP client for an OpenAI-compatible endpoint, with the API key its `api_key_env`
@@ -123,17 +131,8 @@ pub fn region_runtimes(
             if endpoint.kind == EndpointKind::LocalGguf {
                 continue;
             }
-            let max_connections = endpoint.concurrency.unwrap_or(default_concurrency).max(1);
-            let provider = http_provider(endpoint, region, catalog_path, max_connections)?;
-            endpoints.insert(
-                format!("{region}/{}", endpoint.name),
-                EndpointRuntime {
-                    provider: Arc::new(provider),
-                    concurrency: endpoint.concurrency,
-                    rate_per_s: endpoint.rate_per_s,
-                    residency: None,
-                },
-            );
+            let runtime = http_runtime(endpoint, region, catalog_path, default_concurrency)?;
+            endpoints.insert(format!("{region}/{}", endpoint.name), runtime);
         }
     }
     Ok(endpoints)

@@ -4,17 +4,7 @@ use std::time::Duration;
 
 use parallax_stub::StubConfig;
 
-use crate::support::{Fleet, job_id, spec};
-
-async fn wait_for_requests(fleet: &Fleet, n: u64) {
-    for _ in 0..500 {
-        if fleet.total_requests() >= n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the run never reached {n} requests");
-}
+use crate::support::{Fleet, job_id, spec, wait_for_requests};
 
 #[tokio::test]
 async fn kill_9_mid_run_then_resume_gives_one_result_per_key() {

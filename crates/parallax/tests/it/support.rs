@@ -279,3 +279,14 @@ impl Drop for Cluster {
         self.pg_ctl("stop");
     }
 }
+
+/// Waits until the fleet has received `n` requests (at most 30 s).
+pub async fn wait_for_requests(fleet: &Fleet, n: u64) {
+    for _ in 0..3000 {
+        if fleet.total_requests() >= n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("never reached {n} requests");
+}

@@ -6,17 +6,7 @@ use std::time::Duration;
 
 use parallax_stub::{Fault, StubConfig};
 
-use crate::support::{Fleet, PgSchema, spec};
-
-async fn wait_for_requests(fleet: &Fleet, n: u64) {
-    for _ in 0..3000 {
-        if fleet.total_requests() >= n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the workers never reached {n} requests");
-}
+use crate::support::{Fleet, PgSchema, spec, wait_for_requests};
 
 #[tokio::test]
 async fn three_regions_of_workers_run_every_key_once_through_faults_and_a_kill() {
@@ -251,13 +241,7 @@ async fn two_workers_of_one_region_together_keep_its_endpoint_and_job_limits() {
     fleet.write("job.yaml", &spec(40, &["a"], &["us"], "run: {concurrency: 8}\n"));
     fleet.write("small.yaml", &spec(30, &["a"], &["us"], "run: {concurrency: 2}\n").replace("name: it", "name: small"));
     let job = fleet.parallax(&["submit", "job.yaml", "--db", db]).await.stdout.trim().to_owned();
-    let workers: Vec<tokio::process::Child> = (0..2)
-        .map(|_| fleet.command(&["worker", "--region", "us", "--exit-when-idle", "--db", db], &[]).spawn().unwrap())
-        .collect();
-    for w in workers {
-        let out = tokio::time::timeout(Duration::from_secs(60), w.wait_with_output()).await.unwrap().unwrap();
-        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    }
+    two_us_workers_until_idle(&fleet, db).await;
     let s = fleet.parallax(&["status", &job, "--format", "json", "--db", db]).await.json();
     assert_eq!(s["total"]["succeeded"], 40);
     let peak = fleet.stub("us").stats.max_in_flight();
@@ -268,13 +252,7 @@ async fn two_workers_of_one_region_together_keep_its_endpoint_and_job_limits() {
     fleet.catalog(&[("a", "prov-a")], "");
     let small = fleet.parallax(&["submit", "small.yaml", "--db", db]).await.stdout.trim().to_owned();
     let before = fleet.stub("us").stats.max_in_flight();
-    let workers: Vec<tokio::process::Child> = (0..2)
-        .map(|_| fleet.command(&["worker", "--region", "us", "--exit-when-idle", "--db", db], &[]).spawn().unwrap())
-        .collect();
-    for w in workers {
-        let out = tokio::time::timeout(Duration::from_secs(60), w.wait_with_output()).await.unwrap().unwrap();
-        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    }
+    two_us_workers_until_idle(&fleet, db).await;
     let s = fleet.parallax(&["status", &small, "--format", "json", "--db", db]).await.json();
     assert_eq!(s["total"]["succeeded"], 30);
     assert!(before <= 3);
@@ -293,4 +271,15 @@ async fn two_workers_of_one_region_together_keep_its_endpoint_and_job_limits() {
         most = most.max(open);
     }
     assert!(most <= 2, "{most} attempts of a job of concurrency 2 were open at once across two workers");
+}
+
+/// Two workers of region us, run until they have nothing left; both must exit 0.
+async fn two_us_workers_until_idle(fleet: &Fleet, db: &str) {
+    let workers: Vec<tokio::process::Child> = (0..2)
+        .map(|_| fleet.command(&["worker", "--region", "us", "--exit-when-idle", "--db", db], &[]).spawn().unwrap())
+        .collect();
+    for w in workers {
+        let out = tokio::time::timeout(Duration::from_secs(60), w.wait_with_output()).await.unwrap().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    }
 }
