@@ -1,16 +1,21 @@
-//! Crashes and interruptions: `kill -9` mid-run, Ctrl-C, and what the ledger says after.
+//! Crashes and interruptions: `kill -9` mid-run, Ctrl-C, and what the ledger says after —
+//! each test on both stores (`sqlite::…`, `postgres::…`).
 
 use std::time::Duration;
 
 use parallax_stub::StubConfig;
 
-use crate::support::{Fleet, job_id, spec, wait_for_requests};
+use crate::support::{Backend, Fleet, job_id, spec, wait_for_requests};
 
-#[tokio::test]
-async fn kill_9_mid_run_then_resume_gives_one_result_per_key() {
-    let fleet =
-        Fleet::start(&["us", "eu"], |_| StubConfig { latency: Duration::from_millis(300), ..StubConfig::default() })
-            .await;
+async fn kill_9_mid_run_then_resume_gives_one_result_per_key(backend: Backend) {
+    let Some(fleet) = Fleet::start_on(backend, &["us", "eu"], |_| StubConfig {
+        latency: Duration::from_millis(300),
+        ..StubConfig::default()
+    })
+    .await
+    else {
+        return;
+    };
     fleet.catalog(&[("a", "prov-a"), ("b", "prov-b")], "");
     fleet.write("job.yaml", &spec(20, &["a", "b"], &["us", "eu"], "run: {concurrency: 8, lease_s: 2}\n"));
     let job = job_id(&fleet.parallax(&["plan", "job.yaml", "--format", "json"]).await.json());
@@ -53,10 +58,15 @@ async fn kill_9_mid_run_then_resume_gives_one_result_per_key() {
     assert_eq!(status["total"]["possibly_billed"].as_u64().unwrap(), lost as u64);
 }
 
-#[tokio::test]
-async fn ctrl_c_stops_claiming_records_in_flight_calls_and_exits_130() {
-    let fleet =
-        Fleet::start(&["us"], |_| StubConfig { latency: Duration::from_millis(400), ..StubConfig::default() }).await;
+async fn ctrl_c_stops_claiming_records_in_flight_calls_and_exits_130(backend: Backend) {
+    let Some(fleet) = Fleet::start_on(backend, &["us"], |_| StubConfig {
+        latency: Duration::from_millis(400),
+        ..StubConfig::default()
+    })
+    .await
+    else {
+        return;
+    };
     fleet.catalog(&[("a", "prov-a")], "");
     fleet.write("job.yaml", &spec(40, &["a"], &["us"], "run: {concurrency: 4}\n"));
     let job = job_id(&fleet.parallax(&["plan", "job.yaml", "--format", "json"]).await.json());
@@ -81,9 +91,18 @@ async fn ctrl_c_stops_claiming_records_in_flight_calls_and_exits_130() {
 
 /// Runs `job.yaml` with a crash hook, then again without, and checks the ledger.
 /// Returns (requests per key before the resume, after it, the attempts' outcomes).
-async fn crash_then_resume(point: &str) -> (Fleet, Vec<serde_json::Value>, std::collections::HashMap<String, u64>) {
-    let fleet =
-        Fleet::start(&["us"], |_| StubConfig { latency: Duration::from_millis(100), ..StubConfig::default() }).await;
+async fn crash_then_resume(
+    backend: Backend,
+    point: &str,
+) -> Option<(Fleet, Vec<serde_json::Value>, std::collections::HashMap<String, u64>)> {
+    let Some(fleet) = Fleet::start_on(backend, &["us"], |_| StubConfig {
+        latency: Duration::from_millis(100),
+        ..StubConfig::default()
+    })
+    .await
+    else {
+        return None;
+    };
     fleet.catalog(&[("a", "prov-a")], "");
     fleet.write("job.yaml", &spec(12, &["a"], &["us"], "run: {concurrency: 4, lease_s: 1}\n"));
     let job = job_id(&fleet.parallax(&["plan", "job.yaml", "--format", "json"]).await.json());
@@ -99,12 +118,12 @@ async fn crash_then_resume(point: &str) -> (Fleet, Vec<serde_json::Value>, std::
     let attempts = fleet.parallax(&["results", &job, "--attempts", "--format", "jsonl"]).await.json_lines();
     assert!(attempts.iter().all(|a| a["outcome"] != "open"), "no attempt left open");
     assert_eq!(fleet.requests_by_key().len(), 12);
-    (fleet, attempts, before)
+    assert_eq!(fleet.db().exists(), backend == Backend::Sqlite, "the commands used the store asked for");
+    Some((fleet, attempts, before))
 }
 
-#[tokio::test]
-async fn crash_after_the_claim_before_sending_duplicates_nothing() {
-    let (fleet, attempts, before) = crash_then_resume("after-claim:1").await;
+async fn crash_after_the_claim_before_sending_duplicates_nothing(backend: Backend) {
+    let Some((fleet, attempts, before)) = crash_then_resume(backend, "after-claim:1").await else { return };
     assert!(before.is_empty(), "nothing was sent before the crash");
     let lost = attempts.iter().filter(|a| a["outcome"] == "lost").count();
     // The first claim takes up to concurrency (4) + as many ahead: their attempts were
@@ -113,9 +132,8 @@ async fn crash_after_the_claim_before_sending_duplicates_nothing() {
     assert!(fleet.requests_by_key().values().all(|n| *n == 1), "no key was called twice");
 }
 
-#[tokio::test]
-async fn crash_after_an_answer_arrives_duplicates_only_calls_in_flight() {
-    let (fleet, attempts, before) = crash_then_resume("after-send:1").await;
+async fn crash_after_an_answer_arrives_duplicates_only_calls_in_flight(backend: Backend) {
+    let Some((fleet, attempts, before)) = crash_then_resume(backend, "after-send:1").await else { return };
     let after = fleet.requests_by_key();
     let lost = attempts.iter().filter(|a| a["outcome"] == "lost").count();
     let duplicated: Vec<_> = after.iter().filter(|(_, n)| **n > 1).collect();
@@ -128,9 +146,8 @@ async fn crash_after_an_answer_arrives_duplicates_only_calls_in_flight() {
     assert_eq!(attempts.len() as u64, after.values().sum::<u64>() + (lost - duplicated.len()) as u64);
 }
 
-#[tokio::test]
-async fn crash_after_recording_never_calls_again() {
-    let (fleet, _attempts, before) = crash_then_resume("after-finish:1").await;
+async fn crash_after_recording_never_calls_again(backend: Backend) {
+    let Some((fleet, _attempts, before)) = crash_then_resume(backend, "after-finish:1").await else { return };
     let after = fleet.requests_by_key();
     assert!(!before.is_empty());
     // Calls recorded before the crash are never made again; only those in flight may be.
@@ -138,10 +155,15 @@ async fn crash_after_recording_never_calls_again() {
     assert!(twice < before.len(), "recorded answers were not re-requested");
 }
 
-#[tokio::test]
-async fn a_failing_store_stops_the_run_with_exit_3_and_loses_nothing_reported() {
-    let fleet =
-        Fleet::start(&["us"], |_| StubConfig { latency: Duration::from_millis(50), ..StubConfig::default() }).await;
+async fn a_failing_store_stops_the_run_with_exit_3_and_loses_nothing_reported(backend: Backend) {
+    let Some(fleet) = Fleet::start_on(backend, &["us"], |_| StubConfig {
+        latency: Duration::from_millis(50),
+        ..StubConfig::default()
+    })
+    .await
+    else {
+        return;
+    };
     fleet.catalog(&[("a", "prov-a")], "");
     fleet.write("job.yaml", &spec(30, &["a"], &["us"], "run: {concurrency: 4, lease_s: 1}\n"));
     let job = job_id(&fleet.parallax(&["plan", "job.yaml", "--format", "json"]).await.json());
@@ -170,10 +192,13 @@ async fn a_failing_store_stops_the_run_with_exit_3_and_loses_nothing_reported() 
     }
 }
 
-#[tokio::test]
-async fn a_second_ctrl_c_aborts_calls_in_flight_and_the_ledger_keeps_them() {
-    let fleet =
-        Fleet::start(&["us"], |_| StubConfig { latency: Duration::from_secs(30), ..StubConfig::default() }).await;
+async fn a_second_ctrl_c_aborts_calls_in_flight_and_the_ledger_keeps_them(backend: Backend) {
+    let Some(fleet) =
+        Fleet::start_on(backend, &["us"], |_| StubConfig { latency: Duration::from_secs(30), ..StubConfig::default() })
+            .await
+    else {
+        return;
+    };
     fleet.catalog(&[("a", "prov-a")], "");
     fleet.write("job.yaml", &spec(10, &["a"], &["us"], "run: {concurrency: 4}\n"));
     let job = job_id(&fleet.parallax(&["plan", "job.yaml", "--format", "json"]).await.json());
@@ -195,3 +220,34 @@ async fn a_second_ctrl_c_aborts_calls_in_flight_and_the_ledger_keeps_them() {
     let rows = fleet.parallax(&["results", &job, "--format", "jsonl"]).await.json_lines();
     assert!(rows.iter().all(|r| r["status"] == "pending"), "aborted items go back to pending at once");
 }
+
+macro_rules! on_both_back_ends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(crate::support::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(crate::support::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_back_ends!(
+    kill_9_mid_run_then_resume_gives_one_result_per_key,
+    ctrl_c_stops_claiming_records_in_flight_calls_and_exits_130,
+    crash_after_the_claim_before_sending_duplicates_nothing,
+    crash_after_an_answer_arrives_duplicates_only_calls_in_flight,
+    crash_after_recording_never_calls_again,
+    a_failing_store_stops_the_run_with_exit_3_and_loses_nothing_reported,
+    a_second_ctrl_c_aborts_calls_in_flight_and_the_ledger_keeps_them
+);

@@ -10,6 +10,16 @@ use tempfile::TempDir;
 pub struct Fleet {
     pub dir: TempDir,
     pub stubs: Vec<(String, StubHandle)>,
+    /// The store every command uses: `None` for `parallax.db` in the fleet's directory, or
+    /// a PostgreSQL schema of its own.
+    pg: Option<PgSchema>,
+}
+
+/// Which store a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
 }
 
 pub struct Output {
@@ -45,7 +55,17 @@ impl Fleet {
             let cfg = StubConfig { region: region.to_string(), ..config(region) };
             stubs.push((region.to_string(), parallax_stub::spawn_on_loopback(cfg).await.expect("stub starts")));
         }
-        Fleet { dir: tempfile::tempdir().expect("temp dir"), stubs }
+        Fleet { dir: tempfile::tempdir().expect("temp dir"), stubs, pg: None }
+    }
+
+    /// Like [`Fleet::start`], with every command on `backend`'s store; `None` when
+    /// PostgreSQL is wanted and no server answers (see [`PgSchema::create`]).
+    pub async fn start_on(backend: Backend, regions: &[&str], config: impl Fn(&str) -> StubConfig) -> Option<Fleet> {
+        let pg = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(PgSchema::create("a crash test on PostgreSQL").await?),
+        };
+        Some(Fleet { pg, ..Fleet::start(regions, config).await })
     }
 
     pub fn stub(&self, region: &str) -> &StubHandle {
@@ -104,6 +124,9 @@ impl Fleet {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        if let Some(pg) = &self.pg {
+            cmd.env("PARALLAX_DB", &pg.location);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
