@@ -95,14 +95,11 @@ async fn crash_then_resume(
     backend: Backend,
     point: &str,
 ) -> Option<(Fleet, Vec<serde_json::Value>, std::collections::HashMap<String, u64>)> {
-    let Some(fleet) = Fleet::start_on(backend, &["us"], |_| StubConfig {
+    let fleet = Fleet::start_on(backend, &["us"], |_| StubConfig {
         latency: Duration::from_millis(100),
         ..StubConfig::default()
     })
-    .await
-    else {
-        return None;
-    };
+    .await?;
     fleet.catalog(&[("a", "prov-a")], "");
     fleet.write("job.yaml", &spec(12, &["a"], &["us"], "run: {concurrency: 4, lease_s: 1}\n"));
     let job = job_id(&fleet.parallax(&["plan", "job.yaml", "--format", "json"]).await.json());
