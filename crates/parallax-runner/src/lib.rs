@@ -456,15 +456,13 @@ impl Scheduler {
             // A worker shares its endpoints' and its jobs' limits with every other worker:
             // the store counts everyone's live leases against them. One job's run keeps its
             // limits in this process (and claims ahead of its calls).
-            let (endpoint_caps, job_cap) = if self.worker_mode {
-                let caps = wants
-                    .per_endpoint
-                    .iter()
-                    .filter_map(|(e, _)| self.schedule.concurrency_of(e).map(|c| (e.clone(), c)))
-                    .collect();
-                (caps, Some(slot.policy.concurrency))
+            let (endpoint_caps, job_cap, endpoint_rates) = if self.worker_mode {
+                let wanted = || wants.per_endpoint.iter().map(|(e, _)| e);
+                let caps = wanted().filter_map(|e| self.schedule.concurrency_of(e).map(|c| (e.clone(), c))).collect();
+                let rates = wanted().filter_map(|e| self.schedule.rate_of(e).map(|r| (e.clone(), r))).collect();
+                (caps, Some(slot.policy.concurrency), rates)
             } else {
-                (Vec::new(), None)
+                (Vec::new(), None, Vec::new())
             };
             let batch = self
                 .store
@@ -478,6 +476,7 @@ impl Scheduler {
                     park_possibly_billed: slot.policy.on_possibly_billed == OnPossiblyBilled::Park,
                     endpoint_caps,
                     job_cap,
+                    endpoint_rates,
                 })
                 .await?;
             self.hooks.reached(CrashPoint::AfterClaim, batch.claims.len() as u64);

@@ -22,6 +22,7 @@ pub(crate) struct Lane {
     /// Keeps the endpoint's calls within its concurrency (claims may run ahead of them).
     pub permits: Option<Arc<Semaphore>>,
     concurrency: Option<usize>,
+    rate_per_s: Option<f64>,
     bucket: Option<TokenBucket>,
     /// Calls claimed and not yet returned.
     in_flight: usize,
@@ -66,6 +67,7 @@ impl Schedule {
                 residency: e.residency.as_ref().and_then(|r| residencies.binary_search(r).ok()),
                 permits: e.concurrency.map(|c| Arc::new(Semaphore::new(c))),
                 bucket: e.rate_per_s.map(TokenBucket::new),
+                rate_per_s: e.rate_per_s,
                 concurrency: e.concurrency,
                 provider: e.provider,
                 in_flight: 0,
@@ -117,6 +119,11 @@ impl Schedule {
 
     pub fn lane_of(&self, endpoint: &str) -> Option<usize> {
         self.index.get(endpoint).copied()
+    }
+
+    /// An endpoint's rate (calls a second), if it has one.
+    pub fn rate_of(&self, endpoint: &str) -> Option<f64> {
+        self.lane_of(endpoint).and_then(|i| self.lanes[i].rate_per_s)
     }
 
     /// An endpoint's concurrency, if it has one.

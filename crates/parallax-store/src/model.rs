@@ -114,6 +114,10 @@ pub struct ClaimRequest {
     pub endpoint_caps: Vec<(String, usize)>,
     /// Likewise for the job: at most this many of its executions under live leases.
     pub job_cap: Option<usize>,
+    /// Rates that hold across every process sharing the store: `(endpoint, per second)`
+    /// takes one token per claim from the endpoint's bucket in the store (bursts of up to
+    /// a second's worth, at least one).
+    pub endpoint_rates: Vec<(String, f64)>,
 }
 
 /// One claimed execution with its open attempt, ready to send.

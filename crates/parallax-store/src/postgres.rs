@@ -647,11 +647,20 @@ impl PgStore {
         // Limits shared with other workers: take each limit's lock (in a fixed order, so
         // claims never deadlock), then count the live leases it already has, in the claim's
         // transaction: two workers cannot both see room for the same slot.
-        let capped = req.job_cap.is_some() || !req.endpoint_caps.is_empty();
+        let capped = req.job_cap.is_some() || !req.endpoint_caps.is_empty() || !req.endpoint_rates.is_empty();
+        let mut buckets: Vec<(String, f64)> = Vec::new();
         let mut req = std::borrow::Cow::Borrowed(req);
         if capped {
             c.begin().await?;
-            let mut locks: Vec<String> = req.endpoint_caps.iter().map(|(e, _)| format!("endpoint/{e}")).collect();
+            let mut locks: Vec<String> = req
+                .endpoint_caps
+                .iter()
+                .map(|(e, _)| e)
+                .chain(req.endpoint_rates.iter().map(|(e, _)| e))
+                .map(|e| format!("endpoint/{e}"))
+                .collect();
+            locks.sort();
+            locks.dedup();
             if req.job_cap.is_some() {
                 locks.push(format!("job/{}", req.job_id));
             }
@@ -692,6 +701,28 @@ impl PgStore {
                         *n = (*n).min(room);
                     }
                 }
+            }
+            // Shared rates: each endpoint's bucket, refilled to now, bounds what it may claim.
+            for (endpoint, rate) in &req.endpoint_rates {
+                let row = c
+                    .query_opt(
+                        with_clock!(
+                            " SELECT r.tokens, r.refilled_at_ms, c.now FROM clock c
+                            LEFT JOIN endpoint_rates r ON r.endpoint = $2"
+                        ),
+                        &[&now, endpoint],
+                    )
+                    .await?;
+                let Some(row) = row else { continue };
+                let stored = row.get::<_, Option<f64>>(0).zip(row.get::<_, Option<i64>>(1));
+                let db_now: i64 = row.get(2);
+                let tokens = crate::sqlite::refilled(stored, *rate, db_now);
+                for (e, n) in adjusted.wants.iter_mut() {
+                    if e == endpoint {
+                        *n = (*n).min(tokens.floor().max(0.0) as usize);
+                    }
+                }
+                buckets.push((endpoint.clone(), tokens));
             }
             req = std::borrow::Cow::Owned(adjusted);
         }
@@ -776,6 +807,17 @@ impl PgStore {
                 exhausted[w] = picked < n;
                 taken[w] += picked;
             }
+        }
+        for (endpoint, tokens) in buckets {
+            let taken = batch.claims.iter().filter(|c| c.endpoint == endpoint).count() as f64;
+            c.execute(
+                with_clock!(
+                    " INSERT INTO endpoint_rates (endpoint, tokens, refilled_at_ms) SELECT $2, $3, c.now FROM clock c
+                    ON CONFLICT (endpoint) DO UPDATE SET tokens = excluded.tokens, refilled_at_ms = excluded.refilled_at_ms"
+                ),
+                &[&now, &endpoint, &(tokens - taken)],
+            )
+            .await?;
         }
         c.commit().await?;
         Ok(batch)

@@ -215,6 +215,23 @@ impl SqliteStore {
                 }
             }
         }
+        // Shared rates: each endpoint's bucket, refilled to now, bounds what it may claim.
+        let mut buckets: Vec<(String, f64)> = Vec::new();
+        for (endpoint, rate) in &req.endpoint_rates {
+            let stored: Option<(f64, i64)> = tx
+                .query_row("SELECT tokens, refilled_at_ms FROM endpoint_rates WHERE endpoint = ?1", [endpoint], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+                .at(p)?;
+            let tokens = refilled(stored, *rate, now);
+            for (e, n) in wants.iter_mut() {
+                if e == endpoint {
+                    *n = (*n).min(tokens.floor().max(0.0) as usize);
+                }
+            }
+            buckets.push((endpoint.clone(), tokens));
+        }
         let req = &ClaimRequest { wants, max_total, ..req.clone() };
         {
             // Expired leases first (their holders are gone), then due pending rows in plan order.
@@ -355,6 +372,15 @@ impl SqliteStore {
                     }
                 }
             }
+        }
+        for (endpoint, tokens) in buckets {
+            let taken = batch.claims.iter().filter(|c| c.endpoint == endpoint).count() as f64;
+            tx.execute(
+                "INSERT INTO endpoint_rates (endpoint, tokens, refilled_at_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (endpoint) DO UPDATE SET tokens = excluded.tokens, refilled_at_ms = excluded.refilled_at_ms",
+                params![endpoint, tokens - taken, now],
+            )
+            .at(p)?;
         }
         tx.commit().at(p)?;
         Ok(batch)
@@ -1112,4 +1138,14 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
         });
     }
     tx.commit().at(path)
+}
+
+/// A shared rate's bucket refilled to `now`: `rate` tokens a second, holding at most a
+/// second's worth (at least one); a new bucket starts with one token, as a local one does.
+pub(crate) fn refilled(stored: Option<(f64, i64)>, rate: f64, now: i64) -> f64 {
+    let capacity = rate.max(1.0);
+    match stored {
+        None => capacity.min(1.0),
+        Some((tokens, at)) => (tokens + rate * (now - at).max(0) as f64 / 1000.0).min(capacity),
+    }
 }

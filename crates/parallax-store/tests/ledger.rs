@@ -220,6 +220,7 @@ on_both_back_ends!(
     workers_register_beat_and_stop,
     a_notice_wakes_a_listening_worker,
     shared_limits_count_live_leases_of_every_holder,
+    a_shared_rate_is_one_bucket_for_every_worker,
 );
 
 fn plan(questions: usize) -> Arc<Plan> {
@@ -261,6 +262,7 @@ fn claim_request(job: &str, n: usize) -> ClaimRequest {
         park_possibly_billed: false,
         endpoint_caps: vec![],
         job_cap: None,
+        endpoint_rates: vec![],
     }
 }
 
@@ -1178,4 +1180,28 @@ async fn shared_limits_count_live_leases_of_every_holder(db: Db) {
     let job_capped = |n: usize| ClaimRequest { job_cap: Some(3), ..claim_request(&c.id, n) };
     assert_eq!(store.claim(job_capped(2)).await.unwrap().claims.len(), 3);
     assert!(other.claim(job_capped(2)).await.unwrap().claims.is_empty());
+}
+
+async fn a_shared_rate_is_one_bucket_for_every_worker(db: Db) {
+    let (store, clock) = db.store().await;
+    let other = Store::open_with_clock(&db.location, clock.clone()).await.unwrap();
+    let job = store.enqueue(plan(20), false).await.unwrap();
+    let rated = |n: usize| ClaimRequest {
+        wants: vec![("r1/e1".into(), n)],
+        endpoint_rates: vec![("r1/e1".into(), 2.0)],
+        ..claim_request(&job.id, n)
+    };
+    // A new bucket holds one token; the other worker finds it spent.
+    assert_eq!(store.claim(rated(10)).await.unwrap().claims.len(), 1);
+    assert!(other.claim(rated(10)).await.unwrap().claims.is_empty());
+    // Two tokens a second, a second's worth at most, whoever takes them.
+    clock.advance(Duration::from_millis(500));
+    assert_eq!(other.claim(rated(10)).await.unwrap().claims.len(), 1);
+    clock.advance(Duration::from_secs(10));
+    assert_eq!(store.claim(rated(10)).await.unwrap().claims.len(), 2, "the bucket holds a second's worth");
+    assert!(other.claim(rated(10)).await.unwrap().claims.is_empty());
+    // Another endpoint is not held back by it.
+    let free =
+        other.claim(ClaimRequest { wants: vec![("r2/e2".into(), 3)], ..claim_request(&job.id, 3) }).await.unwrap();
+    assert_eq!(free.claims.len(), 3);
 }

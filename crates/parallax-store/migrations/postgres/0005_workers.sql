@@ -22,3 +22,11 @@ CREATE TABLE workers (
     in_flight     bigint NOT NULL DEFAULT 0,
     stopped_at_ms bigint
 );
+
+-- An endpoint's rate, shared by every worker: a token bucket per endpoint, refilled from
+-- the store's clock when a claim takes from it (under the claim's lock on PostgreSQL).
+CREATE TABLE endpoint_rates (
+    endpoint       text COLLATE "C" PRIMARY KEY,
+    tokens         double precision NOT NULL,
+    refilled_at_ms bigint NOT NULL
+);

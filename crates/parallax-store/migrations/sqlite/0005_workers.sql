@@ -59,3 +59,11 @@ CREATE TABLE workers (
     in_flight     INTEGER NOT NULL DEFAULT 0,
     stopped_at_ms INTEGER
 );
+
+-- An endpoint's rate, shared by every worker: a token bucket per endpoint, refilled from
+-- the store's clock when a claim takes from it (under the claim's lock on PostgreSQL).
+CREATE TABLE endpoint_rates (
+    endpoint       TEXT PRIMARY KEY,
+    tokens         REAL NOT NULL,
+    refilled_at_ms INTEGER NOT NULL
+);

@@ -283,3 +283,26 @@ async fn two_us_workers_until_idle(fleet: &Fleet, db: &str) {
         assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+#[tokio::test]
+async fn two_workers_of_one_region_together_keep_its_rate() {
+    let Some(pg) = PgSchema::create("two_workers_keep_a_rate").await else { return };
+    let db = pg.location.as_str();
+    let fleet = Fleet::start(&["us"], |_| StubConfig::default()).await;
+    // 10 calls a second for the endpoint; each worker alone would also send 10 a second.
+    fleet.catalog(&[("a", "prov-a")], "      rate_per_s: 10\n");
+    fleet.write("job.yaml", &spec(30, &["a"], &["us"], ""));
+    let job = fleet.parallax(&["submit", "job.yaml", "--db", db]).await.stdout.trim().to_owned();
+    two_us_workers_until_idle(&fleet, db).await;
+    let attempts = fleet.parallax(&["results", &job, "--attempts", "--format", "jsonl", "--db", db]).await.json_lines();
+    assert_eq!(attempts.len(), 30);
+    let mut starts: Vec<i64> = attempts.iter().map(|a| a["started_at_ms"].as_i64().unwrap()).collect();
+    starts.sort();
+    // One token to start with, then ten a second (a second's worth at most): the 30 calls
+    // take at least 2.9 s together, and no second holds more than a burst's worth.
+    assert!(starts[29] - starts[0] >= 2_500, "30 calls in {} ms at 10/s", starts[29] - starts[0]);
+    for (i, t) in starts.iter().enumerate() {
+        let in_a_second = starts[i..].iter().take_while(|u| **u < t + 1000).count();
+        assert!(in_a_second <= 11, "{in_a_second} calls within a second of {t}");
+    }
+}
