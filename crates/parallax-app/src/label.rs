@@ -44,6 +44,9 @@ async fn label_page(store: &Store, todo: Vec<ToLabel>, counts: &mut BTreeMap<Lab
                 classifier: CLASSIFIER_NAME.to_owned(),
                 version: CLASSIFIER_VERSION.to_owned(),
                 label: verdict.label.as_str().to_owned(),
+                confidence: Some(verdict.confidence),
+                uncertain: Some(verdict.uncertain),
+                doubts: Some(verdict.doubts.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(" ")),
                 evidence: verdict.evidence,
                 rubric: None,
                 raw: None,
@@ -99,6 +102,9 @@ pub async fn judge_job(
                     evidence: None,
                     rubric: Some(body),
                     raw: Some(raw),
+                    confidence: None,
+                    uncertain: None,
+                    doubts: None,
                 });
             }
             Graded::Unreadable(_) => summary.unreadable += 1,

@@ -231,6 +231,13 @@ pub struct ResultRow {
     pub label_evidence: Option<String>,
     /// `<name>@<version>` of the classifier that gave `label`.
     pub classifier: Option<String>,
+    /// The built-in label's confidence in [0, 1]; `None` for a label stored before the
+    /// classifier gave one.
+    pub confidence: Option<f64>,
+    /// The built-in label's evidence conflicts or is missing.
+    pub uncertain: Option<bool>,
+    /// Why it is uncertain (doubt names; empty when it is not).
+    pub doubts: Option<Vec<String>>,
     /// See [`ResultRecord::provenance`]; absent for HTTP endpoints.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provenance: Option<serde_json::Value>,
@@ -287,6 +294,11 @@ pub struct LabelRecord {
     pub evidence: Option<String>,
     pub rubric: Option<String>,
     pub raw: Option<String>,
+    /// The built-in classifier's confidence, whether it is uncertain, and why (doubt names,
+    /// space-separated); `None` for a judge's label.
+    pub confidence: Option<f64>,
+    pub uncertain: Option<bool>,
+    pub doubts: Option<String>,
 }
 
 /// Everything the analysis needs about one execution.

@@ -45,6 +45,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "claim_indexes", include_str!("../migrations/postgres/0003_claim_indexes.sql")),
     (4, "provenance", include_str!("../migrations/postgres/0004_provenance.sql")),
     (5, "workers", include_str!("../migrations/postgres/0005_workers.sql")),
+    (6, "label_confidence", include_str!("../migrations/postgres/0006_label_confidence.sql")),
 ];
 
 /// Connections per store handle. A worker has one claim, one finish and one heartbeat in
@@ -1089,7 +1090,7 @@ impl PgStore {
                 "SELECT e.job_id, e.question_id, e.model_id, e.region, e.sample, e.status, e.attempts, e.request_body,
                         e.request_sha256, e.requested_model, r.reported_model, r.model_mismatch, r.response_text,
                         r.finish_reason, r.usage_json, r.latency_ms, e.error, e.endpoint, e.idempotency_key, l.label,
-                        l.evidence, l.version, r.provenance_json,
+                        l.evidence, l.version, r.provenance_json, l.confidence, l.uncertain, l.doubts,
                         (SELECT json_agg(json_build_object('judge', j.classifier, 'rubric_version', j.version,
                                                            'label', j.label, 'rubric', j.rubric, 'raw', j.raw)
                                          ORDER BY j.classifier COLLATE \"C\")::text
@@ -1132,7 +1133,10 @@ impl PgStore {
                     label_evidence: r.get(20),
                     classifier: r.get::<_, Option<String>>(21).map(|v| format!("builtin@{v}")),
                     provenance: json(r.get(22)),
-                    judges: json(r.get(23)).and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default(),
+                    confidence: r.get(23),
+                    uncertain: r.get(24),
+                    doubts: r.get::<_, Option<String>>(25).map(|d| crate::sqlite::doubt_names(&d)),
+                    judges: json(r.get(26)).and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default(),
                 }
             })
             .collect())
@@ -1223,16 +1227,35 @@ impl PgStore {
         let evidence = column(labels, &keep, |l| l.evidence.as_deref());
         let rubrics = column(labels, &keep, |l| l.rubric.as_deref());
         let raws = column(labels, &keep, |l| l.raw.as_deref());
+        let confidences: Vec<Option<f64>> = keep.iter().map(|&i| labels[i].confidence).collect();
+        let uncertain: Vec<Option<bool>> = keep.iter().map(|&i| labels[i].uncertain).collect();
+        let doubts = column(labels, &keep, |l| l.doubts.as_deref());
         let mut c = self.0.lease().await?;
         c.execute(
             with_clock!(
                 "
-INSERT INTO labels (execution_id, classifier, version, label, evidence, rubric, raw, created_at_ms)
-SELECT l.*, c.now FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[]) AS l, clock c
+INSERT INTO labels (execution_id, classifier, version, label, evidence, rubric, raw, created_at_ms, confidence, uncertain, doubts)
+SELECT l.execution_id, l.classifier, l.version, l.label, l.evidence, l.rubric, l.raw, c.now, l.confidence, l.uncertain, l.doubts
+FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+            $9::double precision[], $10::boolean[], $11::text[])
+     AS l(execution_id, classifier, version, label, evidence, rubric, raw, confidence, uncertain, doubts), clock c
 ON CONFLICT (execution_id, classifier) DO UPDATE SET version = excluded.version, label = excluded.label,
-    evidence = excluded.evidence, rubric = excluded.rubric, raw = excluded.raw, created_at_ms = excluded.created_at_ms"
+    evidence = excluded.evidence, rubric = excluded.rubric, raw = excluded.raw, created_at_ms = excluded.created_at_ms,
+    confidence = excluded.confidence, uncertain = excluded.uncertain, doubts = excluded.doubts"
             ),
-            &[&self.0.now_param(), &ids, &classifiers, &versions, &names, &evidence, &rubrics, &raws],
+            &[
+                &self.0.now_param(),
+                &ids,
+                &classifiers,
+                &versions,
+                &names,
+                &evidence,
+                &rubrics,
+                &raws,
+                &confidences,
+                &uncertain,
+                &doubts,
+            ],
         )
         .await?;
         Ok(labels.len() as u64)

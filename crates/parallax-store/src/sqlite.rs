@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "claim_indexes", include_str!("../migrations/sqlite/0003_claim_indexes.sql")),
     (4, "provenance", include_str!("../migrations/sqlite/0004_provenance.sql")),
     (5, "workers", include_str!("../migrations/sqlite/0005_workers.sql")),
+    (6, "label_confidence", include_str!("../migrations/sqlite/0006_label_confidence.sql")),
 ];
 
 pub(crate) struct SqliteStore {
@@ -639,6 +640,7 @@ impl SqliteStore {
                 "SELECT e.job_id, e.question_id, e.model_id, e.region, e.sample, e.status, e.attempts, e.request_body, e.request_sha256,
                         e.requested_model, r.reported_model, r.model_mismatch, r.response_text, r.finish_reason, r.usage_json, r.latency_ms,
                         e.error, e.endpoint, e.idempotency_key, l.label, l.evidence, l.version, r.provenance_json,
+                        l.confidence, l.uncertain, l.doubts,
                         (SELECT json_group_array(json_object('judge', j.classifier, 'rubric_version', j.version, 'label', j.label,
                                                              'rubric', j.rubric, 'raw', j.raw))
                          FROM (SELECT * FROM labels WHERE execution_id = e.id AND classifier != 'builtin' ORDER BY classifier) j)
@@ -679,8 +681,11 @@ impl SqliteStore {
                     label_evidence: r.get(20)?,
                     classifier: r.get::<_, Option<String>>(21)?.map(|v| format!("builtin@{v}")),
                     provenance: r.get::<_, Option<String>>(22)?.and_then(|v| serde_json::from_str(&v).ok()),
+                    confidence: r.get(23)?,
+                    uncertain: r.get(24)?,
+                    doubts: r.get::<_, Option<String>>(25)?.map(|d| doubt_names(&d)),
                     judges: r
-                        .get::<_, Option<String>>(23)?
+                        .get::<_, Option<String>>(26)?
                         .and_then(|v| serde_json::from_str(&v).ok())
                         .unwrap_or_default(),
                 })
@@ -767,10 +772,12 @@ impl SqliteStore {
         {
             let mut put = tx
                 .prepare_cached(
-                    "INSERT INTO labels (execution_id, classifier, version, label, evidence, rubric, raw, created_at_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                    "INSERT INTO labels (execution_id, classifier, version, label, evidence, rubric, raw, created_at_ms,
+                                         confidence, uncertain, doubts)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                      ON CONFLICT (execution_id, classifier) DO UPDATE SET version = excluded.version, label = excluded.label,
-                         evidence = excluded.evidence, rubric = excluded.rubric, raw = excluded.raw, created_at_ms = excluded.created_at_ms",
+                         evidence = excluded.evidence, rubric = excluded.rubric, raw = excluded.raw, created_at_ms = excluded.created_at_ms,
+                         confidence = excluded.confidence, uncertain = excluded.uncertain, doubts = excluded.doubts",
                 )
                 .at(p)?;
             for l in labels {
@@ -783,7 +790,10 @@ impl SqliteStore {
                         l.evidence,
                         l.rubric,
                         l.raw,
-                        now
+                        now,
+                        l.confidence,
+                        l.uncertain,
+                        l.doubts
                     ])
                     .at(p)? as u64;
             }
@@ -1148,4 +1158,9 @@ pub(crate) fn refilled(stored: Option<(f64, i64)>, rate: f64, now: i64) -> f64 {
         None => capacity.min(1.0),
         Some((tokens, at)) => (tokens + rate * (now - at).max(0) as f64 / 1000.0).min(capacity),
     }
+}
+
+/// Doubt names as stored (space-separated) to a list.
+pub(crate) fn doubt_names(stored: &str) -> Vec<String> {
+    stored.split_whitespace().map(str::to_owned).collect()
 }

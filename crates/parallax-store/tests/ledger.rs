@@ -553,6 +553,9 @@ async fn labels_replace_their_own_classifier_only(db: Db) {
         evidence: Some("sure".into()),
         rubric: None,
         raw: None,
+        confidence: (classifier == "builtin").then_some(0.875),
+        uncertain: (classifier == "builtin").then_some(true),
+        doubts: (classifier == "builtin").then(|| "moralising truncated".into()),
     };
     let first = todo[0].execution_id;
     let stored = store
@@ -575,6 +578,11 @@ async fn labels_replace_their_own_classifier_only(db: Db) {
     assert_eq!(labelled.judge_labels, [("judge:m@r1".to_string(), "partial".to_string())]);
     let results = store.results(&job.id, ResultFilter::default()).await.unwrap();
     assert_eq!(results.iter().filter_map(|r| r.classifier.as_deref()).collect::<Vec<_>>(), ["builtin@1"]);
+    // The built-in label keeps how sure it is; a judge's label carries none of that.
+    let sure = results.iter().find(|r| r.classifier.is_some()).unwrap();
+    assert_eq!((sure.confidence, sure.uncertain), (Some(0.875), Some(true)));
+    assert_eq!(sure.doubts.as_deref(), Some(&["moralising".to_owned(), "truncated".to_owned()][..]));
+    assert!(results.iter().filter(|r| r.classifier.is_none()).all(|r| r.confidence.is_none() && r.doubts.is_none()));
     // A label outside the classifier's vocabulary is refused by the schema.
     assert!(store.put_labels(vec![label(first, "builtin", "1", "maybe")]).await.is_err());
 }
@@ -631,7 +639,7 @@ async fn concurrent_opens_migrate_once(db: Db) {
     }
     let versions = db.sql("SELECT version FROM schema_migrations ORDER BY version").await;
     let versions: Vec<String> = versions.into_iter().map(|r| r[0].clone().unwrap()).collect();
-    assert_eq!(versions, ["1", "2", "3", "4", "5"]);
+    assert_eq!(versions, ["1", "2", "3", "4", "5", "6"]);
 }
 
 async fn a_changed_migration_or_a_newer_schema_is_refused(db: Db) {
@@ -648,7 +656,7 @@ async fn a_changed_migration_or_a_newer_schema_is_refused(db: Db) {
     db.sql("DELETE FROM schema_migrations WHERE version = 2").await;
     db.sql("INSERT INTO schema_migrations (version, name, sha256, applied_at_ms) VALUES (9, 'future', 'x', 0)").await;
     match Store::open(&db.location).await {
-        Err(StoreError::SchemaTooNew { found: 9, known: 5 }) => {}
+        Err(StoreError::SchemaTooNew { found: 9, known: 6 }) => {}
         Err(e) => panic!("{e:?}"),
         Ok(_) => panic!("a newer schema was accepted"),
     }
@@ -784,6 +792,9 @@ mod postgres_only {
                     evidence: (i % 2 == 0).then(|| "because".into()),
                     rubric: Some("rubric".into()),
                     raw: None,
+                    confidence: (classifier == "builtin").then_some(0.5),
+                    uncertain: (classifier == "builtin").then_some(i % 3 == 0),
+                    doubts: (classifier == "builtin").then(|| if i % 3 == 0 { "empty".into() } else { String::new() }),
                 };
                 [l("builtin", "refusal"), l("judge:Zed@r1", "partial"), l("judge:alpha@r2", "compliance")]
             })

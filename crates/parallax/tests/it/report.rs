@@ -34,6 +34,13 @@ async fn the_report_finds_the_regional_difference_with_real_statistics() {
     let (fleet, job) = divergent_job().await;
     let results = fleet.parallax(&["results", &job, "--format", "jsonl"]).await.json_lines();
     assert!(results.iter().all(|r| !r["label"].is_null()), "run labels what it records");
+    for r in &results {
+        // Each label says how sure it is, and why not (builtin@5).
+        let confidence = r["confidence"].as_f64().unwrap_or(-1.0);
+        assert!((0.0..=1.0).contains(&confidence), "{r}");
+        let doubts = r["doubts"].as_array().unwrap();
+        assert_eq!(r["uncertain"].as_bool(), Some(!doubts.is_empty()), "{r}");
+    }
 
     let out = fleet.parallax(&["report", &job, "--format", "json"]).await;
     assert_eq!(out.code, 0, "{out:?}");

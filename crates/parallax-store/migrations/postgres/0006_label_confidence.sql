@@ -1,0 +1,6 @@
+-- What the built-in classifier is sure of: its confidence in [0, 1], whether the evidence
+-- conflicts or is missing, and why (doubt names, space-separated). NULL for a judge's label
+-- and for labels written before the classifier gave them.
+ALTER TABLE labels ADD COLUMN confidence double precision CHECK (confidence BETWEEN 0 AND 1);
+ALTER TABLE labels ADD COLUMN uncertain boolean;
+ALTER TABLE labels ADD COLUMN doubts text;
