@@ -73,16 +73,26 @@ pub struct JudgeSummary {
 }
 
 /// Has the judge `MODEL@REGION` grade every answer it has not graded with this rubric
-/// (every answer with `all`), and stores its labels beside the built-in ones.
+/// (every answer with `all`; with `uncertain_only`, only those whose built-in label is
+/// uncertain — the usual case, a fraction of the cost), and stores its labels beside the
+/// built-in ones.
 pub async fn judge_job(
     store: &Store,
     catalog_path: &Path,
     job_id: &str,
     judge: &str,
     all: bool,
+    uncertain_only: bool,
 ) -> Result<JudgeSummary, AppError> {
     let (grader, name) = Grader::open(catalog_path, judge)?;
-    let todo = store.to_label(job_id, &name, judge::JUDGE_RUBRIC_VERSION, all, 0, usize::MAX).await?;
+    let version = judge::JUDGE_RUBRIC_VERSION;
+    let todo = if uncertain_only {
+        // Built-in labels first, so that every answer's uncertainty is known.
+        label_job(store, job_id, false).await?;
+        store.to_label_uncertain(job_id, &name, version, all).await?
+    } else {
+        store.to_label(job_id, &name, version, all, 0, usize::MAX).await?
+    };
     let mut items = Vec::with_capacity(todo.len());
     for t in todo {
         let body = grader.request(&t.question_text, &t.response_text)?;

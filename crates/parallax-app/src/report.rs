@@ -13,7 +13,8 @@ use crate::AppError;
 
 /// The report of a job as the store holds it now. Reading only: an answer the built-in
 /// classifier has not labelled yet (a run stopped before labelling, a worker's fresh
-/// result) is classified here, in memory, with the same rules `label_job` stores.
+/// result) is classified here, in memory, with the same rules `label_job` stores. Where the
+/// built-in label is uncertain and a judge graded the answer, the judge's label counts.
 pub async fn build(store: &Store, job_id: &str, prices: &HashMap<(String, String), Price>) -> Result<Report, AppError> {
     let job = store.job(job_id).await?;
     let identity = store.job_identity(job_id).await?;
@@ -63,12 +64,20 @@ fn observation(r: AnalysisRow, prices: &HashMap<(String, String), Price>) -> Obs
     if let Some(obj) = prompt.as_object_mut() {
         obj.remove("model");
     }
-    let label: Option<Label> = match r.label.as_deref() {
-        Some(l) => l.parse().ok(),
+    // The best source per answer: the built-in label, unless it is uncertain and a judge
+    // graded the answer.
+    let builtin: Option<(Label, bool)> = match r.label.as_deref() {
+        Some(l) => l.parse().ok().map(|l| (l, r.uncertain.unwrap_or(false))),
         None if r.status == "succeeded" => {
-            Some(classify::classify(&r.question_text, r.response_text.as_deref().unwrap_or("")).label)
+            let v = classify::classify(&r.question_text, r.response_text.as_deref().unwrap_or(""));
+            Some((v.label, v.uncertain))
         }
         None => None,
+    };
+    let judged: Option<Label> = r.judge_labels.first().and_then(|(_, l)| l.parse().ok());
+    let label = match (builtin, judged) {
+        (Some((_, true)), Some(j)) => Some(j),
+        (b, _) => b.map(|(l, _)| l),
     };
     Observation {
         price: prices.get(&(r.model_id.clone(), r.region.clone())).copied(),

@@ -293,8 +293,25 @@ impl Store {
         let (job, c, v) = (job_id.to_owned(), classifier.to_owned(), version.to_owned());
         dispatch!(
             self,
-            |s| s.to_label(&job, &c, &v, all, after_id, limit),
-            s.to_label(&job, &c, &v, all, after_id, limit)
+            |s| s.to_label(&job, (&c, &v), all, after_id, limit, false),
+            s.to_label(&job, (&c, &v), all, after_id, limit, false)
+        )
+    }
+
+    /// Like [`Store::to_label`], only the answers whose built-in label is uncertain: what a
+    /// judge is asked with `--uncertain-only`.
+    pub async fn to_label_uncertain(
+        &self,
+        job_id: &str,
+        classifier: &str,
+        version: &str,
+        all: bool,
+    ) -> Result<Vec<ToLabel>, StoreError> {
+        let (job, c, v) = (job_id.to_owned(), classifier.to_owned(), version.to_owned());
+        dispatch!(
+            self,
+            |s| s.to_label(&job, (&c, &v), all, 0, usize::MAX, true),
+            s.to_label(&job, (&c, &v), all, 0, usize::MAX, true)
         )
     }
 

@@ -325,6 +325,8 @@ pub struct AnalysisRow {
     /// The built-in classifier's label, if classified.
     pub label: Option<String>,
     pub evidence: Option<String>,
+    /// Whether the built-in label is uncertain; `None` for a label stored without it.
+    pub uncertain: Option<bool>,
     /// Judges' labels: `(classifier, label)`.
     pub judge_labels: Vec<(String, String)>,
 }

@@ -1178,11 +1178,11 @@ impl PgStore {
     pub async fn to_label(
         &self,
         job_id: &str,
-        classifier: &str,
-        version: &str,
+        (classifier, version): (&str, &str),
         all: bool,
         after_id: i64,
         limit: usize,
+        uncertain_only: bool,
     ) -> Result<Vec<ToLabel>> {
         let limit = limit.min(i64::MAX as usize) as i64;
         let rows = self
@@ -1194,8 +1194,10 @@ impl PgStore {
                  LEFT JOIN labels l ON l.execution_id = e.id AND l.classifier = $2
                  WHERE e.job_id = $1 AND e.status = 'succeeded' AND ($4::boolean OR l.version IS NULL OR l.version <> $3)
                    AND e.id > $5
+                   AND (NOT $7::boolean OR EXISTS (SELECT 1 FROM labels b
+                        WHERE b.execution_id = e.id AND b.classifier = 'builtin' AND b.uncertain))
                  ORDER BY e.id LIMIT $6",
-                &[&job_id, &classifier, &version, &all, &after_id, &limit],
+                &[&job_id, &classifier, &version, &all, &after_id, &limit, &uncertain_only],
             )
             .await?;
         Ok(rows
@@ -1274,7 +1276,7 @@ ON CONFLICT (execution_id, classifier) DO UPDATE SET version = excluded.version,
             .statement(
                 "SELECT e.id, e.question_id, q.text, q.ordinal, q.expect, q.meta_json, e.model_id, e.region, e.sample,
                         e.status, e.endpoint, e.attempts, e.request_body, e.requested_model, r.reported_model,
-                        r.model_mismatch, r.response_text, r.latency_ms, r.usage_json, l.label, l.evidence
+                        r.model_mismatch, r.response_text, r.latency_ms, r.usage_json, l.label, l.evidence, l.uncertain
                  FROM executions e
                  JOIN questions q ON q.job_id = e.job_id AND q.question_id = e.question_id
                  LEFT JOIN results r ON r.execution_id = e.id
@@ -1320,6 +1322,7 @@ ON CONFLICT (execution_id, classifier) DO UPDATE SET version = excluded.version,
                     usage: json(r.get(18)),
                     label: r.get(19),
                     evidence: r.get(20),
+                    uncertain: r.get(21),
                     judge_labels: judges.remove(&id).unwrap_or_default(),
                 }
             })

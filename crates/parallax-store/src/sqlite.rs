@@ -732,11 +732,11 @@ impl SqliteStore {
     pub fn to_label(
         &self,
         job_id: &str,
-        classifier: &str,
-        version: &str,
+        (classifier, version): (&str, &str),
         all: bool,
         after_id: i64,
         limit: usize,
+        uncertain_only: bool,
     ) -> Result<Vec<ToLabel>> {
         self.job(job_id)?;
         let conn = self.conn();
@@ -748,17 +748,29 @@ impl SqliteStore {
                  JOIN questions q ON q.job_id = e.job_id AND q.question_id = e.question_id
                  LEFT JOIN labels l ON l.execution_id = e.id AND l.classifier = ?2
                  WHERE e.job_id = ?1 AND e.status = 'succeeded' AND (?4 OR l.version IS NULL OR l.version != ?3) AND e.id > ?5
+                   AND (NOT ?7 OR EXISTS (SELECT 1 FROM labels b WHERE b.execution_id = e.id AND b.classifier = 'builtin' AND b.uncertain = 1))
                  ORDER BY e.id LIMIT ?6",
             )
             .at(p)?;
         let rows = stmt
-            .query_map(params![job_id, classifier, version, all, after_id, limit.min(i64::MAX as usize) as i64], |r| {
-                Ok(ToLabel {
-                    execution_id: r.get(0)?,
-                    question_text: r.get(1)?,
-                    response_text: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-                })
-            })
+            .query_map(
+                params![
+                    job_id,
+                    classifier,
+                    version,
+                    all,
+                    after_id,
+                    limit.min(i64::MAX as usize) as i64,
+                    uncertain_only
+                ],
+                |r| {
+                    Ok(ToLabel {
+                        execution_id: r.get(0)?,
+                        question_text: r.get(1)?,
+                        response_text: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                    })
+                },
+            )
             .at(p)?;
         rows.collect::<rusqlite::Result<_>>().at(p)
     }
@@ -824,7 +836,7 @@ impl SqliteStore {
             .prepare(
                 "SELECT e.id, e.question_id, q.text, q.ordinal, q.expect, q.meta_json, e.model_id, e.region, e.sample, e.status,
                         e.endpoint, e.attempts, e.request_body, e.requested_model, r.reported_model, r.model_mismatch,
-                        r.response_text, r.latency_ms, r.usage_json, l.label, l.evidence
+                        r.response_text, r.latency_ms, r.usage_json, l.label, l.evidence, l.uncertain
                  FROM executions e
                  JOIN questions q ON q.job_id = e.job_id AND q.question_id = e.question_id
                  LEFT JOIN results r ON r.execution_id = e.id
@@ -860,6 +872,7 @@ impl SqliteStore {
                     usage: usage.and_then(|u| serde_json::from_str(&u).ok()),
                     label: r.get(19)?,
                     evidence: r.get(20)?,
+                    uncertain: r.get(21)?,
                     judge_labels: judges.remove(&id).unwrap_or_default(),
                 })
             })

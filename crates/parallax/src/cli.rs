@@ -96,6 +96,10 @@ pub struct ClassifyArgs {
     /// (`name`, `rubric_version`, `label`, `raw`, `error`)
     #[arg(long, value_name = "MODEL@REGION")]
     pub judge: Option<String>,
+    /// With `--judge`: grade only the answers whose built-in label is uncertain (the report
+    /// then counts the judge's label for them)
+    #[arg(long, requires = "judge", conflicts_with = "input")]
+    pub uncertain_only: bool,
 }
 
 #[derive(Debug, Args)]

@@ -22,7 +22,7 @@ pub async fn run(global: &Global, args: &ClassifyArgs) -> Outcome {
         return Err(Failure::input(anyhow!("no store at `{}`\n\nhint: pass `--db` or set PARALLAX_DB", global.db)));
     };
     if let Some(judge) = &args.judge {
-        return judge_job(global, &store, job_id, judge, args.all).await;
+        return judge_job(global, &store, job_id, judge, args.all, args.uncertain_only).await;
     }
     let counts = label::label_job(&store, job_id, args.all).await?;
     if !global.quiet {
@@ -39,8 +39,15 @@ pub async fn run(global: &Global, args: &ClassifyArgs) -> Outcome {
 }
 
 /// `--judge MODEL@REGION`: grade every answer the judge has not graded with this rubric.
-async fn judge_job(global: &Global, store: &Store, job_id: &str, judge: &str, all: bool) -> Outcome {
-    let s = label::judge_job(store, &global.config, job_id, judge, all).await?;
+async fn judge_job(
+    global: &Global,
+    store: &Store,
+    job_id: &str,
+    judge: &str,
+    all: bool,
+    uncertain_only: bool,
+) -> Outcome {
+    let s = label::judge_job(store, &global.config, job_id, judge, all, uncertain_only).await?;
     if !global.quiet {
         let parts: Vec<String> =
             Label::ALL.iter().map(|l| format!("{} {l}", s.counts.get(l).copied().unwrap_or(0))).collect();

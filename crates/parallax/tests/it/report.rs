@@ -284,3 +284,32 @@ async fn a_judge_grades_beside_the_builtin_label_and_is_stored_with_its_rubric()
     let bad = fleet.parallax(&["classify", &job, "--judge", "nobody@nowhere"]).await;
     assert_eq!(bad.code, 2, "{bad:?}");
 }
+
+#[tokio::test]
+async fn uncertain_only_asks_the_judge_about_the_uncertain_answers_alone() {
+    let (fleet, job) = divergent_job().await;
+    let judge =
+        parallax_stub::spawn_on_loopback(StubConfig { region: "judge".into(), grader: true, ..StubConfig::default() })
+            .await
+            .unwrap();
+    let catalog = std::fs::read_to_string(fleet.dir.path().join("parallax.yaml")).unwrap();
+    fleet.write(
+        "parallax.yaml",
+        &format!("{catalog}  jr:\n    - name: grader\n      kind: openai-chat\n      base_url: {}\n      models:\n        judge-model: grader-v1\n", judge.base_url()),
+    );
+    let rows = fleet.parallax(&["results", &job, "--format", "jsonl"]).await.json_lines();
+    let uncertain = rows.iter().filter(|r| r["uncertain"] == true).count();
+    assert!(uncertain < rows.len(), "most of the stub's answers are clear");
+    assert!(uncertain > 0, "and some are not, so the judge has work");
+    let out = fleet.parallax(&["classify", &job, "--judge", "judge-model@jr", "--uncertain-only"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains(&format!("graded {uncertain} answers")), "{out:?}");
+    assert_eq!(judge.stats.total_requests(), uncertain as u64, "only the uncertain answers cost a judge call");
+    let rows = fleet.parallax(&["results", &job, "--format", "jsonl"]).await.json_lines();
+    for r in &rows {
+        let judged = !r["judges"].as_array().unwrap().is_empty();
+        assert_eq!(judged, r["uncertain"] == true, "{r}");
+    }
+    let bad = fleet.parallax(&["classify", &job, "--uncertain-only"]).await;
+    assert_eq!(bad.code, 2, "--uncertain-only needs a judge: {bad:?}");
+}
