@@ -75,9 +75,10 @@ fn observation(r: AnalysisRow, prices: &HashMap<(String, String), Price>) -> Obs
         None => None,
     };
     let judged: Option<Label> = r.judge_labels.first().and_then(|(_, l)| l.parse().ok());
-    let label = match (builtin, judged) {
-        (Some((_, true)), Some(j)) => Some(j),
-        (b, _) => b.map(|(l, _)| l),
+    let (label, uncertain) = match (builtin, judged) {
+        (Some((_, true)), Some(j)) => (Some(j), false),
+        (Some((l, uncertain)), _) => (Some(l), uncertain),
+        (None, _) => (None, false),
     };
     Observation {
         price: prices.get(&(r.model_id.clone(), r.region.clone())).copied(),
@@ -90,6 +91,7 @@ fn observation(r: AnalysisRow, prices: &HashMap<(String, String), Price>) -> Obs
             _ => None,
         },
         label,
+        uncertain,
         question_id: r.question_id,
         question_text: r.question_text,
         model_id: r.model_id,

@@ -34,6 +34,9 @@ pub struct Observation {
     /// `pending | running | succeeded | failed | parked`.
     pub status: String,
     pub label: Option<Label>,
+    /// The label's evidence conflicts or is missing (the built-in classifier's `uncertain`,
+    /// false where a judge's label stands in for it).
+    pub uncertain: bool,
     pub response_text: Option<String>,
     /// The SHA-256 of the request's prompt part (messages or prompt, and sampling — not the
     /// model name): equal fingerprints mean the same prompt was sent.
@@ -144,9 +147,20 @@ pub struct Cell {
     pub refusal: Rate,
     pub partial: Rate,
     pub any_refusal: Rate,
+    /// Labels of this cell that are uncertain.
+    pub uncertain: u64,
+    /// The any-refusal rate with every uncertain label counted as compliance (`low`) and
+    /// as refusal (`high`): what the rate could be if the uncertain labels are wrong.
+    pub any_refusal_bounds: Bounds,
     /// Mean minority share of samples per question (0 with one sample): how much the cell
     /// disagrees with itself.
     pub noise_floor: f64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Bounds {
+    pub low: f64,
+    pub high: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -295,6 +309,14 @@ pub fn analyse(facts: &JobFacts, obs: &[Observation]) -> Report {
             .push(o.label.expect("labelled"));
     }
 
+    // (model, region) → (uncertain labels, of which any refusal).
+    let mut doubtful: BTreeMap<(&str, &str), (u64, u64)> = BTreeMap::new();
+    for o in labelled.iter().filter(|o| o.uncertain) {
+        let d = doubtful.entry((&o.model_id, &o.region)).or_default();
+        d.0 += 1;
+        d.1 += u64::from(o.label.is_some_and(any_refusal));
+    }
+
     let mut cells = Vec::new();
     let mut floors: BTreeMap<(&str, &str), f64> = BTreeMap::new();
     for m in &models {
@@ -314,13 +336,21 @@ pub fn analyse(facts: &JobFacts, obs: &[Observation]) -> Report {
                 if shares.is_empty() { 0.0 } else { shares.iter().sum::<f64>() / shares.len() as f64 }
             });
             floors.insert((m, r), floor);
+            let refusing = count(&|l| any_refusal(l));
+            let (uncertain, uncertain_refusing) = doubtful.get(&(*m, *r)).copied().unwrap_or_default();
+            let share = |k: u64| if n == 0 { f64::NAN } else { k as f64 / n as f64 };
             cells.push(Cell {
                 model_id: m.to_string(),
                 region: r.to_string(),
                 n,
                 refusal: Rate::of(count(&|l| l == Label::Refusal), n),
                 partial: Rate::of(count(&|l| l == Label::Partial), n),
-                any_refusal: Rate::of(count(&|l| any_refusal(l)), n),
+                any_refusal: Rate::of(refusing, n),
+                uncertain,
+                any_refusal_bounds: Bounds {
+                    low: share(refusing - uncertain_refusing),
+                    high: share(refusing + (uncertain - uncertain_refusing)),
+                },
                 noise_floor: floor,
             });
         }

@@ -83,10 +83,17 @@ fn terminal(r: &Report, top: usize) -> String {
                     pct(cell.any_refusal.low),
                     pct(cell.any_refusal.high)
                 ),
+                match cell.uncertain {
+                    0 => "0".to_owned(),
+                    k => format!("{k} → {} – {}", pct(cell.any_refusal_bounds.low), pct(cell.any_refusal_bounds.high)),
+                },
             ]
         })
         .collect();
-    out.push_str(&output::table(&["MODEL", "REGION", "N", "REFUSAL", "PARTIAL", "ANY REFUSAL [95% CI]"], &rows));
+    out.push_str(&output::table(
+        &["MODEL", "REGION", "N", "REFUSAL", "PARTIAL", "ANY REFUSAL [95% CI]", "UNCERTAIN → RATE IF WRONG"],
+        &rows,
+    ));
 
     let findings: Vec<_> = r.comparisons.iter().filter(|c| c.finding).collect();
     out.push_str(&format!(

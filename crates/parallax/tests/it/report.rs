@@ -299,6 +299,25 @@ async fn uncertain_only_asks_the_judge_about_the_uncertain_answers_alone() {
     );
     let rows = fleet.parallax(&["results", &job, "--format", "jsonl"]).await.json_lines();
     let uncertain = rows.iter().filter(|r| r["uncertain"] == true).count();
+    // The report counts them per cell and bounds each rate by them.
+    let report = fleet.parallax(&["report", &job, "--format", "json"]).await.json();
+    let cells = report["cells"].as_array().unwrap();
+    assert_eq!(cells.iter().map(|c| c["uncertain"].as_u64().unwrap()).sum::<u64>(), uncertain as u64);
+    for c in cells {
+        let (low, rate, high) = (
+            c["any_refusal_bounds"]["low"].as_f64().unwrap(),
+            c["any_refusal"]["rate"].as_f64().unwrap(),
+            c["any_refusal_bounds"]["high"].as_f64().unwrap(),
+        );
+        assert!(low <= rate && rate <= high, "{c}");
+        let n = c["n"].as_f64().unwrap();
+        assert!(
+            (high - low - c["uncertain"].as_f64().unwrap() / n).abs() < 1e-9,
+            "the bounds are the uncertain share apart: {c}"
+        );
+    }
+    let table = fleet.parallax(&["report", &job]).await;
+    assert!(table.stdout.contains("UNCERTAIN → RATE IF WRONG"), "{table:?}");
     assert!(uncertain < rows.len(), "most of the stub's answers are clear");
     assert!(uncertain > 0, "and some are not, so the judge has work");
     let out = fleet.parallax(&["classify", &job, "--judge", "judge-model@jr", "--uncertain-only"]).await;
@@ -310,6 +329,9 @@ async fn uncertain_only_asks_the_judge_about_the_uncertain_answers_alone() {
         let judged = !r["judges"].as_array().unwrap().is_empty();
         assert_eq!(judged, r["uncertain"] == true, "{r}");
     }
+    // Once judged, no label of the report is uncertain; before, the cells carried bounds.
+    let report = fleet.parallax(&["report", &job, "--format", "json"]).await.json();
+    assert!(report["cells"].as_array().unwrap().iter().all(|c| c["uncertain"] == 0), "{report}");
     let bad = fleet.parallax(&["classify", &job, "--uncertain-only"]).await;
     assert_eq!(bad.code, 2, "--uncertain-only needs a judge: {bad:?}");
 }
