@@ -15,7 +15,12 @@ use crate::AppError;
 /// classifier has not labelled yet (a run stopped before labelling, a worker's fresh
 /// result) is classified here, in memory, with the same rules `label_job` stores. Where the
 /// built-in label is uncertain and a judge graded the answer, the judge's label counts.
-pub async fn build(store: &Store, job_id: &str, prices: &HashMap<(String, String), Price>) -> Result<Report, AppError> {
+pub async fn build(
+    store: &Store,
+    job_id: &str,
+    prices: &HashMap<(String, String), Price>,
+    min_confidence: Option<f64>,
+) -> Result<Report, AppError> {
     let job = store.job(job_id).await?;
     let identity = store.job_identity(job_id).await?;
     let override_regions = identity
@@ -30,7 +35,7 @@ pub async fn build(store: &Store, job_id: &str, prices: &HashMap<(String, String
         .map(|e| (e.endpoint, e.attempts, e.possibly_billed))
         .collect();
     let rows = store.analysis_rows(job_id).await?;
-    let observations: Vec<Observation> = rows.into_iter().map(|r| observation(r, prices)).collect();
+    let observations: Vec<Observation> = rows.into_iter().map(|r| observation(r, prices, min_confidence)).collect();
     let facts = JobFacts { job_id: job.id, planned: job.planned as u64, override_regions, endpoint_attempts };
     Ok(analysis::analyse(&facts, &observations))
 }
@@ -58,7 +63,10 @@ pub fn prices_of(catalog: &Catalog) -> HashMap<(String, String), Price> {
     out
 }
 
-fn observation(r: AnalysisRow, prices: &HashMap<(String, String), Price>) -> Observation {
+/// One execution as the analysis sees it. A built-in label below `min_confidence` counts as
+/// uncertain, as one whose evidence conflicts does.
+fn observation(r: AnalysisRow, prices: &HashMap<(String, String), Price>, min_confidence: Option<f64>) -> Observation {
+    let doubtful = |confidence: Option<f64>| min_confidence.is_some_and(|m| confidence.is_some_and(|c| c < m));
     let usage = |k: &str| r.usage.as_ref().and_then(|u| u.get(k)).and_then(|v| v.as_u64());
     let mut prompt: serde_json::Value = serde_json::from_str(&r.request_body).unwrap_or(serde_json::Value::Null);
     if let Some(obj) = prompt.as_object_mut() {
@@ -67,10 +75,10 @@ fn observation(r: AnalysisRow, prices: &HashMap<(String, String), Price>) -> Obs
     // The best source per answer: the built-in label, unless it is uncertain and a judge
     // graded the answer.
     let builtin: Option<(Label, bool)> = match r.label.as_deref() {
-        Some(l) => l.parse().ok().map(|l| (l, r.uncertain.unwrap_or(false))),
+        Some(l) => l.parse().ok().map(|l| (l, r.uncertain.unwrap_or(false) || doubtful(r.confidence))),
         None if r.status == "succeeded" => {
             let v = classify::classify(&r.question_text, r.response_text.as_deref().unwrap_or(""));
-            Some((v.label, v.uncertain))
+            Some((v.label, v.uncertain || doubtful(Some(v.confidence))))
         }
         None => None,
     };

@@ -327,6 +327,8 @@ pub struct AnalysisRow {
     pub evidence: Option<String>,
     /// Whether the built-in label is uncertain; `None` for a label stored without it.
     pub uncertain: Option<bool>,
+    /// The built-in label's confidence; `None` for a label stored without it.
+    pub confidence: Option<f64>,
     /// Judges' labels: `(classifier, label)`.
     pub judge_labels: Vec<(String, String)>,
 }

@@ -1276,7 +1276,7 @@ ON CONFLICT (execution_id, classifier) DO UPDATE SET version = excluded.version,
             .statement(
                 "SELECT e.id, e.question_id, q.text, q.ordinal, q.expect, q.meta_json, e.model_id, e.region, e.sample,
                         e.status, e.endpoint, e.attempts, e.request_body, e.requested_model, r.reported_model,
-                        r.model_mismatch, r.response_text, r.latency_ms, r.usage_json, l.label, l.evidence, l.uncertain
+                        r.model_mismatch, r.response_text, r.latency_ms, r.usage_json, l.label, l.evidence, l.uncertain, l.confidence
                  FROM executions e
                  JOIN questions q ON q.job_id = e.job_id AND q.question_id = e.question_id
                  LEFT JOIN results r ON r.execution_id = e.id
@@ -1323,6 +1323,7 @@ ON CONFLICT (execution_id, classifier) DO UPDATE SET version = excluded.version,
                     label: r.get(19),
                     evidence: r.get(20),
                     uncertain: r.get(21),
+                    confidence: r.get(22),
                     judge_labels: judges.remove(&id).unwrap_or_default(),
                 }
             })

@@ -113,6 +113,10 @@ pub struct ReportArgs {
     /// Exit 1 when any model × region cell agrees with the questions' `expect` less often than this (0 to 1)
     #[arg(long, value_name = "FRACTION", value_parser = fraction)]
     pub min_agreement: Option<f64>,
+    /// Count a built-in label below this confidence (0 to 1) as uncertain too: it then
+    /// bounds its cell's rate, or a judge's label stands in for it
+    #[arg(long, value_name = "FRACTION", value_parser = fraction)]
+    pub min_confidence: Option<f64>,
     /// How many divergent questions to show in the table (0 to 100,000)
     #[arg(long, default_value_t = 10, value_parser = top)]
     pub top: usize,

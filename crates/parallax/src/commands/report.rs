@@ -22,7 +22,7 @@ pub async fn run(global: &Global, args: &ReportArgs) -> Outcome {
     let Some(store) = super::open_existing_store(global).await? else {
         return Err(Failure::input(anyhow!("no store at `{}`\n\nhint: pass `--db` or set PARALLAX_DB", global.db)));
     };
-    let report = report::build(&store, &args.job_id, &report::prices(&global.config)).await?;
+    let report = report::build(&store, &args.job_id, &report::prices(&global.config), args.min_confidence).await?;
     let text = match args.format {
         ReportFormat::Table => output::terminal_safe(&terminal(&report, args.top)),
         ReportFormat::Json => serde_json::to_string_pretty(&report).map_err(|e| Failure::Internal(e.into()))? + "\n",

@@ -318,6 +318,16 @@ async fn uncertain_only_asks_the_judge_about_the_uncertain_answers_alone() {
     }
     let table = fleet.parallax(&["report", &job]).await;
     assert!(table.stdout.contains("UNCERTAIN → RATE IF WRONG"), "{table:?}");
+    // A user's own threshold: every label below it counts as uncertain too.
+    let all = fleet.parallax(&["report", &job, "--format", "json", "--min-confidence", "1"]).await.json();
+    let labelled: u64 = all["cells"].as_array().unwrap().iter().map(|c| c["n"].as_u64().unwrap()).sum();
+    let below: usize =
+        rows.iter().filter(|r| r["uncertain"] == true || r["confidence"].as_f64().unwrap() < 1.0).count();
+    let counted: u64 = all["cells"].as_array().unwrap().iter().map(|c| c["uncertain"].as_u64().unwrap()).sum();
+    assert_eq!(counted, below as u64, "of {labelled} labels");
+    assert!(counted > uncertain as u64, "a threshold of 1 doubts more than the classifier does");
+    let bad = fleet.parallax(&["report", &job, "--min-confidence", "1.5"]).await;
+    assert_eq!(bad.code, 2, "{bad:?}");
     assert!(uncertain < rows.len(), "most of the stub's answers are clear");
     assert!(uncertain > 0, "and some are not, so the judge has work");
     let out = fleet.parallax(&["classify", &job, "--judge", "judge-model@jr", "--uncertain-only"]).await;
