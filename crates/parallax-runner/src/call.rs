@@ -118,7 +118,7 @@ pub(crate) fn release(job_id: Arc<str>, claim: Claim) -> Done {
         },
         job_id,
         key: claim.key,
-        settled: Settled::Retrying,
+        settled: Settled::Released,
     }
 }
 

@@ -173,7 +173,7 @@ impl Calls {
                     outcome,
                     job_id: held.job_id.clone(),
                     key: held.key.clone(),
-                    settled: Settled::Retrying,
+                    settled: if sent { Settled::Retrying } else { Settled::Released },
                 });
             }
             break;

@@ -111,6 +111,8 @@ pub enum Settled {
     Retrying,
     /// Our lease had been taken over; the answer was not written.
     Stale,
+    /// The call never left (the run stopped first): back to pending, no call made.
+    Released,
 }
 
 pub trait Reporter: Send + Sync {
@@ -223,7 +225,9 @@ pub async fn run(
     };
     let tally = joined.map_err(|e| RunError::Store(StoreError::Task(e.to_string())))??;
     result?;
-    let Tally { succeeded, failed, parked, retried, stale } = tally;
+    let Tally { succeeded, failed, parked, retried, stale, released } = tally;
+    // Claims whose call never left are no calls (`attempts` counts upstream calls).
+    summary.attempts = summary.attempts.saturating_sub(released);
     summary.succeeded += succeeded;
     summary.failed += failed;
     summary.parked += parked;

@@ -20,6 +20,8 @@ pub(crate) struct Tally {
     pub parked: u64,
     pub retried: u64,
     pub stale: u64,
+    /// Claims given back unsent when the run stopped.
+    pub released: u64,
 }
 
 /// What reporting an outcome needs once it is committed: execution id, job, key, how it settled.
@@ -65,6 +67,7 @@ pub(crate) async fn writer(
                 Settled::Failed => tally.failed += 1,
                 Settled::Parked => tally.parked += 1,
                 Settled::Retrying => tally.retried += 1,
+                Settled::Released => tally.released += 1,
                 Settled::Stale => tally.stale += 1,
             }
             uncommitted.fetch_sub(1, Ordering::SeqCst);

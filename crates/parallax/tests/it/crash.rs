@@ -70,14 +70,19 @@ async fn ctrl_c_stops_claiming_records_in_flight_calls_and_exits_130(backend: Ba
     fleet.catalog(&[("a", "prov-a")], "");
     fleet.write("job.yaml", &spec(40, &["a"], &["us"], "run: {concurrency: 4}\n"));
     let job = job_id(&fleet.parallax(&["plan", "job.yaml", "--format", "json"]).await.json());
-    let mut child = fleet.command(&["run", "job.yaml"], &[]).spawn().unwrap();
+    let child = fleet.command(&["run", "job.yaml"], &[]).spawn().unwrap();
     wait_for_requests(&fleet, 4).await;
     let pid = child.id().unwrap().to_string();
     std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
-    let status = child.wait().await.unwrap();
-    assert_eq!(status.code(), Some(130));
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(130));
     let sent = fleet.total_requests();
     assert!(sent < 40);
+    // The summary counts the calls the server saw: claims given back unsent are no calls
+    // and no retries.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("this run: {sent} calls in ")), "{sent} calls sent: {stderr}");
+    assert!(stderr.contains("(0 retried"), "{stderr}");
     let rows = fleet.parallax(&["results", &job, "--format", "jsonl"]).await.json_lines();
     let succeeded = rows.iter().filter(|r| r["status"] == "succeeded").count() as u64;
     assert_eq!(succeeded, sent, "every call in flight finished and was recorded");
