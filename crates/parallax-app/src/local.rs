@@ -90,13 +90,18 @@ fn model_file(endpoint: &Endpoint, local: &LocalEndpoint, name: &str, catalog: &
     } else {
         path
     };
-    if !file.is_file() {
-        return Err(format!(
+    match std::fs::metadata(&file) {
+        Ok(meta) if meta.is_file() => Ok(file),
+        // A device, a FIFO or a directory would be read forever or not at all.
+        Ok(_) => Err(format!(
+            "the model file `{}` is not a regular file\n\nhint: `path:` names a GGUF file, or the directory that holds the models' files",
+            file.display()
+        )),
+        Err(_) => Err(format!(
             "the model file `{}` does not exist\n\nhint: `bash scripts/fetch-models.sh` fetches the quickstart's models into ~/.cache/parallax/models (or $PARALLAX_MODELS)",
             file.display()
-        ));
+        )),
     }
-    Ok(file)
 }
 
 /// What the plan needs of a GGUF file: its SHA-256, template, BOS/EOS and control tokens.

@@ -229,3 +229,20 @@ async fn a_local_model_judges_with_its_template_and_a_grammar() {
     assert_eq!(base.code, 2, "{base:?}");
     assert!(base.stderr.contains("has no chat template"), "{base:?}");
 }
+
+/// A model's `path:` that is not a regular file is named as such, not as missing, and
+/// nothing is read from it (`/dev/zero` would be read forever).
+#[tokio::test]
+async fn a_model_path_that_is_not_a_file_is_refused_by_name() {
+    let fleet = Fleet::start(&[], |_| StubConfig::default()).await;
+    fleet.write("job.yaml", "name: dev\nquestions:\n  - {id: q, text: hi}\nmodels: [m]\nregions: [laptop]\n");
+    for (path, says) in [("/dev/zero", "is not a regular file"), ("/nowhere/model.gguf", "does not exist")] {
+        fleet.write(
+            "parallax.yaml",
+            &format!("regions:\n  laptop:\n    - name: local\n      kind: local-gguf\n      path: {path}\n      models:\n        m: model\n"),
+        );
+        let out = fleet.parallax(&["plan", "job.yaml"]).await;
+        assert_eq!(out.code, 2, "{out:?}");
+        assert!(out.stderr.contains(path) && out.stderr.contains(says), "{path}: {out:?}");
+    }
+}
