@@ -70,6 +70,9 @@ pub enum StoreError {
     SchemaTooNew { found: i64, known: i64 },
     #[error("Store task failed: {0}")]
     Task(String),
+    /// The store's location cannot be used as written.
+    #[error("{0}")]
+    Location(String),
 }
 
 impl StoreError {
@@ -182,7 +185,49 @@ impl Store {
         if is_postgres(location) {
             return None;
         }
-        Some(PathBuf::from(location.strip_prefix("sqlite://").or(location.strip_prefix("sqlite:")).unwrap_or(location)))
+        match location.strip_prefix("sqlite://").or(location.strip_prefix("sqlite:")) {
+            // A URL's query (`?mode=ro`) is not part of the file's name.
+            Some(url) => Some(PathBuf::from(url.split_once('?').map_or(url, |(path, _)| path))),
+            None => Some(PathBuf::from(location)),
+        }
+    }
+
+    /// Whether a `sqlite:` URL asks for a read-only store (`?mode=ro`); an unknown query
+    /// parameter or mode is an error, not ignored.
+    fn sqlite_read_only(location: &str) -> Result<bool, StoreError> {
+        let Some(url) = location.strip_prefix("sqlite:") else { return Ok(false) };
+        let Some((_, query)) = url.split_once('?') else { return Ok(false) };
+        let mut read_only = false;
+        for param in query.split('&').filter(|p| !p.is_empty()) {
+            match param.split_once('=') {
+                Some(("mode", "ro")) => read_only = true,
+                Some(("mode", "rw" | "rwc")) => read_only = false,
+                _ => {
+                    return Err(StoreError::Location(format!(
+                        "`{location}`: unknown parameter `{param}` (a sqlite: URL takes `mode=ro`, `mode=rw` or `mode=rwc`)"
+                    )));
+                }
+            }
+        }
+        Ok(read_only)
+    }
+
+    /// Opens an existing store for reading only, as `status`, `results` and `report` do:
+    /// nothing is created or migrated (a SQLite store of an older schema is refused, with
+    /// the fix). PostgreSQL stores open as usual.
+    pub async fn open_read_only(location: &str) -> Result<Store, StoreError> {
+        match Store::sqlite_path(location) {
+            Some(path) => {
+                Store::sqlite_read_only(location)?; // refuses what it does not know
+                let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+                Ok(Store {
+                    backend: Backend::Sqlite(Arc::new(
+                        blocking(move || sqlite::SqliteStore::open(path, clock, true)).await?,
+                    )),
+                })
+            }
+            None => Store::open(location).await,
+        }
     }
 
     /// Like [`Store::open`], with an injected clock (tests make leases expire with it). On
@@ -196,7 +241,8 @@ impl Store {
         let backend = match Store::sqlite_path(location) {
             Some(path) => {
                 let clock = clock.unwrap_or_else(|| Arc::new(SystemClock));
-                Backend::Sqlite(Arc::new(blocking(move || sqlite::SqliteStore::open(path, clock)).await?))
+                let read_only = Store::sqlite_read_only(location)?;
+                Backend::Sqlite(Arc::new(blocking(move || sqlite::SqliteStore::open(path, clock, read_only)).await?))
             }
             None => Backend::Postgres(postgres::PgStore::open(location, redact(location), clock).await?),
         };

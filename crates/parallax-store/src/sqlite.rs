@@ -55,7 +55,10 @@ fn new_token() -> String {
 }
 
 impl SqliteStore {
-    pub fn open(path: PathBuf, clock: Arc<dyn Clock>) -> Result<SqliteStore> {
+    pub fn open(path: PathBuf, clock: Arc<dyn Clock>, read_only: bool) -> Result<SqliteStore> {
+        if read_only {
+            return Self::open_read_only(path, clock);
+        }
         let mut conn = Connection::open(&path).at(&path)?;
         conn.busy_timeout(Duration::from_secs(30)).at(&path)?;
         // Claims, finishes, heartbeats and reads together use more statements than the default 16.
@@ -66,6 +69,35 @@ impl SqliteStore {
         conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;").at(&path)?;
         migrate(&mut conn, &path)?;
         conn.execute_batch("PRAGMA foreign_keys=ON;").at(&path)?;
+        Ok(SqliteStore { path, conn: Mutex::new(conn), clock, finishes_before_read_only: AtomicI64::new(i64::MAX) })
+    }
+
+    /// An existing store, read only: nothing created, nothing migrated. A store of another
+    /// schema than this build's is refused (an older one: open it read-write once).
+    fn open_read_only(path: PathBuf, clock: Arc<dyn Clock>) -> Result<SqliteStore> {
+        use rusqlite::OpenFlags;
+        let conn =
+            Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .at(&path)?;
+        conn.busy_timeout(Duration::from_secs(30)).at(&path)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        let found: Option<i64> = conn
+            .query_row("SELECT max(version) FROM schema_migrations", [], |r| r.get(0))
+            .optional()
+            .at(&path)?
+            .flatten();
+        let known = MIGRATIONS.last().map_or(0, |m| m.0);
+        match found {
+            Some(v) if v > known => return Err(StoreError::SchemaTooNew { found: v, known }),
+            Some(v) if v == known => {}
+            _ => {
+                return Err(StoreError::Location(format!(
+                    "the store `{}` has schema {} and this parallax reads {known}\n\nhint: open it once read-write (any writing verb, e.g. `parallax run`) to migrate it",
+                    path.display(),
+                    found.unwrap_or(0)
+                )));
+            }
+        }
         Ok(SqliteStore { path, conn: Mutex::new(conn), clock, finishes_before_read_only: AtomicI64::new(i64::MAX) })
     }
 

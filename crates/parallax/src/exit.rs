@@ -56,7 +56,9 @@ impl Failure {
 impl From<parallax_store::StoreError> for Failure {
     fn from(e: parallax_store::StoreError) -> Failure {
         match e {
-            parallax_store::StoreError::NoSuchJob(_) => Failure::Input(e.into()),
+            parallax_store::StoreError::NoSuchJob(_) | parallax_store::StoreError::Location(_) => {
+                Failure::Input(e.into())
+            }
             e => Failure::Internal(e.into()),
         }
     }

@@ -21,10 +21,19 @@ pub async fn open_store(global: &Global) -> Result<Store, Failure> {
     Ok(Store::open(&global.db).await?)
 }
 
-/// Opens the store only if it already exists (read-only verbs must not create one).
+/// Opens the store only if it already exists (verbs that only read must not create one).
 pub async fn open_existing_store(global: &Global) -> Result<Option<Store>, Failure> {
     if Store::sqlite_path(&global.db).is_some_and(|path| !path.exists()) {
         return Ok(None);
     }
     open_store(global).await.map(Some)
+}
+
+/// Opens an existing store for reading only (`status`, `results`, `report`, `workers`):
+/// they work on a store they may not write to.
+pub async fn open_store_to_read(global: &Global) -> Result<Option<Store>, Failure> {
+    if Store::sqlite_path(&global.db).is_some_and(|path| !path.exists()) {
+        return Ok(None);
+    }
+    Ok(Some(Store::open_read_only(&global.db).await?))
 }

@@ -19,7 +19,7 @@ pub async fn run(global: &Global, args: &ReportArgs) -> Outcome {
     {
         return Err(Failure::input(anyhow!("`--min-agreement` is a fraction between 0 and 1, got {m}")));
     }
-    let Some(store) = super::open_existing_store(global).await? else {
+    let Some(store) = super::open_store_to_read(global).await? else {
         return Err(Failure::input(anyhow!("no store at `{}`\n\nhint: pass `--db` or set PARALLAX_DB", global.db)));
     };
     let report = report::build(&store, &args.job_id, &report::prices(&global.config), args.min_confidence).await?;

@@ -13,7 +13,7 @@ use crate::exit::{Code, Failure, Outcome};
 use crate::output;
 
 pub async fn run(global: &Global, args: &ResultsArgs) -> Outcome {
-    let Some(store) = super::open_existing_store(global).await? else {
+    let Some(store) = super::open_store_to_read(global).await? else {
         return Err(Failure::input(anyhow::anyhow!(
             "no store at `{}`\n\nhint: pass `--db` or set PARALLAX_DB",
             global.db

@@ -9,7 +9,7 @@ use crate::output;
 const LIVE_MS: i64 = 15_000;
 
 pub async fn run(global: &Global, args: &WorkersArgs) -> Outcome {
-    let Some(store) = super::open_existing_store(global).await? else {
+    let Some(store) = super::open_store_to_read(global).await? else {
         if !global.quiet {
             eprintln!("no workers yet (no store at `{}`)", global.db);
         }

@@ -117,3 +117,43 @@ async fn a_postgresql_password_never_reaches_the_output() {
     let help = fleet.parallax_env(&["run", "--help"], &[("PARALLAX_DB", url)]).await;
     assert!(!help.stdout.contains("hunter2-secret"), "{help:?}");
 }
+
+/// Reading verbs work on a store they may not write to; `sqlite:` URLs are parsed, their
+/// `?mode=ro` honoured, and an unknown parameter refused instead of naming a file after it.
+#[tokio::test]
+async fn reading_verbs_need_no_write_access_and_sqlite_urls_are_parsed() {
+    let fleet = Fleet::start(&["us"], |_| StubConfig::default()).await;
+    fleet.catalog(&[("a", "prov-a")], "");
+    fleet.write("job.yaml", &spec(3, &["a"], &["us"], ""));
+    let job = job_id(&fleet.parallax(&["plan", "job.yaml", "--format", "json"]).await.json());
+    let db = fleet.dir.path().join("store.db");
+    let url = format!("sqlite://{}", db.display());
+    assert_eq!(fleet.parallax(&["run", "job.yaml", "--db", &url]).await.code, 0);
+    assert!(db.is_file(), "the URL named the file, without its query");
+
+    let read_only = format!("sqlite://{}?mode=ro", db.display());
+    let before = std::fs::read(&db).unwrap();
+    for verb in [vec!["status", job.as_str()], vec!["results", job.as_str()], vec!["report", job.as_str()]] {
+        let mut args = verb.clone();
+        args.extend(["--db", read_only.as_str()]);
+        let out = fleet.parallax(&args).await;
+        assert_eq!(out.code, 0, "{args:?}: {out:?}");
+    }
+    let refused = fleet.parallax(&["run", "job.yaml", "--fresh", "--db", &read_only]).await;
+    assert_eq!(refused.code, 3, "a read-only store refuses writes: {refused:?}");
+    assert_eq!(std::fs::read(&db).unwrap(), before, "nothing was written");
+    assert!(!fleet.dir.path().read_dir().unwrap().any(|e| e.unwrap().file_name().to_string_lossy().contains('?')));
+
+    // Made read-only on disk, the reading verbs still read it (as root the bit binds nothing;
+    // the `mode=ro` checks above are the proof there).
+    let mut perms = std::fs::metadata(&db).unwrap().permissions();
+    perms.set_readonly(true);
+    std::fs::set_permissions(&db, perms).unwrap();
+    let out = fleet.parallax(&["results", &job, "--format", "jsonl", "--db", &url]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.json_lines().len(), 3);
+
+    let bad = fleet.parallax(&["status", "--db", &format!("sqlite://{}?cache=shared", db.display())]).await;
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert!(bad.stderr.contains("cache=shared"), "{bad:?}");
+}
