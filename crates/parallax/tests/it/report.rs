@@ -252,15 +252,7 @@ fn which(cmd: &str) -> bool {
 #[tokio::test]
 async fn a_judge_grades_beside_the_builtin_label_and_is_stored_with_its_rubric() {
     let (fleet, job) = divergent_job().await;
-    let judge =
-        parallax_stub::spawn_on_loopback(StubConfig { region: "judge".into(), grader: true, ..StubConfig::default() })
-            .await
-            .unwrap();
-    let catalog = std::fs::read_to_string(fleet.dir.path().join("parallax.yaml")).unwrap();
-    fleet.write(
-        "parallax.yaml",
-        &format!("{catalog}  jr:\n    - name: grader\n      kind: openai-chat\n      base_url: {}\n      models:\n        judge-model: grader-v1\n", judge.base_url()),
-    );
+    let judge = judge_in_region_jr(&fleet).await;
     let out = fleet.parallax(&["classify", &job, "--judge", "judge-model@jr"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stderr.contains("graded 62 answers: 42 compliance, 0 partial, 20 refusal"), "{out:?}");
@@ -288,15 +280,7 @@ async fn a_judge_grades_beside_the_builtin_label_and_is_stored_with_its_rubric()
 #[tokio::test]
 async fn uncertain_only_asks_the_judge_about_the_uncertain_answers_alone() {
     let (fleet, job) = divergent_job().await;
-    let judge =
-        parallax_stub::spawn_on_loopback(StubConfig { region: "judge".into(), grader: true, ..StubConfig::default() })
-            .await
-            .unwrap();
-    let catalog = std::fs::read_to_string(fleet.dir.path().join("parallax.yaml")).unwrap();
-    fleet.write(
-        "parallax.yaml",
-        &format!("{catalog}  jr:\n    - name: grader\n      kind: openai-chat\n      base_url: {}\n      models:\n        judge-model: grader-v1\n", judge.base_url()),
-    );
+    let judge = judge_in_region_jr(&fleet).await;
     let rows = fleet.parallax(&["results", &job, "--format", "jsonl"]).await.json_lines();
     let uncertain = rows.iter().filter(|r| r["uncertain"] == true).count();
     // The report counts them per cell and bounds each rate by them.
@@ -344,4 +328,18 @@ async fn uncertain_only_asks_the_judge_about_the_uncertain_answers_alone() {
     assert!(report["cells"].as_array().unwrap().iter().all(|c| c["uncertain"] == 0), "{report}");
     let bad = fleet.parallax(&["classify", &job, "--uncertain-only"]).await;
     assert_eq!(bad.code, 2, "--uncertain-only needs a judge: {bad:?}");
+}
+
+/// The stub grader as `judge-model` in a region `jr` added to the fleet's catalog.
+async fn judge_in_region_jr(fleet: &Fleet) -> parallax_stub::StubHandle {
+    let judge =
+        parallax_stub::spawn_on_loopback(StubConfig { region: "judge".into(), grader: true, ..StubConfig::default() })
+            .await
+            .unwrap();
+    let catalog = std::fs::read_to_string(fleet.dir.path().join("parallax.yaml")).unwrap();
+    fleet.write(
+        "parallax.yaml",
+        &format!("{catalog}  jr:\n    - name: grader\n      kind: openai-chat\n      base_url: {}\n      models:\n        judge-model: grader-v1\n", judge.base_url()),
+    );
+    judge
 }
