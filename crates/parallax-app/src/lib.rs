@@ -16,6 +16,7 @@
 //! [`EndpointRuntime`]: parallax_runner::EndpointRuntime
 //! [`Report`]: parallax_analysis::report::Report
 
+mod enqueue;
 mod error;
 pub mod html;
 pub mod hub;
@@ -25,14 +26,19 @@ pub mod local;
 pub mod providers;
 pub mod report;
 
+pub use enqueue::{Enqueue, Enqueued, enqueue};
 pub use error::AppError;
 
 /// Names this process in leases, attempts and the worker registry: host and pid.
 pub fn worker_id() -> String {
-    let host = std::env::var("HOSTNAME")
+    format!("{}:{}", host_name(), std::process::id())
+}
+
+/// This machine's name, for the worker registry.
+pub fn host_name() -> String {
+    std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into());
-    format!("{host}:{}", std::process::id())
+        .unwrap_or_else(|| "localhost".into())
 }

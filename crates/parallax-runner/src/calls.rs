@@ -24,6 +24,7 @@ use crate::{CrashPoint, Settled, Stop, TestHooks};
 #[derive(Clone)]
 pub(crate) struct JobLimits {
     pub job_id: Arc<str>,
+    pub lease: Duration,
     pub permits: Arc<Semaphore>,
     pub policy: Arc<RunPolicy>,
 }
@@ -84,6 +85,7 @@ impl Calls {
             Held {
                 attempt_id: claim.attempt_id,
                 lease_token: claim.lease_token.clone(),
+                lease: job.lease,
                 job_id: job.job_id.clone(),
                 key: claim.key.clone(),
                 sent: sent.clone(),
@@ -241,7 +243,12 @@ mod tests {
     async fn a_panicking_call_fails_its_attempt_and_frees_its_slot() {
         let (done_tx, mut done) = mpsc::unbounded_channel();
         let policy = RunPolicy { concurrency: 1, ..RunPolicy::default() };
-        let job = JobLimits { job_id: "j".into(), permits: Arc::new(Semaphore::new(1)), policy: Arc::new(policy) };
+        let job = JobLimits {
+            job_id: "j".into(),
+            lease: Duration::from_secs(10),
+            permits: Arc::new(Semaphore::new(1)),
+            policy: Arc::new(policy),
+        };
         let mut calls = Calls::new(done_tx, Arc::default(), Arc::default(), TestHooks::default());
         calls.start(claim(), 3, 0, Arc::new(Panics), None, &job);
         let d = done.recv().await.expect("an outcome, not a lost task");

@@ -14,6 +14,8 @@ use tokio::sync::Notify;
 pub(crate) struct Held {
     pub attempt_id: i64,
     pub lease_token: String,
+    /// How long its job's leases last: heartbeats renew it for that long.
+    pub lease: std::time::Duration,
     pub job_id: Arc<str>,
     pub key: ItemKey,
     /// Set when the call is about to leave; until then an abort releases the item unsent.
@@ -34,8 +36,13 @@ impl InFlight {
         self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// `(execution id, lease token)` of every call in flight.
-    pub fn leases(&self) -> Vec<(i64, String)> {
-        self.lock().iter().map(|(id, h)| (*id, h.lease_token.clone())).collect()
+    /// `(execution id, lease token)` of every call in flight, by the length of its lease
+    /// (a worker's jobs may each have their own).
+    pub fn leases(&self) -> std::collections::BTreeMap<std::time::Duration, Vec<(i64, String)>> {
+        let mut by_lease: std::collections::BTreeMap<_, Vec<_>> = Default::default();
+        for (id, h) in self.lock().iter() {
+            by_lease.entry(h.lease).or_default().push((*id, h.lease_token.clone()));
+        }
+        by_lease
     }
 }

@@ -7,38 +7,41 @@ use parallax_store::Store;
 
 use crate::flight::InFlight;
 
-/// Renews the leases of calls in flight every third of a lease. A lease found taken over
-/// is left to the fenced write, which will refuse the late answer. A worker (`registry`:
-/// its id) also says it is alive, with its calls in flight, at least every 5 s.
+/// Renews the leases of calls in flight every third of the shortest lease among them (of
+/// `lease`, the run's default, when none is held), each for its own job's lease. A lease
+/// found taken over is left to the fenced write, which will refuse the late answer. A
+/// worker (`registry`: its id) also says it is alive, with its calls in flight, at least
+/// every 5 s.
 pub(crate) async fn heartbeat(store: Store, in_flight: Arc<InFlight>, lease: Duration, registry: Option<String>) {
-    let mut every = (lease / 3).max(Duration::from_millis(200));
-    if registry.is_some() {
-        every = every.min(Duration::from_secs(5));
-    }
+    let mut shortest = lease;
     loop {
+        let mut every = (shortest / 3).max(Duration::from_millis(200));
+        if registry.is_some() {
+            every = every.min(Duration::from_secs(5));
+        }
         tokio::time::sleep(every).await;
         let held = in_flight.leases();
+        shortest = held.keys().next().copied().unwrap_or(lease);
         if let Some(id) = &registry
-            && let Err(e) = store.worker_seen(id, held.len() as i64).await
+            && let Err(e) = store.worker_seen(id, held.values().map(Vec::len).sum::<usize>() as i64).await
         {
             tracing::error!(error = %e, "worker heartbeat failed");
         }
-        if held.is_empty() {
-            continue;
-        }
-        match store.heartbeat(held, lease).await {
-            Ok(stale) if !stale.is_empty() => {
-                // A call committed while the heartbeat ran has no lease left to renew: only
-                // those still in flight now were taken over.
-                let held = in_flight.lock();
-                let taken = stale.iter().filter(|id| held.contains_key(id)).count();
-                drop(held);
-                if taken > 0 {
-                    tracing::warn!(count = taken, "leases taken over while calls were in flight")
+        for (lease, calls) in held {
+            match store.heartbeat(calls, lease).await {
+                Ok(stale) if !stale.is_empty() => {
+                    // A call committed while the heartbeat ran has no lease left to renew:
+                    // only those still in flight now were taken over.
+                    let held = in_flight.lock();
+                    let taken = stale.iter().filter(|id| held.contains_key(id)).count();
+                    drop(held);
+                    if taken > 0 {
+                        tracing::warn!(count = taken, "leases taken over while calls were in flight")
+                    }
                 }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "heartbeat failed"),
             }
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "heartbeat failed"),
         }
     }
 }

@@ -156,22 +156,16 @@ pub async fn run(
 ) -> Result<RunSummary, RunError> {
     // Claims run ahead of the calls (see `JobSlot::claim_ahead`); under `park` nothing is
     // claimed ahead. The endpoints' caps allow for it unless every job parks.
-    let parks = |p: &RunPolicy| p.on_possibly_billed == OnPossiblyBilled::Park;
-    let (jobs, worker_mode, exit_when_idle, lease) = match &config.scope {
+    let (jobs, worker_mode, exit_when_idle, claim_ahead, default_policy) = match &config.scope {
         Scope::Job { job_id, policy } => {
-            (vec![JobSlot::new(job_id.clone(), policy.clone(), false)], false, true, lease_of(policy))
+            let slot = JobSlot::new(job_id.clone(), policy.clone(), false);
+            (vec![slot], false, true, policy.on_possibly_billed != OnPossiblyBilled::Park, policy.clone())
         }
         Scope::Worker { default_policy, exit_when_idle } => {
-            (Vec::new(), true, *exit_when_idle, lease_of(default_policy))
+            (Vec::new(), true, *exit_when_idle, true, default_policy.clone())
         }
     };
-    let claim_ahead = match &config.scope {
-        Scope::Job { policy, .. } => !parks(policy),
-        Scope::Worker { .. } => true,
-    };
-    let default_policy = match &config.scope {
-        Scope::Job { policy, .. } | Scope::Worker { default_policy: policy, .. } => policy.clone(),
-    };
+    let lease = lease_of(&default_policy);
     let in_flight = Arc::new(InFlight::default());
     let uncommitted = Arc::new(AtomicUsize::new(0));
     let (done_tx, done_rx) = mpsc::unbounded_channel();
@@ -268,6 +262,7 @@ impl JobSlot {
         JobSlot {
             limits: JobLimits {
                 job_id: id.as_str().into(),
+                lease: lease_of(&policy),
                 permits: Arc::new(tokio::sync::Semaphore::new(policy.concurrency)),
                 policy: Arc::new(policy.clone()),
             },

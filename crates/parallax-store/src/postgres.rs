@@ -351,12 +351,14 @@ impl Lease<'_> {
     }
 }
 
-/// Reads a `bigint` column into the model's integer types.
-fn int<T: TryFrom<i64>>(row: &Row, i: usize) -> T
-where
-    T::Error: std::fmt::Debug,
-{
-    T::try_from(row.get::<_, i64>(i)).expect("the schema keeps this column within its type")
+/// Reads a `bigint` column into the model's integer types; a value out of the type's range
+/// (a row edited behind the store's back) is an inconsistency, never a panic.
+fn int<T: TryFrom<i64>>(row: &Row, i: usize) -> Result<T> {
+    let v: i64 = row.get(i);
+    T::try_from(v).map_err(|_| StoreError::Inconsistent {
+        job: String::new(),
+        detail: format!("column {i} holds {v}, out of its range"),
+    })
 }
 
 fn job_from_row(r: &Row) -> JobRecord {
@@ -1526,9 +1528,9 @@ fn take_rows(rows: Vec<Row>, batch: &mut ClaimBatch) -> Result<usize> {
         return Err(StoreError::Task("a claim statement returned no row of counts".into()));
     };
     let picked: i64 = first.get(0);
-    batch.lost_attempts += int::<u64>(first, 1);
-    batch.parked += int::<u64>(first, 2);
-    batch.failed += int::<u64>(first, 3);
+    batch.lost_attempts += int::<u64>(first, 1)?;
+    batch.parked += int::<u64>(first, 2)?;
+    batch.failed += int::<u64>(first, 3)?;
     for r in &rows {
         let Some(execution_id) = r.get::<_, Option<i64>>(4) else { continue };
         let attempts: i64 = r.get(7);
@@ -1539,7 +1541,7 @@ fn take_rows(rows: Vec<Row>, batch: &mut ClaimBatch) -> Result<usize> {
             execution_id,
             attempt_id: r.get(5),
             lease_token: r.get(6),
-            key: ItemKey { question_id: r.get(9), model_id: r.get(10), region: r.get(11), sample: int(r, 12) },
+            key: ItemKey { question_id: r.get(9), model_id: r.get(10), region: r.get(11), sample: int(r, 12)? },
             endpoint: r.get(13),
             kind: EndpointKind::parse(&kind).unwrap_or(EndpointKind::OpenAiChat),
             requested_model: r.get(15),

@@ -147,18 +147,8 @@ pub enum PlanFormat {
 pub struct RunArgs {
     /// The job spec (YAML or JSON)
     pub spec: PathBuf,
-    /// Start a new job (`<id>-2`, `-3`, …) instead of continuing the recorded one
-    #[arg(long)]
-    pub fresh: bool,
-    /// Re-arm failed executions in place with a fresh attempt budget
-    #[arg(long)]
-    pub retry_failed: bool,
-    /// Re-arm parked executions (possibly billed attempts) in place
-    #[arg(long)]
-    pub retry_parked: bool,
-    /// Override `run.concurrency` (1 to 10,000)
-    #[arg(long, value_parser = concurrency)]
-    pub concurrency: Option<usize>,
+    #[command(flatten)]
+    pub enqueue: EnqueueArgs,
     /// Override `run.limit`: execute at most this many items in this run
     #[arg(long, value_parser = limit)]
     pub limit: Option<u64>,
@@ -168,6 +158,13 @@ pub struct RunArgs {
 pub struct SubmitArgs {
     /// The job spec (YAML or JSON)
     pub spec: PathBuf,
+    #[command(flatten)]
+    pub enqueue: EnqueueArgs,
+}
+
+/// How `run` and `submit` record a job.
+#[derive(Debug, Args)]
+pub struct EnqueueArgs {
     /// Start a new job (`<id>-2`, `-3`, …) instead of continuing the recorded one
     #[arg(long)]
     pub fresh: bool,
@@ -177,9 +174,15 @@ pub struct SubmitArgs {
     /// Re-arm parked executions (possibly billed attempts) in place
     #[arg(long)]
     pub retry_parked: bool,
-    /// Override `run.concurrency` (1 to 10,000; it holds across all workers together)
+    /// Override `run.concurrency` (1 to 10,000; with workers, it holds across them all)
     #[arg(long, value_parser = concurrency)]
     pub concurrency: Option<usize>,
+}
+
+impl EnqueueArgs {
+    pub fn how(&self) -> parallax_app::Enqueue {
+        parallax_app::Enqueue { fresh: self.fresh, retry_failed: self.retry_failed, retry_parked: self.retry_parked }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::anyhow;
-use parallax_app::{label, load, providers};
+use parallax_app::{Enqueued, label, load, providers};
 use parallax_runner::{CrashPoint, RunConfig, Scope, TestHooks};
 
 use crate::cli::{Global, RunArgs};
@@ -15,10 +15,7 @@ use crate::{progress, signals};
 pub async fn run(global: &Global, args: &RunArgs) -> Outcome {
     let (spec, catalog, plan, local_units) = load::plan(&args.spec, &global.config)?;
     let mut policy = spec.run.clone();
-    if let Some(c) = args.concurrency {
-        if c == 0 {
-            return Err(Failure::input(anyhow!("`--concurrency` must be at least 1")));
-        }
+    if let Some(c) = args.enqueue.concurrency {
         policy.concurrency = c;
     }
     if let Some(l) = args.limit {
@@ -30,15 +27,9 @@ pub async fn run(global: &Global, args: &RunArgs) -> Outcome {
 
     let store = super::open_store(global).await?;
     let hooks = test_hooks(&store)?;
-    let job = store.enqueue(Arc::new(plan), args.fresh).await?;
-    // Recorded, so that workers sharing the store can help with the job under the same policy.
-    store.set_run_policy(&job.id, policy_json(&policy)?).await?;
-    if args.retry_failed || args.retry_parked {
-        let n = store.rearm(&job.id, args.retry_failed, args.retry_parked).await?;
-        if !global.quiet {
-            eprintln!("re-armed {n} execution{} with a fresh attempt budget", if n == 1 { "" } else { "s" });
-        }
-    }
+    // The policy is recorded too, so that workers sharing the store can help with the job.
+    let Enqueued { job, rearmed } = parallax_app::enqueue(&store, plan, &policy, args.enqueue.how()).await?;
+    say_rearmed(global, rearmed);
     let before = store.status(&job.id).await?;
     let c = &before.total.counts;
     if c.pending == 0 && c.running == 0 {
@@ -114,10 +105,13 @@ pub async fn run(global: &Global, args: &RunArgs) -> Outcome {
     Ok(if t.counts.failed + t.counts.parked > 0 { Code::SomeFailed } else { Code::Success })
 }
 
-/// A run policy as the store keeps it for workers: `limit` belongs to one run, not the job.
-pub fn policy_json(policy: &parallax_core::RunPolicy) -> Result<serde_json::Value, Failure> {
-    let stored = parallax_core::RunPolicy { limit: None, ..policy.clone() };
-    serde_json::to_value(stored).map_err(|e| Failure::Internal(e.into()))
+/// Says how many executions were re-armed, if re-arming was asked for.
+pub fn say_rearmed(global: &Global, rearmed: Option<u64>) {
+    if let Some(n) = rearmed
+        && !global.quiet
+    {
+        eprintln!("re-armed {n} execution{} with a fresh attempt budget", if n == 1 { "" } else { "s" });
+    }
 }
 
 /// Test hooks for the crash table and store failures, from the environment:

@@ -26,8 +26,7 @@ pub async fn run(global: &Global, args: &WorkerArgs) -> Outcome {
     let endpoints = providers::region_runtimes(&regions, &catalog, &global.config, default_policy.concurrency)?;
     let store = super::open_store(global).await?;
     let hooks = super::run::test_hooks(&store)?;
-    let id = parallax_app::worker_id();
-    let host = id.rsplit_once(':').map_or(id.as_str(), |(h, _)| h).to_owned();
+    let (id, host) = (parallax_app::worker_id(), parallax_app::host_name());
     store
         .register_worker(WorkerRecord {
             id: id.clone(),
