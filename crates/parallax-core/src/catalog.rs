@@ -48,6 +48,11 @@ pub struct Endpoint {
     /// The largest answer read (HTTP endpoints); [`DEFAULT_MAX_RESPONSE_BYTES`] when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_response_bytes: Option<u64>,
+    /// The endpoint's own forms of a provider block, beside the built-in ones: regular
+    /// expressions matched case-insensitively against an error's code, type and message, or
+    /// an answer's finish reason (HTTP endpoints).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub block_patterns: Vec<String>,
     pub models: BTreeMap<String, ModelEntry>,
     /// Where a `local-gguf` endpoint finds its models; `None` for HTTP endpoints.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -123,13 +128,24 @@ const ENDPOINT_FIELDS: &[&str] = &[
     "rate_per_s",
     "max_retry_after_s",
     "max_response_bytes",
+    "block_patterns",
     "models",
     "path",
     "threads",
     "chat_template",
 ];
 const LOCAL_ONLY_FIELDS: &[&str] = &["path", "threads", "chat_template"];
-const HTTP_ONLY_FIELDS: &[&str] = &["base_url", "api_key_env", "rate_per_s", "max_retry_after_s", "max_response_bytes"];
+const HTTP_ONLY_FIELDS: &[&str] =
+    &["base_url", "api_key_env", "rate_per_s", "max_retry_after_s", "max_response_bytes", "block_patterns"];
+
+/// At most this many `block_patterns` per endpoint, each at most this long.
+const MAX_BLOCK_PATTERNS: usize = 64;
+const MAX_BLOCK_PATTERN_CHARS: usize = 500;
+
+/// Compiles a block pattern the way the provider will (case-insensitive, a bounded size).
+pub fn block_pattern(p: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(p).case_insensitive(true).size_limit(1 << 20).build()
+}
 const MODEL_FIELDS: &[&str] = &["name", "aliases", "price_per_mtok"];
 
 impl Catalog {
@@ -311,6 +327,33 @@ fn decode_endpoint(d: &mut Decoder<'_>, node: &Node, field: &str) -> Option<Endp
         Some(n) => Some(d.uint(n, &format!("{field}.max_response_bytes"), limits::MAX_RESPONSE_BYTES)?),
         None => None,
     };
+    let mut block_patterns = Vec::new();
+    if let Some(n) = f.get("block_patterns") {
+        let bfield = format!("{field}.block_patterns");
+        let patterns = d.strings(n, &bfield)?;
+        if patterns.len() > MAX_BLOCK_PATTERNS {
+            d.error(n, &bfield, format!("{} patterns; at most {MAX_BLOCK_PATTERNS}", patterns.len()), None);
+            return None;
+        }
+        for p in patterns {
+            let problem = if p.chars().count() > MAX_BLOCK_PATTERN_CHARS {
+                Some(format!("a pattern longer than {MAX_BLOCK_PATTERN_CHARS} characters"))
+            } else if p.is_empty() {
+                Some("an empty pattern matches every error".to_owned())
+            } else {
+                block_pattern(&p).err().map(|e| format!("`{p}` is not a regular expression: {e}"))
+            };
+            match problem {
+                Some(message) => d.error(
+                    n,
+                    &bfield,
+                    message,
+                    Some("a regular expression matched case-insensitively, e.g. `guardrail_intervened`".into()),
+                ),
+                None => block_patterns.push(p),
+            }
+        }
+    }
     let mut models = BTreeMap::new();
     match f.get("models") {
         Some(n) => {
@@ -338,6 +381,7 @@ fn decode_endpoint(d: &mut Decoder<'_>, node: &Node, field: &str) -> Option<Endp
         rate_per_s,
         max_retry_after_s,
         max_response_bytes,
+        block_patterns,
         models,
         local,
     })

@@ -5,7 +5,9 @@
 //! the way `LEDGER.md` asks — was the call possibly billed, may it be retried, did the
 //! server ask us to wait. Decisions (retry, park, fail) belong to the runner.
 
+mod block;
 mod openai;
+mod raw;
 mod retry_after;
 mod scrub;
 
@@ -13,8 +15,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+pub use block::{Block, BlockPatterns};
 pub use openai::{Limits, OpenAiProvider};
 use parallax_core::EndpointKind;
+pub use raw::RawResponse;
 pub use retry_after::parse_retry_after;
 pub use scrub::scrub;
 
@@ -41,6 +45,9 @@ pub struct Reply {
     pub usage: Option<serde_json::Value>,
     /// What the provider can vouch for beyond the answer (see `parallax-local`).
     pub provenance: Option<serde_json::Value>,
+    /// The provider's content filter answered instead of the model (see [`Block`]): the
+    /// request was served and is not retried.
+    pub block: Option<Block>,
 }
 
 /// Why a call did not produce an answer.
@@ -167,7 +174,24 @@ impl SendError {
 
 pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<Reply, SendError>> + Send + 'a>>;
 
+/// One call as it happened: what it meant, and what came back as it came (an HTTP
+/// provider's body and identifying headers; `None` for an in-process model or when
+/// nothing came back).
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub result: Result<Reply, SendError>,
+    pub raw: Option<RawResponse>,
+}
+
+pub type ExchangeFuture<'a> = Pin<Box<dyn Future<Output = Exchange> + Send + 'a>>;
+
 /// Sends rendered requests to one endpoint.
 pub trait Provider: Send + Sync {
     fn send<'a>(&'a self, request: SendRequest<'a>) -> SendFuture<'a>;
+
+    /// [`send`](Provider::send), with what came back kept. Providers that receive a raw
+    /// answer override it; the default keeps nothing.
+    fn exchange<'a>(&'a self, request: SendRequest<'a>) -> ExchangeFuture<'a> {
+        Box::pin(async move { Exchange { result: self.send(request).await, raw: None } })
+    }
 }

@@ -6,7 +6,11 @@ use std::time::{Duration, SystemTime};
 use parallax_core::EndpointKind;
 use serde_json::Value;
 
-use crate::{Provider, Reply, SendError, SendFuture, SendRequest, parse_retry_after, scrub};
+use crate::block::{self, BlockPatterns};
+use crate::{
+    Exchange, ExchangeFuture, Provider, RawResponse, Reply, SendError, SendFuture, SendRequest, parse_retry_after,
+    scrub,
+};
 
 /// What a server may ask of a run: how long a wait (`Retry-After`) is honoured, and how
 /// large an answer is read. The catalog sets them per endpoint (`max_retry_after_s`,
@@ -33,6 +37,7 @@ pub struct OpenAiProvider {
     /// Read from the environment variable the catalog names; never stored or logged.
     api_key: Option<String>,
     limits: Limits,
+    block_patterns: BlockPatterns,
 }
 
 impl std::fmt::Debug for OpenAiProvider {
@@ -41,6 +46,7 @@ impl std::fmt::Debug for OpenAiProvider {
             .field("base_url", &self.base_url)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("limits", &self.limits)
+            .field("block_patterns", &self.block_patterns)
             .finish()
     }
 }
@@ -61,7 +67,15 @@ impl OpenAiProvider {
             base_url: base_url.trim_end_matches('/').to_owned(),
             api_key,
             limits: Limits::default(),
+            block_patterns: BlockPatterns::default(),
         })
+    }
+
+    /// The same client, taking answers that match `patterns` for provider blocks too (the
+    /// catalog's `block_patterns`).
+    pub fn with_block_patterns(mut self, patterns: BlockPatterns) -> OpenAiProvider {
+        self.block_patterns = patterns;
+        self
     }
 
     /// The same client, holding servers to `limits`.
@@ -70,19 +84,35 @@ impl OpenAiProvider {
         self
     }
 
-    /// What may be stored or printed of an error: its texts without anything that looks
-    /// like a credential, this endpoint's key above all.
-    fn scrubbed(&self, e: SendError) -> SendError {
-        e.map_text(|t| {
-            let t = match &self.api_key {
-                Some(key) if !key.is_empty() => t.replace(key.as_str(), "***"),
-                _ => t.to_owned(),
-            };
-            scrub(&t)
-        })
+    /// What may be stored or printed of a server's text: without anything that looks like a
+    /// credential, this endpoint's key above all.
+    fn clean(&self, t: &str) -> String {
+        let t = match &self.api_key {
+            Some(key) if !key.is_empty() => t.replace(key.as_str(), "***"),
+            _ => t.to_owned(),
+        };
+        scrub(&t)
     }
 
-    async fn call(&self, req: SendRequest<'_>) -> Result<Reply, SendError> {
+    fn scrubbed(&self, e: SendError) -> SendError {
+        e.map_text(|t| self.clean(t))
+    }
+
+    /// What came back, with this endpoint's key removed wherever a server echoed it.
+    fn scrubbed_raw(&self, mut raw: RawResponse) -> RawResponse {
+        if let Some(key) = self.api_key.as_deref().filter(|k| !k.is_empty()) {
+            let body = String::from_utf8_lossy(&raw.body);
+            if body.contains(key) {
+                raw.body = body.replace(key, "***").into_bytes();
+            }
+            for (_, v) in &mut raw.headers {
+                *v = v.replace(key, "***");
+            }
+        }
+        raw
+    }
+
+    async fn call(&self, req: SendRequest<'_>, raw: &mut Option<RawResponse>) -> Result<Reply, SendError> {
         let path = match req.kind {
             EndpointKind::OpenAiChat => "chat/completions",
             EndpointKind::OpenAiCompletions => "completions",
@@ -105,7 +135,9 @@ impl OpenAiProvider {
         }
         let mut response = builder.send().await.map_err(|e| classify(e, req.timeout))?;
         let status = response.status().as_u16();
+        let headers = response.headers().clone();
         if (300..400).contains(&status) {
+            *raw = Some(RawResponse::new(status, &headers, Vec::new()));
             let location = response
                 .headers()
                 .get(reqwest::header::LOCATION)
@@ -120,7 +152,10 @@ impl OpenAiProvider {
         let retry_after = retry_after_text.as_deref().and_then(|v| parse_retry_after(v, SystemTime::now()));
         let success = (200..300).contains(&status);
         let max = self.limits.max_response_bytes;
-        let bytes = match read_capped(&mut response, max).await.map_err(|e| classify(e, req.timeout))? {
+        let body = read_capped(&mut response, max).await.map_err(|e| classify(e, req.timeout))?;
+        let (Body::Whole(bytes) | Body::Cut(bytes)) = &body;
+        *raw = Some(RawResponse::new(status, &headers, bytes.clone()));
+        let bytes = match body {
             Body::Whole(bytes) => bytes,
             // An error's body is only its message: its start is enough.
             Body::Cut(bytes) if !success => bytes,
@@ -128,9 +163,16 @@ impl OpenAiProvider {
         };
         let error = if success {
             match error_in_body(&bytes) {
-                Some((as_status, message)) => SendError::ErrorInBody { status, as_status, message, retry_after },
-                None => return parse_reply(req.kind, status, &bytes),
+                Some((as_status, message)) => {
+                    if let Some(block) = block::in_error(as_status, &bytes, &self.block_patterns) {
+                        return Ok(blocked(status, &bytes, block));
+                    }
+                    SendError::ErrorInBody { status, as_status, message, retry_after }
+                }
+                None => return parse_reply(req.kind, status, &bytes, &self.block_patterns),
             }
+        } else if let Some(block) = block::in_error(status, &bytes, &self.block_patterns) {
+            return Ok(blocked(status, &bytes, block));
         } else {
             SendError::Http { status, message: error_message(&bytes), retry_after }
         };
@@ -180,7 +222,39 @@ async fn read_capped(response: &mut reqwest::Response, cap: u64) -> Result<Body,
 
 impl Provider for OpenAiProvider {
     fn send<'a>(&'a self, request: SendRequest<'a>) -> SendFuture<'a> {
-        Box::pin(async move { self.call(request).await.map_err(|e| self.scrubbed(e)) })
+        Box::pin(async move { self.exchange(request).await.result })
+    }
+
+    fn exchange<'a>(&'a self, request: SendRequest<'a>) -> ExchangeFuture<'a> {
+        Box::pin(async move {
+            let mut raw = None;
+            let result = self.call(request, &mut raw).await.map_err(|e| self.scrubbed(e));
+            Exchange { result: result.map(|r| self.scrubbed_reply(r)), raw: raw.map(|r| self.scrubbed_raw(r)) }
+        })
+    }
+}
+
+impl OpenAiProvider {
+    /// A block's words are the server's, stored and printed: scrubbed like its errors.
+    fn scrubbed_reply(&self, mut reply: Reply) -> Reply {
+        if let Some(b) = reply.block.take() {
+            reply.block = Some(crate::Block { code: self.clean(&b.code), message: self.clean(&b.message) });
+        }
+        reply
+    }
+}
+
+/// A provider block carried by an error answer: a served answer, with no text.
+fn blocked(status: u16, bytes: &[u8], block: crate::Block) -> Reply {
+    let v: Option<Value> = serde_json::from_slice(bytes).ok();
+    Reply {
+        http_status: Some(status),
+        reported_model: v.as_ref().and_then(|v| v.get("model")).and_then(Value::as_str).map(str::to_owned),
+        text: None,
+        finish_reason: None,
+        usage: v.as_ref().and_then(|v| v.get("usage")).filter(|u| !u.is_null()).cloned(),
+        provenance: None,
+        block: Some(block),
     }
 }
 
@@ -283,7 +357,7 @@ fn error_in_body(bytes: &[u8]) -> Option<(u16, String)> {
     Some((implied, message))
 }
 
-fn parse_reply(kind: EndpointKind, status: u16, bytes: &[u8]) -> Result<Reply, SendError> {
+fn parse_reply(kind: EndpointKind, status: u16, bytes: &[u8], patterns: &BlockPatterns) -> Result<Reply, SendError> {
     let broken = |detail: String| SendError::BrokenBody { status, detail };
     let v: Value = serde_json::from_slice(bytes).map_err(|e| broken(format!("invalid JSON: {e}")))?;
     let choice = v.pointer("/choices/0").ok_or_else(|| broken("no `choices[0]` in the answer".into()))?;
@@ -293,10 +367,13 @@ fn parse_reply(kind: EndpointKind, status: u16, bytes: &[u8]) -> Result<Reply, S
     };
     let text = match text {
         Some(Value::String(s)) => Some(s.clone()),
-        Some(Value::Null) | None => None,
+        // A chat model's own refusal may come in `refusal` with no content (OpenAI's
+        // structured outputs): that is the answer's text.
+        Some(Value::Null) | None => choice.pointer("/message/refusal").and_then(Value::as_str).map(str::to_owned),
         Some(other) => return Err(broken(format!("answer text is not a string: {other}"))),
     };
     Ok(Reply {
+        block: block::in_choice(choice, patterns),
         http_status: Some(status),
         reported_model: v.get("model").and_then(Value::as_str).map(str::to_owned),
         text,
@@ -313,19 +390,19 @@ mod tests {
     #[test]
     fn parses_chat_and_completion_answers() {
         let chat = br#"{"model":"m-2024","choices":[{"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"total_tokens":3}}"#;
-        let r = parse_reply(EndpointKind::OpenAiChat, 200, chat).unwrap();
+        let r = parse_reply(EndpointKind::OpenAiChat, 200, chat, &BlockPatterns::default()).unwrap();
         assert_eq!(r.text.as_deref(), Some("hi"));
         assert_eq!(r.reported_model.as_deref(), Some("m-2024"));
         assert_eq!(r.finish_reason.as_deref(), Some("stop"));
         let raw = br#"{"model":"b","choices":[{"text":" world","finish_reason":"length"}]}"#;
-        let r = parse_reply(EndpointKind::OpenAiCompletions, 200, raw).unwrap();
+        let r = parse_reply(EndpointKind::OpenAiCompletions, 200, raw, &BlockPatterns::default()).unwrap();
         assert_eq!(r.text.as_deref(), Some(" world"));
         assert_eq!(r.usage, None);
     }
 
     #[test]
     fn broken_bodies_are_possibly_billed_and_retryable() {
-        let e = parse_reply(EndpointKind::OpenAiChat, 200, b"{\"choices\": [").unwrap_err();
+        let e = parse_reply(EndpointKind::OpenAiChat, 200, b"{\"choices\": [", &BlockPatterns::default()).unwrap_err();
         assert!(matches!(e, SendError::BrokenBody { .. }));
         assert!(e.possibly_billed() && e.retryable());
     }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use parallax_core::{ItemKey, OnPossiblyBilled, RunPolicy};
 use parallax_providers::{Provider, SendError, SendRequest, scrub};
-use parallax_store::{Claim, Next, Outcome, ResultRecord};
+use parallax_store::{BlockRecord, Claim, Next, Outcome, RawRecord, ResultRecord};
 
 use crate::{Settled, backoff};
 
@@ -27,8 +27,8 @@ pub(crate) async fn call(
     policy: &RunPolicy,
 ) -> Done {
     let started = Instant::now();
-    let result = provider
-        .send(SendRequest {
+    let exchange = provider
+        .exchange(SendRequest {
             kind: claim.kind,
             body: &claim.request_body,
             idempotency_key: &claim.idempotency_key,
@@ -36,7 +36,15 @@ pub(crate) async fn call(
         })
         .await;
     let latency_ms = started.elapsed().as_millis() as i64;
-    let (next, settled, http_status, possibly_billed, error) = match result {
+    // Compressed here, in the call's own task, not in the writer every call waits for.
+    let raw = exchange.raw.map(|r| {
+        Box::new(RawRecord {
+            body_gzip: parallax_store::raw::compress(&r.body),
+            headers: r.headers,
+            system_fingerprint: r.system_fingerprint,
+        })
+    });
+    let (next, settled, http_status, possibly_billed, error) = match exchange.result {
         Ok(reply) => {
             let model_mismatch = reply
                 .reported_model
@@ -49,6 +57,8 @@ pub(crate) async fn call(
                 finish_reason: reply.finish_reason,
                 usage: reply.usage,
                 provenance: reply.provenance,
+                // A block is the provider's answer: kept, never retried.
+                block: reply.block.map(|b| BlockRecord { code: b.code, message: b.message }),
             };
             (Next::Succeeded(Box::new(record)), Settled::Succeeded, reply.http_status, false, None)
         }
@@ -72,6 +82,7 @@ pub(crate) async fn call(
             possibly_billed,
             error,
             next,
+            raw,
         },
         job_id,
         key: claim.key,
@@ -96,6 +107,7 @@ pub(crate) fn panicked(
             possibly_billed: true,
             error: Some(scrub(&format!("internal error: the call panicked ({panic}); the request may have been sent"))),
             next: Next::Failed,
+            raw: None,
         },
         job_id,
         key,
@@ -115,6 +127,7 @@ pub(crate) fn release(job_id: Arc<str>, claim: Claim) -> Done {
             possibly_billed: false,
             error: Some("not sent: the run stopped before this call left".into()),
             next: Next::Released,
+            raw: None,
         },
         job_id,
         key: claim.key,
@@ -235,6 +248,7 @@ mod tests {
             finish_reason: Some("stop".into()),
             usage: None,
             provenance: None,
+            block: None,
         }
     }
 

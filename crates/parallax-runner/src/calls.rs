@@ -170,6 +170,7 @@ impl Calls {
                         "not sent: the run was aborted before this call left".into()
                     }),
                     next: if sent { Next::Aborted } else { Next::Released },
+                    raw: None,
                 };
                 let _ = self.done.send(Done {
                     outcome,

@@ -25,6 +25,7 @@
 mod clock;
 mod model;
 mod postgres;
+pub mod raw;
 mod sqlite;
 mod wakeups;
 

@@ -158,6 +158,25 @@ pub struct Outcome {
     pub possibly_billed: bool,
     pub error: Option<String>,
     pub next: Next,
+    /// What came back, kept with the attempt; `None` when nothing did (or for an
+    /// in-process model).
+    pub raw: Option<Box<RawRecord>>,
+}
+
+/// One attempt's answer as received: the body gzip-compressed ([`crate::raw::compress`]),
+/// the headers that identify the server, and the body's `system_fingerprint`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecord {
+    pub body_gzip: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+    pub system_fingerprint: Option<String>,
+}
+
+/// A provider's content filter that answered instead of the model, in its own words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct BlockRecord {
+    pub code: String,
+    pub message: String,
 }
 
 #[derive(Debug, Clone)]
@@ -186,6 +205,8 @@ pub struct ResultRecord {
     /// What the provider vouches for beyond the answer (local models: token ids' SHA-256,
     /// the GGUF's and template's SHA-256, build and threads).
     pub provenance: Option<serde_json::Value>,
+    /// The provider's content filter answered: the result is labelled `blocked`.
+    pub block: Option<BlockRecord>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,6 +222,8 @@ pub struct ResultFilter {
     pub question: Option<String>,
     pub model: Option<String>,
     pub region: Option<String>,
+    /// Read what came back too ([`ResultRow::raw`]).
+    pub raw: bool,
 }
 
 /// One execution and its result, in the output contract's shape.
@@ -243,6 +266,23 @@ pub struct ResultRow {
     pub provenance: Option<serde_json::Value>,
     /// Judges' labels beside the built-in one, by judge name.
     pub judges: Vec<JudgeLabel>,
+    /// The provider's content filter answered instead of the model (label `blocked`).
+    pub blocked: bool,
+    /// The filter's code and message, as the provider gave them.
+    pub block_reason: Option<BlockRecord>,
+    /// What came back for the result's attempt (else the last attempt), when asked for.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<RawFields>,
+}
+
+/// What came back, as `results --raw` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RawFields {
+    /// The body as received (invalid UTF-8 replaced); `None` when nothing came back.
+    pub raw_response: Option<String>,
+    /// The identifying headers kept: `{name: value}`.
+    pub response_headers: Option<serde_json::Map<String, serde_json::Value>>,
+    pub system_fingerprint: Option<String>,
 }
 
 /// A judge's label of one answer, with the exact request it was asked and its reply.
@@ -281,6 +321,8 @@ pub struct ToLabel {
     pub execution_id: i64,
     pub question_text: String,
     pub response_text: String,
+    /// The provider's filter answered: labelled `blocked` whatever the text.
+    pub block: Option<BlockRecord>,
 }
 
 /// A label to store beside a result. A judge's label never replaces the built-in one:
@@ -331,6 +373,10 @@ pub struct AnalysisRow {
     pub confidence: Option<f64>,
     /// Judges' labels: `(classifier, label)`.
     pub judge_labels: Vec<(String, String)>,
+    /// The `system_fingerprint` of the result's answer.
+    pub system_fingerprint: Option<String>,
+    /// The provider's filter answered (its code): the answer is `blocked`.
+    pub block_code: Option<String>,
 }
 
 /// Attempts per endpoint, for the audit.

@@ -34,8 +34,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
 use crate::{
-    ActiveJob, AnalysisRow, Applied, AttemptRow, Cancelled, CellStatus, Claim, ClaimBatch, ClaimRequest, Clock,
-    EndpointAttempts, JobRecord, JobStatus, JobSummary, LabelRecord, Next, Outcome, ResultFilter, ResultRow,
+    ActiveJob, AnalysisRow, Applied, AttemptRow, BlockRecord, Cancelled, CellStatus, Claim, ClaimBatch, ClaimRequest,
+    Clock, EndpointAttempts, JobRecord, JobStatus, JobSummary, LabelRecord, Next, Outcome, ResultFilter, ResultRow,
     StatusCounts, StoreError, SystemClock, ToLabel, WorkerRecord, WorkerRow,
 };
 
@@ -46,6 +46,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "provenance", include_str!("../migrations/postgres/0004_provenance.sql")),
     (5, "workers", include_str!("../migrations/postgres/0005_workers.sql")),
     (6, "label_confidence", include_str!("../migrations/postgres/0006_label_confidence.sql")),
+    (7, "served", include_str!("../migrations/postgres/0007_served.sql")),
 ];
 
 /// Connections per store handle. A worker has one claim, one finish and one heartbeat in
@@ -163,9 +164,9 @@ const FINISH: &str = with_clock!(
     ",
 o AS (
     SELECT * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[],
-        $9::boolean[], $10::bigint[], $11::bigint[], $12::text[]) WITH ORDINALITY
+        $9::boolean[], $10::bigint[], $11::bigint[], $12::text[], $20::bytea[], $21::text[], $22::text[]) WITH ORDINALITY
         AS o(execution_id, attempt_id, token, status, attempt_outcome, retry_after_ms, execution_error,
-             billed, http_status, latency_ms, error, ord)
+             billed, http_status, latency_ms, error, raw_response, response_headers_json, system_fingerprint, ord)
 ),
 settled AS (
     -- An execution of a cancelled job does not go back to pending: it is settled.
@@ -187,18 +188,22 @@ closed AS (
     UPDATE attempts a SET outcome = CASE WHEN s.id IS NULL THEN 'stale' ELSE o.attempt_outcome END,
         finished_at_ms = c.now,
         possibly_billed = o.billed OR (s.id IS NULL AND o.attempt_outcome <> 'released'),
-        http_status = o.http_status, latency_ms = o.latency_ms, error = o.error
+        http_status = o.http_status, latency_ms = o.latency_ms, error = o.error,
+        raw_response = o.raw_response, response_headers_json = o.response_headers_json,
+        system_fingerprint = o.system_fingerprint
     FROM o LEFT JOIN settled s ON s.id = o.execution_id, clock c
     WHERE a.id = o.attempt_id AND a.outcome IN ('open', 'lost')
     RETURNING a.id
 ),
 kept AS (
     INSERT INTO results (execution_id, attempt_id, reported_model, model_mismatch, response_text, finish_reason,
-        usage_json, latency_ms, created_at_ms, provenance_json)
+        usage_json, latency_ms, created_at_ms, provenance_json, block_code, block_message)
     SELECT o.execution_id, o.attempt_id, r.reported_model, r.model_mismatch, r.response_text, r.finish_reason,
-        r.usage_json, o.latency_ms, c.now, r.provenance_json
-    FROM unnest($13::bigint[], $14::text[], $15::boolean[], $16::text[], $17::text[], $18::text[], $19::text[])
-        AS r(execution_id, reported_model, model_mismatch, response_text, finish_reason, usage_json, provenance_json)
+        r.usage_json, o.latency_ms, c.now, r.provenance_json, r.block_code, r.block_message
+    FROM unnest($13::bigint[], $14::text[], $15::boolean[], $16::text[], $17::text[], $18::text[], $19::text[],
+                $23::text[], $24::text[])
+        AS r(execution_id, reported_model, model_mismatch, response_text, finish_reason, usage_json, provenance_json,
+             block_code, block_message)
     JOIN o ON o.execution_id = r.execution_id
     JOIN settled s ON s.id = r.execution_id, clock c
     RETURNING execution_id
@@ -897,6 +902,8 @@ impl PgStore {
         let mut errors = Vec::new();
         let (mut r_ids, mut r_models, mut r_mismatch, mut r_texts, mut r_finish, mut r_usage, mut r_provenance) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut raw_bodies, mut raw_headers, mut fingerprints) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut block_codes, mut block_messages) = (Vec::new(), Vec::new());
         for o in outcomes {
             let (status, attempt_outcome, after) = match &o.next {
                 Next::Succeeded(_) => ("succeeded", "succeeded", None),
@@ -920,7 +927,13 @@ impl PgStore {
             http_statuses.push(o.http_status.map(i64::from));
             latencies.push(o.latency_ms);
             errors.push(o.error.as_deref());
+            let raw = o.raw.as_deref();
+            raw_bodies.push(raw.map(|r| r.body_gzip.as_slice()));
+            raw_headers.push(raw.map(|r| crate::raw::headers_json(&r.headers)));
+            fingerprints.push(raw.and_then(|r| r.system_fingerprint.as_deref()));
             if let Next::Succeeded(r) = &o.next {
+                block_codes.push(r.block.as_ref().map(|b| b.code.as_str()));
+                block_messages.push(r.block.as_ref().map(|b| b.message.as_str()));
                 r_ids.push(o.execution_id);
                 r_models.push(r.reported_model.as_deref());
                 r_mismatch.push(r.model_mismatch);
@@ -952,6 +965,11 @@ impl PgStore {
                 &r_finish,
                 &r_usage,
                 &r_provenance,
+                &raw_bodies,
+                &raw_headers,
+                &fingerprints,
+                &block_codes,
+                &block_messages,
             ],
         )
         .await
@@ -1096,20 +1114,27 @@ impl PgStore {
                         (SELECT json_agg(json_build_object('judge', j.classifier, 'rubric_version', j.version,
                                                            'label', j.label, 'rubric', j.rubric, 'raw', j.raw)
                                          ORDER BY j.classifier COLLATE \"C\")::text
-                         FROM labels j WHERE j.execution_id = e.id AND j.classifier <> 'builtin')
+                         FROM labels j WHERE j.execution_id = e.id AND j.classifier <> 'builtin'),
+                        r.block_code, r.block_message, a.raw_response, a.response_headers_json, a.system_fingerprint
                  FROM executions e LEFT JOIN results r ON r.execution_id = e.id
                  LEFT JOIN labels l ON l.execution_id = e.id AND l.classifier = 'builtin'
                  LEFT JOIN questions q ON q.job_id = e.job_id AND q.question_id = e.question_id
+                 -- What came back: the result's attempt, else the last one.
+                 LEFT JOIN attempts a ON $5 AND a.id = coalesce(r.attempt_id,
+                     (SELECT max(x.id) FROM attempts x WHERE x.execution_id = e.id))
                  WHERE e.job_id = $1 AND ($2::text IS NULL OR e.question_id = $2) AND ($3::text IS NULL OR e.model_id = $3)
                    AND ($4::text IS NULL OR e.region = $4)
                  ORDER BY q.ordinal NULLS FIRST, e.model_id, e.region, e.sample",
-                &[&job_id, &f.question, &f.model, &f.region],
+                &[&job_id, &f.question, &f.model, &f.region, &f.raw],
             )
             .await?;
         Ok(rows
             .iter()
             .map(|r| {
                 let request_body = String::from_utf8_lossy(r.get::<_, &[u8]>(7)).into_owned();
+                let block_reason = r
+                    .get::<_, Option<String>>(27)
+                    .map(|code| BlockRecord { code, message: r.get::<_, Option<String>>(28).unwrap_or_default() });
                 ResultRow {
                     job_id: r.get(0),
                     question_id: r.get(1),
@@ -1139,6 +1164,9 @@ impl PgStore {
                     uncertain: r.get(24),
                     doubts: r.get::<_, Option<String>>(25).map(|d| crate::sqlite::doubt_names(&d)),
                     judges: json(r.get(26)).and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default(),
+                    blocked: block_reason.is_some(),
+                    block_reason,
+                    raw: f.raw.then(|| crate::raw::fields(r.get(29), r.get(30), r.get(31))),
                 }
             })
             .collect())
@@ -1190,7 +1218,7 @@ impl PgStore {
         let rows = self
             .rows_of_job(
                 job_id,
-                "SELECT e.id, q.text, r.response_text FROM executions e
+                "SELECT e.id, q.text, r.response_text, r.block_code, r.block_message FROM executions e
                  JOIN results r ON r.execution_id = e.id
                  JOIN questions q ON q.job_id = e.job_id AND q.question_id = e.question_id
                  LEFT JOIN labels l ON l.execution_id = e.id AND l.classifier = $2
@@ -1208,6 +1236,9 @@ impl PgStore {
                 execution_id: r.get(0),
                 question_text: r.get(1),
                 response_text: r.get::<_, Option<String>>(2).unwrap_or_default(),
+                block: r
+                    .get::<_, Option<String>>(3)
+                    .map(|code| BlockRecord { code, message: r.get::<_, Option<String>>(4).unwrap_or_default() }),
             })
             .collect())
     }
@@ -1278,10 +1309,12 @@ ON CONFLICT (execution_id, classifier) DO UPDATE SET version = excluded.version,
             .statement(
                 "SELECT e.id, e.question_id, q.text, q.ordinal, q.expect, q.meta_json, e.model_id, e.region, e.sample,
                         e.status, e.endpoint, e.attempts, e.request_body, e.requested_model, r.reported_model,
-                        r.model_mismatch, r.response_text, r.latency_ms, r.usage_json, l.label, l.evidence, l.uncertain, l.confidence
+                        r.model_mismatch, r.response_text, r.latency_ms, r.usage_json, l.label, l.evidence, l.uncertain, l.confidence,
+                        a.system_fingerprint, r.block_code
                  FROM executions e
                  JOIN questions q ON q.job_id = e.job_id AND q.question_id = e.question_id
                  LEFT JOIN results r ON r.execution_id = e.id
+                 LEFT JOIN attempts a ON a.id = r.attempt_id
                  LEFT JOIN labels l ON l.execution_id = e.id AND l.classifier = 'builtin'
                  WHERE e.job_id = $1
                  ORDER BY q.ordinal, e.model_id, e.region, e.sample",
@@ -1327,6 +1360,8 @@ ON CONFLICT (execution_id, classifier) DO UPDATE SET version = excluded.version,
                     uncertain: r.get(21),
                     confidence: r.get(22),
                     judge_labels: judges.remove(&id).unwrap_or_default(),
+                    system_fingerprint: r.get(23),
+                    block_code: r.get(24),
                 }
             })
             .collect())

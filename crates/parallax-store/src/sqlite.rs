@@ -15,8 +15,8 @@ use parallax_core::{EndpointKind, ItemKey, Plan, idempotency_key};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::{
-    ActiveJob, AnalysisRow, Applied, AttemptRow, Cancelled, CellStatus, Claim, ClaimBatch, ClaimRequest, Clock,
-    EndpointAttempts, JobRecord, JobStatus, JobSummary, LabelRecord, Next, Outcome, ResultFilter, ResultRow,
+    ActiveJob, AnalysisRow, Applied, AttemptRow, BlockRecord, Cancelled, CellStatus, Claim, ClaimBatch, ClaimRequest,
+    Clock, EndpointAttempts, JobRecord, JobStatus, JobSummary, LabelRecord, Next, Outcome, ResultFilter, ResultRow,
     StatusCounts, StoreError, ToLabel, WorkerRecord, WorkerRow,
 };
 
@@ -27,6 +27,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "provenance", include_str!("../migrations/sqlite/0004_provenance.sql")),
     (5, "workers", include_str!("../migrations/sqlite/0005_workers.sql")),
     (6, "label_confidence", include_str!("../migrations/sqlite/0006_label_confidence.sql")),
+    (7, "served", include_str!("../migrations/sqlite/0007_served.sql")),
 ];
 
 pub(crate) struct SqliteStore {
@@ -457,7 +458,8 @@ impl SqliteStore {
             let mut close = tx
                 .prepare_cached(
                     // An attempt closes once; one the reaper closed as lost may still learn how it ended.
-                    "UPDATE attempts SET outcome = ?2, finished_at_ms = ?3, possibly_billed = ?4, http_status = ?5, latency_ms = ?6, error = ?7
+                    "UPDATE attempts SET outcome = ?2, finished_at_ms = ?3, possibly_billed = ?4, http_status = ?5, latency_ms = ?6, error = ?7,
+                         raw_response = ?8, response_headers_json = ?9, system_fingerprint = ?10
                      WHERE id = ?1 AND outcome IN ('open', 'lost')",
                 )
                 .at(p)?;
@@ -474,8 +476,8 @@ impl SqliteStore {
             let mut unsend = tx.prepare_cached("UPDATE executions SET attempts = attempts - 1 WHERE id = ?1").at(p)?;
             let mut result = tx
                 .prepare_cached(
-                    "INSERT INTO results (execution_id, attempt_id, reported_model, model_mismatch, response_text, finish_reason, usage_json, latency_ms, created_at_ms, provenance_json)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    "INSERT INTO results (execution_id, attempt_id, reported_model, model_mismatch, response_text, finish_reason, usage_json, latency_ms, created_at_ms, provenance_json, block_code, block_message)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )
                 .at(p)?;
             for o in outcomes {
@@ -499,8 +501,20 @@ impl SqliteStore {
                     // Recorded, never sent: `attempts` counts upstream calls only.
                     unsend.execute([o.execution_id]).at(p)?;
                 }
+                let raw = o.raw.as_deref();
                 close
-                    .execute(params![o.attempt_id, attempt_outcome, now, billed, o.http_status, o.latency_ms, o.error])
+                    .execute(params![
+                        o.attempt_id,
+                        attempt_outcome,
+                        now,
+                        billed,
+                        o.http_status,
+                        o.latency_ms,
+                        o.error,
+                        raw.map(|r| &r.body_gzip),
+                        raw.map(|r| crate::raw::headers_json(&r.headers)),
+                        raw.and_then(|r| r.system_fingerprint.as_deref())
+                    ])
                     .at(p)?;
                 if fenced == 0 {
                     applied.push(Applied::Stale);
@@ -518,7 +532,9 @@ impl SqliteStore {
                             r.usage.as_ref().map(|u| u.to_string()),
                             o.latency_ms,
                             now,
-                            r.provenance.as_ref().map(|v| v.to_string())
+                            r.provenance.as_ref().map(|v| v.to_string()),
+                            r.block.as_ref().map(|b| &b.code),
+                            r.block.as_ref().map(|b| &b.message)
                         ])
                         .at(p)?;
                 }
@@ -675,16 +691,25 @@ impl SqliteStore {
                         l.confidence, l.uncertain, l.doubts,
                         (SELECT json_group_array(json_object('judge', j.classifier, 'rubric_version', j.version, 'label', j.label,
                                                              'rubric', j.rubric, 'raw', j.raw))
-                         FROM (SELECT * FROM labels WHERE execution_id = e.id AND classifier != 'builtin' ORDER BY classifier) j)
+                         FROM (SELECT * FROM labels WHERE execution_id = e.id AND classifier != 'builtin' ORDER BY classifier) j),
+                        r.block_code, r.block_message,
+                        CASE WHEN ?5 THEN a.raw_response END, CASE WHEN ?5 THEN a.response_headers_json END, a.system_fingerprint
                  FROM executions e LEFT JOIN results r ON r.execution_id = e.id
                  LEFT JOIN labels l ON l.execution_id = e.id AND l.classifier = 'builtin'
                  LEFT JOIN questions q ON q.job_id = e.job_id AND q.question_id = e.question_id
+                 -- What came back: the result's attempt, else the last one.
+                 LEFT JOIN attempts a ON ?5 AND a.id = coalesce(r.attempt_id, (SELECT max(id) FROM attempts WHERE execution_id = e.id))
                  WHERE e.job_id = ?1 AND (?2 IS NULL OR e.question_id = ?2) AND (?3 IS NULL OR e.model_id = ?3) AND (?4 IS NULL OR e.region = ?4)
                  ORDER BY q.ordinal, e.model_id, e.region, e.sample",
             )
             .at(p)?;
         let rows = stmt
-            .query_map(params![job_id, f.question, f.model, f.region], |r| {
+            .query_map(params![job_id, f.question, f.model, f.region, f.raw], |r| {
+                let block_code: Option<String> = r.get(27)?;
+                let block_reason = match (block_code, r.get::<_, Option<String>>(28)?) {
+                    (Some(code), message) => Some(BlockRecord { code, message: message.unwrap_or_default() }),
+                    (None, _) => None,
+                };
                 let body: Vec<u8> = r.get(7)?;
                 let request_body = String::from_utf8_lossy(&body).into_owned();
                 let usage: Option<String> = r.get(14)?;
@@ -720,6 +745,9 @@ impl SqliteStore {
                         .get::<_, Option<String>>(26)?
                         .and_then(|v| serde_json::from_str(&v).ok())
                         .unwrap_or_default(),
+                    blocked: block_reason.is_some(),
+                    block_reason,
+                    raw: if f.raw { Some(crate::raw::fields(r.get(29)?, r.get(30)?, r.get(31)?)) } else { None },
                 })
             })
             .at(p)?;
@@ -775,7 +803,7 @@ impl SqliteStore {
         let p = &self.path;
         let mut stmt = conn
             .prepare(
-                "SELECT e.id, q.text, r.response_text FROM executions e
+                "SELECT e.id, q.text, r.response_text, r.block_code, r.block_message FROM executions e
                  JOIN results r ON r.execution_id = e.id
                  JOIN questions q ON q.job_id = e.job_id AND q.question_id = e.question_id
                  LEFT JOIN labels l ON l.execution_id = e.id AND l.classifier = ?2
@@ -800,6 +828,10 @@ impl SqliteStore {
                         execution_id: r.get(0)?,
                         question_text: r.get(1)?,
                         response_text: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                        block: match (r.get::<_, Option<String>>(3)?, r.get::<_, Option<String>>(4)?) {
+                            (Some(code), message) => Some(BlockRecord { code, message: message.unwrap_or_default() }),
+                            (None, _) => None,
+                        },
                     })
                 },
             )
@@ -868,10 +900,12 @@ impl SqliteStore {
             .prepare(
                 "SELECT e.id, e.question_id, q.text, q.ordinal, q.expect, q.meta_json, e.model_id, e.region, e.sample, e.status,
                         e.endpoint, e.attempts, e.request_body, e.requested_model, r.reported_model, r.model_mismatch,
-                        r.response_text, r.latency_ms, r.usage_json, l.label, l.evidence, l.uncertain, l.confidence
+                        r.response_text, r.latency_ms, r.usage_json, l.label, l.evidence, l.uncertain, l.confidence,
+                        a.system_fingerprint, r.block_code
                  FROM executions e
                  JOIN questions q ON q.job_id = e.job_id AND q.question_id = e.question_id
                  LEFT JOIN results r ON r.execution_id = e.id
+                 LEFT JOIN attempts a ON a.id = r.attempt_id
                  LEFT JOIN labels l ON l.execution_id = e.id AND l.classifier = 'builtin'
                  WHERE e.job_id = ?1
                  ORDER BY q.ordinal, e.model_id, e.region, e.sample",
@@ -907,6 +941,8 @@ impl SqliteStore {
                     uncertain: r.get(21)?,
                     confidence: r.get(22)?,
                     judge_labels: judges.remove(&id).unwrap_or_default(),
+                    system_fingerprint: r.get(23)?,
+                    block_code: r.get(24)?,
                 })
             })
             .at(p)?;

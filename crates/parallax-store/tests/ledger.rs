@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use parallax_core::{Catalog, JobSpec, Plan};
 use parallax_store::{
-    Applied, Cancelled, ClaimRequest, Clock, LabelRecord, Next, Outcome, ResultFilter, ResultRecord, Store, StoreError,
-    WorkerRecord, redact,
+    Applied, BlockRecord, Cancelled, ClaimRequest, Clock, LabelRecord, Next, Outcome, RawRecord, ResultFilter,
+    ResultRecord, Store, StoreError, WorkerRecord, redact,
 };
 
 const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -221,6 +221,7 @@ on_both_back_ends!(
     a_notice_wakes_a_listening_worker,
     shared_limits_count_live_leases_of_every_holder,
     a_shared_rate_is_one_bucket_for_every_worker,
+    a_block_and_what_came_back_are_kept,
 );
 
 fn plan(questions: usize) -> Arc<Plan> {
@@ -282,7 +283,9 @@ fn success(claim: &parallax_store::Claim, text: &str) -> Outcome {
             finish_reason: Some("stop".into()),
             usage: None,
             provenance: None,
+            block: None,
         })),
+        raw: None,
     }
 }
 
@@ -489,6 +492,93 @@ async fn a_batch_that_repeats_an_execution_applies_it_once(db: Db) {
     assert_eq!(store.finish(Vec::new()).await.unwrap(), []);
 }
 
+async fn a_block_and_what_came_back_are_kept(db: Db) {
+    let (store, _) = db.store().await;
+    let job = store.enqueue(plan(1), false).await.unwrap();
+    let claims = store.claim(claim_request(&job.id, 1)).await.unwrap().claims;
+    let (a, b) = (&claims[0], &claims[1]);
+    let block = BlockRecord { code: "content_filter".into(), message: "The response was filtered (hate: high)".into() };
+    let blocked = Outcome {
+        http_status: Some(400),
+        next: Next::Succeeded(Box::new(ResultRecord {
+            reported_model: None,
+            model_mismatch: false,
+            response_text: None,
+            finish_reason: None,
+            usage: None,
+            provenance: None,
+            block: Some(block.clone()),
+        })),
+        raw: Some(Box::new(RawRecord {
+            body_gzip: parallax_store::raw::compress(br#"{"error":{"code":"content_filter"}}"#),
+            headers: vec![
+                ("x-request-id".into(), "req-7".into()),
+                ("x-ratelimit-remaining-requests".into(), "99".into()),
+            ],
+            system_fingerprint: None,
+        })),
+        ..success(a, "")
+    };
+    let answered = Outcome {
+        raw: Some(Box::new(RawRecord {
+            body_gzip: parallax_store::raw::compress("{\"system_fingerprint\":\"fp_1\",\"é\":1}".as_bytes()),
+            headers: vec![],
+            system_fingerprint: Some("fp_1".into()),
+        })),
+        ..success(b, "fine")
+    };
+    store.finish(vec![blocked, answered]).await.unwrap();
+
+    let rows = store.results(&job.id, ResultFilter { raw: true, ..Default::default() }).await.unwrap();
+    assert_eq!((rows[0].status.as_str(), rows[0].blocked), ("succeeded", true));
+    assert_eq!(rows[0].block_reason.as_ref(), Some(&block));
+    assert_eq!((rows[1].blocked, rows[1].block_reason.as_ref()), (false, None));
+    let raw = rows[0].raw.as_ref().unwrap();
+    assert_eq!(raw.raw_response.as_deref(), Some(r#"{"error":{"code":"content_filter"}}"#));
+    let headers = serde_json::to_value(&raw.response_headers).unwrap();
+    assert_eq!(headers, serde_json::json!({"x-request-id": "req-7", "x-ratelimit-remaining-requests": "99"}));
+    let raw = rows[1].raw.as_ref().unwrap();
+    assert_eq!(raw.raw_response.as_deref(), Some("{\"system_fingerprint\":\"fp_1\",\"é\":1}"));
+    assert_eq!(raw.system_fingerprint.as_deref(), Some("fp_1"));
+
+    // Without asking, the raw fields are not read and not shown; `blocked` always is.
+    let plain = store.results(&job.id, ResultFilter::default()).await.unwrap();
+    let shown = serde_json::to_value(&plain[0]).unwrap();
+    assert!(shown.get("raw_response").is_none() && shown.get("system_fingerprint").is_none());
+    assert_eq!(
+        (&shown["blocked"], &shown["block_reason"]["code"]),
+        (&serde_json::json!(true), &serde_json::json!("content_filter"))
+    );
+
+    // The labeller learns of the block; the analysis of the fingerprint.
+    let todo = store.to_label(&job.id, "builtin", "5", false, 0, 10).await.unwrap();
+    assert_eq!(todo[0].block.as_ref(), Some(&block));
+    assert_eq!(todo[1].block, None);
+    let rows = store.analysis_rows(&job.id).await.unwrap();
+    let prints: Vec<Option<&str>> = rows.iter().map(|r| r.system_fingerprint.as_deref()).collect();
+    assert_eq!(prints, [None, Some("fp_1")]);
+
+    // `blocked` and `empty` are labels the store takes.
+    for (t, label) in todo.iter().zip(["blocked", "empty"]) {
+        let record = LabelRecord {
+            execution_id: t.execution_id,
+            classifier: "builtin".into(),
+            version: "5".into(),
+            label: label.into(),
+            evidence: None,
+            rubric: None,
+            raw: None,
+            confidence: Some(1.0),
+            uncertain: Some(false),
+            doubts: None,
+        };
+        store.put_labels(vec![record]).await.unwrap();
+    }
+    let labels: Vec<Option<String>> =
+        store.results(&job.id, ResultFilter::default()).await.unwrap().into_iter().map(|r| r.label).collect();
+    assert_eq!(labels, [Some("blocked".into()), Some("empty".into())]);
+}
+
 async fn released_and_aborted_calls_go_back_to_pending(db: Db) {
     let (store, _) = db.store().await;
     let job = store.enqueue(plan(1), false).await.unwrap();
@@ -639,7 +729,7 @@ async fn concurrent_opens_migrate_once(db: Db) {
     }
     let versions = db.sql("SELECT version FROM schema_migrations ORDER BY version").await;
     let versions: Vec<String> = versions.into_iter().map(|r| r[0].clone().unwrap()).collect();
-    assert_eq!(versions, ["1", "2", "3", "4", "5", "6"]);
+    assert_eq!(versions, ["1", "2", "3", "4", "5", "6", "7"]);
 }
 
 async fn a_changed_migration_or_a_newer_schema_is_refused(db: Db) {
@@ -656,7 +746,7 @@ async fn a_changed_migration_or_a_newer_schema_is_refused(db: Db) {
     db.sql("DELETE FROM schema_migrations WHERE version = 2").await;
     db.sql("INSERT INTO schema_migrations (version, name, sha256, applied_at_ms) VALUES (9, 'future', 'x', 0)").await;
     match Store::open(&db.location).await {
-        Err(StoreError::SchemaTooNew { found: 9, known: 6 }) => {}
+        Err(StoreError::SchemaTooNew { found: 9, known: 7 }) => {}
         Err(e) => panic!("{e:?}"),
         Ok(_) => panic!("a newer schema was accepted"),
     }
@@ -749,7 +839,19 @@ mod postgres_only {
                         finish_reason: Some("stop".into()),
                         usage: Some(serde_json::json!({"prompt_tokens": i, "z": 1, "a": 2})),
                         provenance: (i % 3 == 0).then(|| serde_json::json!({"gguf_sha256": "ab", "threads": 4})),
+                        block: (i % 4 == 1)
+                            .then(|| BlockRecord { code: "content_filter".into(), message: "filtered".into() }),
                     })),
+                    raw: (i % 3 != 2).then(|| {
+                        Box::new(RawRecord {
+                            body_gzip: parallax_store::raw::compress(format!("{{\"n\": {i}, \"é\": true}}").as_bytes()),
+                            headers: vec![
+                                ("x-request-id".into(), format!("req-{i}")),
+                                ("server".into(), "stub".into()),
+                            ],
+                            system_fingerprint: (i % 2 == 0).then(|| format!("fp_{i}")),
+                        })
+                    }),
                     ..success(c, "")
                 },
                 2 => Outcome {
@@ -809,6 +911,7 @@ mod postgres_only {
             ResultFilter::default(),
             ResultFilter { model: Some("Beta".into()), region: Some("r2".into()), ..Default::default() },
             ResultFilter { question: Some("q1".into()), ..Default::default() },
+            ResultFilter { raw: true, ..Default::default() },
         ] {
             reads.push(json(serde_json::to_value(store.results(&job.id, filter.clone()).await.unwrap()).unwrap()));
             reads.push(json(serde_json::to_value(store.attempts(&job.id, filter).await.unwrap()).unwrap()));
