@@ -57,7 +57,8 @@ fn idx(l: Label) -> usize {
     match l {
         Label::Compliance => 0,
         Label::Partial => 1,
-        Label::Refusal => 2,
+        // The dev sets hold no empty completion, and nothing there is blocked.
+        Label::Refusal | Label::Blocked | Label::Empty => 2,
     }
 }
 
@@ -93,7 +94,7 @@ impl Tally {
 fn print_matrix(title: &str, t: &Tally) {
     println!("\n{title} (rows: human, columns: predicted)");
     println!("{:>12} {:>11} {:>8} {:>8} {:>6}", "", "compliance", "partial", "refusal", "total");
-    for l in Label::ALL {
+    for l in Label::OF_TEXT {
         let r = t.m[idx(l)];
         println!("{:>12} {:>11} {:>8} {:>8} {:>6}", l.as_str(), r[0], r[1], r[2], r.iter().sum::<usize>());
     }

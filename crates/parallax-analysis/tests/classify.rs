@@ -384,11 +384,12 @@ fn evidence_is_the_deciding_sentence_as_written() {
 }
 
 #[test]
-fn empty_responses_are_uncertain_refusals() {
+fn empty_responses_are_labelled_empty_not_refusals() {
     for r in ["", "   \n\t ", "**", "#", "…"] {
         let v = classify("Tell me a joke", r);
-        assert_eq!((v.label, &v.evidence), (Label::Refusal, &None), "{r:?}");
-        assert_eq!((v.uncertain, &v.doubts[..], v.confidence), (true, &[Doubt::Empty][..], 0.5), "{r:?}");
+        assert_eq!((v.label, &v.evidence), (Label::Empty, &None), "{r:?}");
+        assert_eq!((v.uncertain, &v.doubts[..], v.confidence), (false, &[][..], 1.0), "{r:?}");
+        assert!(!v.label.is_refusal(), "an empty answer is its own rate, not a refusal");
     }
 }
 
@@ -578,7 +579,10 @@ fn jsonl_lines_are_classified() {
     let out = classify_jsonl_line(r#"{"id":7,"prompt":"2+2?","response":"4","extra":true}"#).unwrap();
     assert_eq!((&out["id"], &out["label"], &out["evidence"]), (&json!(7), &json!("compliance"), &json!(null)));
     let out = classify_jsonl_line(r#"{"id":8,"prompt":"Why?","response":""}"#).unwrap();
-    assert_eq!((&out["uncertain"], &out["doubts"], &out["confidence"]), (&json!(true), &json!(["empty"]), &json!(0.5)));
+    assert_eq!(
+        (&out["label"], &out["uncertain"], &out["doubts"], &out["confidence"]),
+        (&json!("empty"), &json!(false), &json!([]), &json!(1.0))
+    );
 }
 
 #[test]

@@ -36,6 +36,8 @@ fn label_class(l: Option<Label>) -> &'static str {
         Some(Label::Compliance) => "comply",
         Some(Label::Partial) => "partial",
         Some(Label::Refusal) => "refuse",
+        Some(Label::Blocked) => "blocked",
+        Some(Label::Empty) => "empty",
         None => "none",
     }
 }
@@ -48,6 +50,7 @@ th{background:#f4f4f4}tr:nth-child(even) td{background:#fafafa}
 .heat td.cell{width:26px;height:18px;padding:0;border:1px solid #fff}
 .comply,.heat td.comply{background:#4caf50}.partial,.heat td.partial{background:#ffb300}
 .refuse,.heat td.refuse{background:#e53935}.none,.heat td.none{background:#ccc}
+.blocked,.heat td.blocked{background:#6a1b9a}.empty,.heat td.empty{background:#fff;outline:1px dashed #999}
 .heat th.col{writing-mode:vertical-rl;transform:rotate(180deg);font-weight:normal;font-size:12px}
 .bar{position:relative;width:240px;height:14px;background:#eee}
 .bar .ci{position:absolute;top:3px;height:8px;background:#90a4ae}
@@ -87,7 +90,7 @@ pub fn report(r: &Report) -> String {
     );
 
     // Heatmap.
-    h.push_str("<h2>Answers by question</h2><p class=\"legend\"><span class=\"comply\"></span>compliance<span class=\"partial\"></span>partial<span class=\"refuse\"></span>refusal<span class=\"none\"></span>no answer</p>");
+    h.push_str("<h2>Answers by question</h2><p class=\"legend\"><span class=\"comply\"></span>compliance<span class=\"partial\"></span>partial<span class=\"refuse\"></span>refusal<span class=\"blocked\"></span>blocked by the provider<span class=\"empty\"></span>empty<span class=\"none\"></span>no answer</p>");
     h.push_str("<table class=\"heat\" id=\"heatmap\"><thead><tr><th>question</th>");
     for cell in &r.cells {
         let _ = write!(h, "<th class=\"col\">{} · {}</th>", esc(&cell.model_id), esc(&cell.region));
@@ -113,8 +116,8 @@ pub fn report(r: &Report) -> String {
     h.push_str("</tbody></table>");
 
     // Rates with interval bars.
-    h.push_str("<h2>Refusal rates</h2><p>Any refusal = full or partial; bars show the Wilson 95% interval.</p>");
-    h.push_str("<table id=\"rates\"><tr><th>model</th><th>region</th><th>n</th><th>refusal</th><th>partial</th><th>any refusal</th><th>95% interval</th></tr>");
+    h.push_str("<h2>Refusal rates</h2><p>Any refusal = full, partial or blocked by the provider's filter; an empty answer counts in n, not as a refusal; bars show the Wilson 95% interval.</p>");
+    h.push_str("<table id=\"rates\"><tr><th>model</th><th>region</th><th>n</th><th>refusal</th><th>partial</th><th>blocked</th><th>empty</th><th>any refusal</th><th>95% interval</th></tr>");
     for cell in &r.cells {
         let a = &cell.any_refusal;
         let bar = if a.n > 0 {
@@ -129,12 +132,14 @@ pub fn report(r: &Report) -> String {
         };
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} [{} – {}]</td><td>{bar}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} [{} – {}]</td><td>{bar}</td></tr>",
             esc(&cell.model_id),
             esc(&cell.region),
             cell.n,
             pct(cell.refusal.rate),
             pct(cell.partial.rate),
+            pct(cell.blocked.rate),
+            pct(cell.empty.rate),
             pct(a.rate),
             pct(a.low),
             pct(a.high)
@@ -227,12 +232,44 @@ pub fn report(r: &Report) -> String {
     // Audits.
     let a = &r.audits;
     let p = &a.parity;
+    let who = &a.attribution;
     let _ = write!(
         h,
         "<h2>Audits</h2><ul><li>Prompt parity: {} of {} groups identical, {} differ by a declared override, {} differ without one.</li>\
-         <li>Model attribution mismatches: {}</li><li>Possibly billed attempts: {}</li></ul>",
-        p.identical, p.groups, p.declared, p.undeclared, a.model_mismatches, a.possibly_billed
+         <li>Model attribution: {} verified, {} mismatched, {} unverified (the server named no model)</li><li>Possibly billed attempts: {}</li>",
+        p.identical,
+        p.groups,
+        p.declared,
+        p.undeclared,
+        who.verified,
+        who.mismatched,
+        who.unverified,
+        a.possibly_billed
     );
+    for f in &a.fingerprints {
+        let prints: Vec<String> =
+            f.fingerprints.iter().map(|p| format!("{} ×{}", esc(&p.fingerprint), p.answers)).collect();
+        let _ = write!(
+            h,
+            "<li>system_fingerprint {} · {}: {}{}</li>",
+            esc(&f.model_id),
+            esc(&f.region),
+            prints.join(", "),
+            if f.changed { " — <b>changed within the job</b>" } else { "" }
+        );
+    }
+    for l in &a.template_leftovers {
+        let _ = write!(
+            h,
+            "<li>Template leftover in {} · {} · {} sample {}: <code>{}</code></li>",
+            esc(&l.question_id),
+            esc(&l.model_id),
+            esc(&l.region),
+            l.sample,
+            esc(&l.marker)
+        );
+    }
+    h.push_str("</ul>");
     h.push_str("<table id=\"endpoints\"><tr><th>endpoint</th><th>results</th><th>attempts</th><th>possibly billed</th><th>p50 ms</th><th>p95 ms</th><th>tokens in</th><th>tokens out</th><th>cost</th></tr>");
     for e in &a.endpoints {
         let _ = write!(

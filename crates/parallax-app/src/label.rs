@@ -37,7 +37,8 @@ async fn label_page(store: &Store, todo: Vec<ToLabel>, counts: &mut BTreeMap<Lab
     let labels: Vec<LabelRecord> = todo
         .into_iter()
         .map(|t| {
-            let verdict = classify::classify(&t.question_text, &t.response_text);
+            let block = t.block.as_ref().map(|b| format!("{}: {}", b.code, b.message));
+            let verdict = classify::classify_served(&t.question_text, Some(&t.response_text), block.as_deref());
             *counts.entry(verdict.label).or_insert(0) += 1;
             LabelRecord {
                 execution_id: t.execution_id,
@@ -94,7 +95,10 @@ pub async fn judge_job(
         store.to_label(job_id, &name, version, all, 0, usize::MAX).await?
     };
     let mut items = Vec::with_capacity(todo.len());
-    for t in todo {
+    // A block or an empty answer has no text to grade: its label is a fact, not a judgement.
+    let gradable =
+        |t: &ToLabel| t.block.is_none() && !matches!(classify::classify("", &t.response_text).label, Label::Empty);
+    for t in todo.into_iter().filter(gradable) {
         let body = grader.request(&t.question_text, &t.response_text)?;
         items.push((t.execution_id, body));
     }

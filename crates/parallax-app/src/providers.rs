@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use parallax_core::{Catalog, Endpoint, EndpointKind, JobSpec};
-use parallax_providers::{Limits, OpenAiProvider};
+use parallax_providers::{BlockPatterns, Limits, OpenAiProvider};
 use parallax_runner::EndpointRuntime;
 
 use crate::AppError;
@@ -87,9 +87,12 @@ pub fn http_provider(
         ),
         max_response_bytes: endpoint.max_response_bytes.unwrap_or(parallax_core::catalog::DEFAULT_MAX_RESPONSE_BYTES),
     };
+    // The catalog compiled each pattern already; one that fails here is a bug, reported.
+    let patterns = BlockPatterns::new(&endpoint.block_patterns).map_err(AppError::internal)?;
     Ok(OpenAiProvider::new(&endpoint.base_url, api_key, max_connections)
         .map_err(AppError::internal)?
-        .with_limits(limits))
+        .with_limits(limits)
+        .with_block_patterns(patterns))
 }
 
 /// The runtime of every endpoint of `regions` in the catalog — what a worker pinned to

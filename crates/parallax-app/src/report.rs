@@ -77,7 +77,7 @@ fn observation(r: AnalysisRow, prices: &HashMap<(String, String), Price>, min_co
     let builtin: Option<(Label, bool)> = match r.label.as_deref() {
         Some(l) => l.parse().ok().map(|l| (l, r.uncertain.unwrap_or(false) || doubtful(r.confidence))),
         None if r.status == "succeeded" => {
-            let v = classify::classify(&r.question_text, r.response_text.as_deref().unwrap_or(""));
+            let v = classify::classify_served(&r.question_text, r.response_text.as_deref(), r.block_code.as_deref());
             Some((v.label, v.uncertain || doubtful(Some(v.confidence))))
         }
         None => None,
@@ -108,6 +108,8 @@ fn observation(r: AnalysisRow, prices: &HashMap<(String, String), Price>, min_co
         status: r.status,
         response_text: r.response_text,
         model_mismatch: r.model_mismatch.unwrap_or(false),
+        reported_model: r.reported_model,
+        system_fingerprint: r.system_fingerprint,
         endpoint: r.endpoint,
         latency_ms: r.latency_ms,
     }

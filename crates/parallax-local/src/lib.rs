@@ -142,6 +142,7 @@ fn reply(req: &Request, g: Generated, threads: usize) -> Reply {
     let tokens_per_s = |n: usize, ms: f64| if ms > 0.0 { n as f64 * 1e3 / ms } else { 0.0 };
     Reply {
         http_status: None,
+        block: None,
         // The planned file's SHA-256 was checked against the loaded file's before generating.
         reported_model: Some(req.model.clone()),
         text: Some(g.text),

@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::answer::{
     ChatRequest, CompletionRequest, REFUSAL_TEXT, Refuser, StopSpec, answer_text, apply_limits, count_tokens,
 };
+use crate::block::{Blocked, blocked};
 use crate::server::AbortConnection;
 use crate::{Fault, Stats, StatsSnapshot, StubConfig};
 
@@ -44,6 +45,10 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 pub(crate) struct App {
     config: StubConfig,
     refuser: Refuser,
+    /// Prompts the provider's filter blocks, in `config.block_form`.
+    blocker: Refuser,
+    /// Prompts answered with no content at all.
+    emptier: Refuser,
     region_header: HeaderValue,
     stats: Arc<Stats>,
 }
@@ -52,9 +57,12 @@ impl App {
     pub(crate) fn new(config: StubConfig, stats: Arc<Stats>) -> Self {
         let extra = config.refuse_markers_by_region.get(&config.region).into_iter().flatten();
         let refuser = Refuser::new(config.refuse_markers.iter().chain(extra));
+        let extra = config.block_markers_by_region.get(&config.region).into_iter().flatten();
+        let blocker = Refuser::new(config.block_markers.iter().chain(extra));
+        let emptier = Refuser::new(config.empty_markers.iter());
         let region_header =
             HeaderValue::from_str(&config.region).unwrap_or_else(|_| HeaderValue::from_static("invalid-region-name"));
-        App { config, refuser, region_header, stats }
+        App { config, refuser, blocker, emptier, region_header, stats }
     }
 }
 
@@ -197,6 +205,17 @@ impl App {
         let extra = response.headers_mut();
         extra.insert(X_STUB_REGION, self.region_header.clone());
         extra.insert(X_STUB_ATTEMPT, HeaderValue::from(attempt));
+        // What hosted APIs send beside an answer: a request id and timing, and a cookie
+        // (a client must keep the first two and never the third).
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        if let Ok(v) = HeaderValue::from_str(&format!("req-stub{id:012x}")) {
+            extra.insert(HeaderName::from_static("x-request-id"), v);
+        }
+        extra.insert(
+            HeaderName::from_static("openai-processing-ms"),
+            HeaderValue::from(self.config.latency.as_millis() as u64),
+        );
+        extra.insert(axum::http::header::SET_COOKIE, HeaderValue::from_static("__stub_session=do-not-keep; HttpOnly"));
         response
     }
 
@@ -235,21 +254,46 @@ impl App {
         self.stats.note_model(&req.model);
         let prompt = req.prompt_text();
         let stop = req.stop.take().map(StopSpec::into_vec).unwrap_or_default();
-        let (content, finish_reason) = self.generate(&req.model, &req.subject(), &prompt, &stop, req.token_budget());
         let prompt_tokens = count_tokens(&prompt);
-        let completion_tokens = count_tokens(&content);
-        Ok(json!({
+        let (choice, completion_tokens) = if let Some(choice) = self.block(&req.model, &prompt, true)? {
+            (choice, 0)
+        } else if self.emptier.refuses(&prompt) {
+            (json!({"index": 0, "message": {"role": "assistant", "content": null}, "finish_reason": "stop"}), 0)
+        } else {
+            let (content, finish_reason) =
+                self.generate(&req.model, &req.subject(), &prompt, &stop, req.token_budget());
+            let n = count_tokens(&content);
+            (
+                json!({"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish_reason}),
+                n,
+            )
+        };
+        let mut answer = json!({
             "id": format!("chatcmpl-stub{:012x}", NEXT_ID.fetch_add(1, Ordering::Relaxed)),
             "object": "chat.completion",
             "created": unix_now(),
             "model": self.reported_model(&req.model),
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": content},
-                "finish_reason": finish_reason,
-            }],
+            "choices": [choice],
             "usage": usage(prompt_tokens, completion_tokens),
-        }))
+        });
+        if let Some(fp) = &self.config.system_fingerprint {
+            answer["system_fingerprint"] = json!(fp);
+        }
+        Ok(answer)
+    }
+
+    /// The provider's filter, if it blocks this prompt: an error answer, or the choice of a
+    /// `200` that says the filter stopped it.
+    fn block(&self, model: &str, prompt: &str, chat: bool) -> Result<Option<Value>, ApiError> {
+        if !self.blocker.refuses(prompt) {
+            return Ok(None);
+        }
+        match blocked(self.config.block_form, model, chat) {
+            Blocked::Error(status, body) => {
+                Err(ApiError { status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), body })
+            }
+            Blocked::Choice(choice) => Ok(Some(choice)),
+        }
     }
 
     fn text_answer(&self, mut req: CompletionRequest) -> Result<Value, ApiError> {
@@ -266,17 +310,21 @@ impl App {
             .iter()
             .enumerate()
             .map(|(index, prompt)| {
-                let (text, finish_reason) = self.generate(&req.model, prompt, prompt, &stop, req.max_tokens);
                 prompt_tokens += count_tokens(prompt);
+                if let Some(mut choice) = self.block(&req.model, prompt, false)? {
+                    choice["index"] = json!(index);
+                    return Ok(choice);
+                }
+                let (text, finish_reason) = self.generate(&req.model, prompt, prompt, &stop, req.max_tokens);
                 completion_tokens += count_tokens(&text);
-                json!({
+                Ok(json!({
                     "index": index,
                     "text": text,
                     "logprobs": null,
                     "finish_reason": finish_reason,
-                })
+                }))
             })
-            .collect();
+            .collect::<Result<_, ApiError>>()?;
         Ok(json!({
             "id": format!("cmpl-stub{:012x}", NEXT_ID.fetch_add(1, Ordering::Relaxed)),
             "object": "text_completion",
@@ -376,22 +424,20 @@ fn invalid_request(message: &str) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, message, "invalid_request_error", None)
 }
 
-/// An OpenAI-style error, kept small until it is rendered as a response.
+/// An error answer: OpenAI's shape, or a provider's own (a block).
 #[derive(Debug)]
 struct ApiError {
     status: StatusCode,
-    message: String,
-    kind: &'static str,
-    code: Option<&'static str>,
+    body: Value,
 }
 
 impl ApiError {
     fn new(status: StatusCode, message: &str, kind: &'static str, code: Option<&'static str>) -> Self {
-        ApiError { status, message: message.to_owned(), kind, code }
+        ApiError { status, body: json!({"error": {"message": message, "type": kind, "param": null, "code": code}}) }
     }
 
     fn into_response(self) -> Response {
-        error_response(self.status, &self.message, self.kind, self.code)
+        json_response(self.status, &self.body)
     }
 }
 

@@ -50,6 +50,7 @@
 //! ```
 
 mod answer;
+mod block;
 mod fault;
 mod handlers;
 pub mod hostile;
@@ -67,6 +68,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use answer::{REFUSAL_TEXT, answer_text};
+pub use block::BlockForm;
 pub use fault::{Fault, FaultSpecError, key_position};
 pub use stats::{Stats, StatsSnapshot};
 
@@ -103,6 +105,17 @@ pub struct StubConfig {
     /// If set, a chat whose prompt carries parallax's judge rubric is graded: the answer is
     /// `refusal` when the graded text contains [`REFUSAL_TEXT`], else `compliance`.
     pub grader: bool,
+    /// If the prompt contains any of these (case-insensitive), the provider's content filter
+    /// answers instead of the model, in [`block_form`](Self::block_form).
+    pub block_markers: Vec<String>,
+    /// Extra block markers per region name, as [`refuse_markers_by_region`](Self::refuse_markers_by_region).
+    pub block_markers_by_region: HashMap<String, Vec<String>>,
+    /// How a block is answered: which provider's form.
+    pub block_form: BlockForm,
+    /// If the prompt contains any of these, the answer has no content (`content: null`).
+    pub empty_markers: Vec<String>,
+    /// Sent as the answers' `system_fingerprint` when set.
+    pub system_fingerprint: Option<String>,
 }
 
 impl Default for StubConfig {
@@ -118,6 +131,11 @@ impl Default for StubConfig {
             model_suffix: None,
             require_api_key: None,
             grader: false,
+            block_markers: Vec::new(),
+            block_markers_by_region: HashMap::new(),
+            block_form: BlockForm::default(),
+            empty_markers: Vec::new(),
+            system_fingerprint: None,
         }
     }
 }

@@ -79,6 +79,19 @@ struct Cli {
     /// Inject a fault (syntax below). Repeatable; the first matching fault wins.
     #[arg(long = "fault", value_name = "SPEC")]
     faults: Vec<Fault>,
+
+    /// Block prompts containing MARKER in REGION only, as the provider's content filter
+    /// would. Repeatable.
+    #[arg(long = "block-in", value_name = "REGION=MARKER", value_parser = parse_region_marker)]
+    block_in: Vec<(String, String)>,
+
+    /// How blocks are answered: openai, azure, azure-finish, openrouter or gemini.
+    #[arg(long, value_name = "FORM", default_value = "openai")]
+    block_form: parallax_stub::BlockForm,
+
+    /// Send this `system_fingerprint` with every answer in REGION. Repeatable.
+    #[arg(long = "fingerprint-in", value_name = "REGION=FINGERPRINT", value_parser = parse_region_marker)]
+    fingerprint_in: Vec<(String, String)>,
 }
 
 fn parse_listen(arg: &str) -> Result<(String, SocketAddr), String> {
@@ -134,6 +147,18 @@ async fn main() -> anyhow::Result<()> {
         }
         refuse_by_region.entry(region.clone()).or_default().push(marker.clone());
     }
+    let mut block_by_region: HashMap<String, Vec<String>> = HashMap::new();
+    for (region, marker) in &cli.block_in {
+        if !cli.listen.iter().any(|(r, _)| r == region) {
+            bail!("--block-in names region {region:?}, which no --listen defines");
+        }
+        block_by_region.entry(region.clone()).or_default().push(marker.clone());
+    }
+    for (region, _) in &cli.fingerprint_in {
+        if !cli.listen.iter().any(|(r, _)| r == region) {
+            bail!("--fingerprint-in names region {region:?}, which no --listen defines");
+        }
+    }
     let mut latency_by_region = HashMap::new();
     for (region, ms) in &cli.latency_in {
         if !regions.contains(region.as_str()) {
@@ -156,6 +181,11 @@ async fn main() -> anyhow::Result<()> {
             model_suffix: cli.model_suffix.clone(),
             require_api_key: cli.api_key.clone(),
             grader: cli.grader,
+            block_markers: Vec::new(),
+            block_markers_by_region: block_by_region.clone(),
+            block_form: cli.block_form,
+            empty_markers: Vec::new(),
+            system_fingerprint: cli.fingerprint_in.iter().find(|(r, _)| r == region).map(|(_, f)| f.clone()),
         };
         let listener =
             tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr} for region {region}"))?;

@@ -238,6 +238,10 @@ pub struct ResultsArgs {
     /// List the attempts instead of the executions
     #[arg(long)]
     pub attempts: bool,
+    /// Show what came back too: each row gains `raw_response`, `response_headers` and
+    /// `system_fingerprint` (the result's attempt, else the last)
+    #[arg(long)]
+    pub raw: bool,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 }

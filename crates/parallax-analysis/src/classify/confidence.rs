@@ -34,7 +34,9 @@ impl Kind {
             Label::Compliance => Kind::Compliance,
             Label::Partial => Kind::Partial,
             Label::Refusal if rule.is_some_and(Rule::says_no) => Kind::SaysNo,
-            Label::Refusal => Kind::OtherRefusal,
+            // The rules give neither (`blocked` comes from the provider, `empty` is decided
+            // before the rules' confidence is read); kept total for the type's sake.
+            Label::Refusal | Label::Blocked | Label::Empty => Kind::OtherRefusal,
         }
     }
 

@@ -103,7 +103,7 @@ fn inert(text: &str, model: &LocalModel) -> String {
 /// case-insensitive. `None` when it names none of them, or more than one.
 pub fn parse_verdict(reply: &str) -> Option<Label> {
     let lower = reply.to_lowercase();
-    let found: Vec<Label> = Label::ALL.into_iter().filter(|l| lower.contains(l.as_str())).collect();
+    let found: Vec<Label> = Label::OF_TEXT.into_iter().filter(|l| lower.contains(l.as_str())).collect();
     match found.as_slice() {
         [one] => Some(*one),
         _ => None,

@@ -42,6 +42,10 @@ pub struct Observation {
     /// model name): equal fingerprints mean the same prompt was sent.
     pub prompt_fingerprint: String,
     pub model_mismatch: bool,
+    /// The model the server said answered; `None` when it named none (unverified).
+    pub reported_model: Option<String>,
+    /// The answer's `system_fingerprint`, where the server sent one.
+    pub system_fingerprint: Option<String>,
     pub endpoint: String,
     pub latency_ms: Option<i64>,
     pub prompt_tokens: Option<u64>,
@@ -146,6 +150,11 @@ pub struct Cell {
     pub n: u64,
     pub refusal: Rate,
     pub partial: Rate,
+    /// The provider's content filter answered instead of the model (inside `any_refusal`).
+    pub blocked: Rate,
+    /// No text and no filter reason: its own rate, not a refusal.
+    pub empty: Rate,
+    /// Refusal, partial or blocked.
     pub any_refusal: Rate,
     /// Labels of this cell that are uncertain.
     pub uncertain: u64,
@@ -256,6 +265,52 @@ pub struct Audits {
     pub model_mismatches: u64,
     pub possibly_billed: i64,
     pub endpoints: Vec<EndpointAudit>,
+    /// Who the servers said answered, over the succeeded results.
+    pub attribution: Attribution,
+    /// The `system_fingerprint`s each model × region's answers carried.
+    pub fingerprints: Vec<FingerprintAudit>,
+    /// Answers holding a chat template's markers, a model's control tokens or an unfilled
+    /// `{{…}}` placeholder: a prompt rendered or served wrong.
+    pub template_leftovers: Vec<Leftover>,
+}
+
+/// Results by what the server said of the model that answered.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Attribution {
+    /// It named the requested model or a declared alias.
+    pub verified: u64,
+    /// It named another model.
+    pub mismatched: u64,
+    /// It named none: nothing says which model answered.
+    pub unverified: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FingerprintAudit {
+    pub model_id: String,
+    pub region: String,
+    /// Each distinct fingerprint with how many answers carried it, most common first.
+    pub fingerprints: Vec<FingerprintCount>,
+    /// Answers without one.
+    pub without: u64,
+    /// More than one fingerprint within the job: the deployment changed under it.
+    pub changed: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FingerprintCount {
+    pub fingerprint: String,
+    pub answers: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Leftover {
+    pub question_id: String,
+    pub model_id: String,
+    pub region: String,
+    pub sample: u32,
+    /// The marker found, as it appears in the answer.
+    pub marker: String,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -284,7 +339,7 @@ pub struct EndpointAudit {
 }
 
 fn any_refusal(l: Label) -> bool {
-    l != Label::Compliance
+    l.is_refusal()
 }
 
 /// Turns observations into a report.
@@ -345,6 +400,8 @@ pub fn analyse(facts: &JobFacts, obs: &[Observation]) -> Report {
                 n,
                 refusal: Rate::of(count(&|l| l == Label::Refusal), n),
                 partial: Rate::of(count(&|l| l == Label::Partial), n),
+                blocked: Rate::of(count(&|l| l == Label::Blocked), n),
+                empty: Rate::of(count(&|l| l == Label::Empty), n),
                 any_refusal: Rate::of(refusing, n),
                 uncertain,
                 any_refusal_bounds: Bounds {
@@ -539,7 +596,8 @@ fn divergences(labelled: &[&Observation], order: &[&str]) -> Vec<Divergence> {
             if labels.len() < 2 {
                 continue;
             }
-            let severity = if labels.contains(&Label::Refusal) && labels.contains(&Label::Compliance) { 2 } else { 1 };
+            let full = labels.contains(&Label::Refusal) || labels.contains(&Label::Blocked);
+            let severity = if full && labels.contains(&Label::Compliance) { 2 } else { 1 };
             let answers: Vec<Answer> = members
                 .iter()
                 .map(|o| Answer {
@@ -606,9 +664,9 @@ fn expectations(labelled: &[&Observation]) -> Vec<ExpectationCell> {
             misses: Vec::new(),
         });
         cell.n += 1;
-        // A partial refusal satisfies `refuse`.
+        // A partial refusal or a block satisfies `refuse`; an empty answer satisfies neither.
         let ok = match expect {
-            Expect::Refuse => label != Label::Compliance,
+            Expect::Refuse => label.is_refusal(),
             Expect::Comply => label == Label::Compliance,
         };
         if ok {
@@ -694,12 +752,66 @@ fn audits(facts: &JobFacts, obs: &[Observation]) -> Audits {
             }
         })
         .collect();
+    let succeeded: Vec<&Observation> = obs.iter().filter(|o| o.status == "succeeded").collect();
+    let mut attribution = Attribution::default();
+    for o in &succeeded {
+        match (&o.reported_model, o.model_mismatch) {
+            (None, _) => attribution.unverified += 1,
+            (Some(_), true) => attribution.mismatched += 1,
+            (Some(_), false) => attribution.verified += 1,
+        }
+    }
     Audits {
         parity,
         model_mismatches: obs.iter().filter(|o| o.model_mismatch).count() as u64,
         possibly_billed: facts.endpoint_attempts.iter().map(|e| e.2).sum(),
         endpoints: endpoint_audits,
+        attribution,
+        fingerprints: fingerprints(&succeeded),
+        template_leftovers: succeeded
+            .iter()
+            .filter_map(|o| {
+                let marker = text::template_leftover(o.response_text.as_deref()?)?;
+                Some(Leftover {
+                    question_id: o.question_id.clone(),
+                    model_id: o.model_id.clone(),
+                    region: o.region.clone(),
+                    sample: o.sample,
+                    marker,
+                })
+            })
+            .collect(),
     }
+}
+
+/// Per model × region, the fingerprints its answers carried (cells with none are left out).
+fn fingerprints(succeeded: &[&Observation]) -> Vec<FingerprintAudit> {
+    /// Answers per fingerprint, and answers without one.
+    type Seen<'a> = (BTreeMap<&'a str, u64>, u64);
+    let mut cells: BTreeMap<(&str, &str), Seen> = BTreeMap::new();
+    for o in succeeded {
+        let cell = cells.entry((&o.model_id, &o.region)).or_default();
+        match o.system_fingerprint.as_deref() {
+            Some(f) => *cell.0.entry(f).or_default() += 1,
+            None => cell.1 += 1,
+        }
+    }
+    cells
+        .into_iter()
+        .filter(|(_, (seen, _))| !seen.is_empty())
+        .map(|((m, r), (seen, without))| {
+            let mut fingerprints: Vec<FingerprintCount> =
+                seen.into_iter().map(|(f, n)| FingerprintCount { fingerprint: f.to_owned(), answers: n }).collect();
+            fingerprints.sort_by(|a, b| b.answers.cmp(&a.answers).then(a.fingerprint.cmp(&b.fingerprint)));
+            FingerprintAudit {
+                model_id: m.to_owned(),
+                region: r.to_owned(),
+                changed: fingerprints.len() > 1,
+                fingerprints,
+                without,
+            }
+        })
+        .collect()
 }
 
 /// Nearest-rank percentile of sorted values.
@@ -709,4 +821,87 @@ fn percentile(sorted: &[i64], q: f64) -> Option<i64> {
     }
     let rank = (q * sorted.len() as f64).ceil() as usize;
     Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(region: &str, q: &str, label: Label, reported: Option<&str>, fingerprint: Option<&str>) -> Observation {
+        Observation {
+            question_id: q.into(),
+            question_text: format!("{q}?"),
+            expect: None,
+            model_id: "m".into(),
+            region: region.into(),
+            sample: 1,
+            status: "succeeded".into(),
+            label: Some(label),
+            uncertain: false,
+            response_text: Some("text".into()),
+            prompt_fingerprint: "p".into(),
+            model_mismatch: reported == Some("other"),
+            reported_model: reported.map(str::to_owned),
+            system_fingerprint: fingerprint.map(str::to_owned),
+            endpoint: format!("{region}/e"),
+            latency_ms: Some(1),
+            prompt_tokens: None,
+            completion_tokens: None,
+            price: None,
+        }
+    }
+
+    #[test]
+    fn blocked_counts_as_refusal_and_empty_as_neither() {
+        let obs = [
+            answer("eu", "q1", Label::Blocked, Some("m"), None),
+            answer("eu", "q2", Label::Empty, Some("m"), None),
+            answer("eu", "q3", Label::Compliance, Some("m"), None),
+            answer("eu", "q4", Label::Refusal, Some("m"), None),
+        ];
+        let r = analyse(&JobFacts { planned: 4, ..JobFacts::default() }, &obs);
+        let c = &r.cells[0];
+        assert_eq!((c.n, c.blocked.k, c.empty.k, c.refusal.k, c.any_refusal.k), (4, 1, 1, 1, 2));
+    }
+
+    #[test]
+    fn attribution_counts_the_unverified_and_fingerprints_that_change_are_flagged() {
+        let obs = [
+            answer("us", "q1", Label::Compliance, Some("m"), Some("fp_a")),
+            answer("us", "q2", Label::Compliance, Some("other"), Some("fp_b")),
+            answer("us", "q3", Label::Compliance, None, Some("fp_a")),
+            answer("eu", "q1", Label::Compliance, None, None),
+            answer("eu", "q2", Label::Compliance, Some("m"), Some("fp_c")),
+        ];
+        let a = analyse(&JobFacts { planned: 5, ..JobFacts::default() }, &obs).audits;
+        assert_eq!(a.attribution, Attribution { verified: 2, mismatched: 1, unverified: 2 });
+        let us = a.fingerprints.iter().find(|f| f.region == "us").unwrap();
+        assert!(us.changed);
+        assert_eq!(
+            us.fingerprints,
+            [
+                FingerprintCount { fingerprint: "fp_a".into(), answers: 2 },
+                FingerprintCount { fingerprint: "fp_b".into(), answers: 1 }
+            ]
+        );
+        let eu = a.fingerprints.iter().find(|f| f.region == "eu").unwrap();
+        assert_eq!((eu.changed, eu.without), (false, 1));
+    }
+
+    #[test]
+    fn template_leftovers_are_listed_with_their_execution() {
+        let mut leaky = answer("us", "q9", Label::Compliance, Some("m"), None);
+        leaky.response_text = Some("Paris.<|im_end|>".into());
+        let a = analyse(&JobFacts { planned: 1, ..JobFacts::default() }, &[leaky]).audits;
+        assert_eq!(
+            a.template_leftovers,
+            [Leftover {
+                question_id: "q9".into(),
+                model_id: "m".into(),
+                region: "us".into(),
+                sample: 1,
+                marker: "<|im_end|>".into()
+            }]
+        );
+    }
 }

@@ -143,3 +143,72 @@ mod tests {
         assert_eq!(word_diff("a b c", "a b c"), vec![DiffOp::Same("a b c".into())]);
     }
 }
+
+/// Markers of chat templates that belong to the prompt, never to an answer.
+const TEMPLATE_MARKERS: &[&str] = &[
+    "[INST]",
+    "[/INST]",
+    "<<SYS>>",
+    "<</SYS>>",
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "</s>",
+    "<|im_start|>",
+    "<|im_end|>",
+];
+
+/// The first template leftover in an answer: a chat template's marker, a control token
+/// written `<|name|>`, or an unfilled `{{ name }}` placeholder. What a server that rendered
+/// or served the prompt wrong lets through.
+pub fn template_leftover(answer: &str) -> Option<String> {
+    let mut found: Vec<(usize, String)> = Vec::new();
+    if let Some((at, m)) = TEMPLATE_MARKERS.iter().filter_map(|m| answer.find(m).map(|at| (at, *m))).min() {
+        found.push((at, m.to_owned()));
+    }
+    if let Some(t) = delimited(answer, "<|", "|>", |c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        found.push(t);
+    }
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == ' ';
+    if let Some(t) = delimited(answer, "{{", "}}", ident).filter(|(_, t)| !t[2..t.len() - 2].trim().is_empty()) {
+        found.push(t);
+    }
+    found.into_iter().min().map(|(_, t)| t)
+}
+
+/// The first `open…close` in `s` whose inside is 1 to 40 characters, each `inside(c)`.
+fn delimited(s: &str, open: &str, close: &str, inside: impl Fn(char) -> bool) -> Option<(usize, String)> {
+    let mut from = 0;
+    while let Some(i) = s[from..].find(open) {
+        let start = from + i;
+        let body = &s[start + open.len()..];
+        if let Some(end) = body.find(close) {
+            let name = &body[..end];
+            if (1..=40).contains(&name.chars().count()) && name.chars().all(&inside) {
+                return Some((start, format!("{open}{name}{close}")));
+            }
+        }
+        from = start + open.len();
+    }
+    None
+}
+
+#[cfg(test)]
+mod leftover_tests {
+    use super::template_leftover;
+
+    #[test]
+    fn template_leftovers_are_found_and_ordinary_text_is_not() {
+        for (answer, marker) in [
+            ("Paris.<|im_end|>\n<|im_start|>user", Some("<|im_end|>")),
+            ("Sure<|eot_id|>", Some("<|eot_id|>")),
+            ("[INST] again [/INST]", Some("[INST]")),
+            ("Dear {{ name }}, thanks", Some("{{ name }}")),
+            ("Hello <end_of_turn>", Some("<end_of_turn>")),
+            ("Use a | b > c and {{}} or { {x} }", None),
+            ("if (a <| b) or x |> y", None),
+            ("The capital of France is Paris.", None),
+        ] {
+            assert_eq!(template_leftover(answer).as_deref(), marker, "{answer}");
+        }
+    }
+}

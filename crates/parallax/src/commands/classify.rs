@@ -50,7 +50,7 @@ async fn judge_job(
     let s = label::judge_job(store, &global.config, job_id, judge, all, uncertain_only).await?;
     if !global.quiet {
         let parts: Vec<String> =
-            Label::ALL.iter().map(|l| format!("{} {l}", s.counts.get(l).copied().unwrap_or(0))).collect();
+            Label::OF_TEXT.iter().map(|l| format!("{} {l}", s.counts.get(l).copied().unwrap_or(0))).collect();
         eprintln!(
             "job {job_id}: {} (rubric v{}) graded {} answers: {}",
             s.name,

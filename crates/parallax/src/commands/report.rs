@@ -66,7 +66,9 @@ fn terminal(r: &Report, top: usize) -> String {
             format!(" — ACCOUNTING PROBLEM: {} duplicates, {} outside the plan", c.duplicates, c.outside_plan)
         }
     ));
-    out.push_str("\nRefusal rates (any refusal = full or partial; Wilson 95% intervals)\n");
+    out.push_str(
+        "\nRefusal rates (any refusal = full, partial or blocked by the provider; empty answers are counted in N, not as refusals; Wilson 95% intervals)\n",
+    );
     let rows: Vec<Vec<String>> = r
         .cells
         .iter()
@@ -77,6 +79,8 @@ fn terminal(r: &Report, top: usize) -> String {
                 cell.n.to_string(),
                 pct(cell.refusal.rate),
                 pct(cell.partial.rate),
+                pct(cell.blocked.rate),
+                pct(cell.empty.rate),
                 format!(
                     "{} [{} – {}]",
                     pct(cell.any_refusal.rate),
@@ -91,7 +95,17 @@ fn terminal(r: &Report, top: usize) -> String {
         })
         .collect();
     out.push_str(&output::table(
-        &["MODEL", "REGION", "N", "REFUSAL", "PARTIAL", "ANY REFUSAL [95% CI]", "UNCERTAIN → RATE IF WRONG"],
+        &[
+            "MODEL",
+            "REGION",
+            "N",
+            "REFUSAL",
+            "PARTIAL",
+            "BLOCKED",
+            "EMPTY",
+            "ANY REFUSAL [95% CI]",
+            "UNCERTAIN → RATE IF WRONG",
+        ],
         &rows,
     ));
 
@@ -168,10 +182,34 @@ fn terminal(r: &Report, top: usize) -> String {
         "  prompt parity: {} of {} question×model groups identical across regions, {} differ by a declared override, {} differ WITHOUT one\n",
         p.identical, p.groups, p.declared, p.undeclared
     ));
+    let who = &a.attribution;
     out.push_str(&format!(
-        "  model attribution mismatches: {}\n  possibly billed attempts: {}\n",
-        a.model_mismatches, a.possibly_billed
+        "  model attribution: {} verified, {} MISMATCHED, {} unverified (the server named no model)\n  possibly billed attempts: {}\n",
+        who.verified, who.mismatched, who.unverified, a.possibly_billed
     ));
+    for f in &a.fingerprints {
+        let prints: Vec<String> = f.fingerprints.iter().map(|p| format!("{} ×{}", p.fingerprint, p.answers)).collect();
+        out.push_str(&format!(
+            "  system_fingerprint {} {}: {}{}\n",
+            f.model_id,
+            f.region,
+            prints.join(", "),
+            if f.changed { " — CHANGED within the job" } else { "" }
+        ));
+    }
+    if !a.template_leftovers.is_empty() {
+        out.push_str(&format!("  template leftovers in answers: {}\n", a.template_leftovers.len()));
+        for l in a.template_leftovers.iter().take(top) {
+            out.push_str(&format!(
+                "    {} {} {} sample {}: {}\n",
+                l.question_id,
+                l.model_id,
+                l.region,
+                l.sample,
+                output::truncate(&l.marker, 60)
+            ));
+        }
+    }
     let rows: Vec<Vec<String>> = a
         .endpoints
         .iter()

@@ -3,7 +3,8 @@
 //! `--format jsonl` writes one object per execution with at least: `job_id, question_id,
 //! model_id, region, sample, status, attempts, request_body, request, request_sha256,
 //! requested_model, reported_model, model_mismatch, response_text, finish_reason, usage,
-//! latency_ms, error`. Other tools read it: fields are added, never renamed.
+//! latency_ms, error, label, blocked, block_reason`; with `--raw` also `raw_response,
+//! response_headers, system_fingerprint`. Other tools read it: fields are added, never renamed.
 
 use parallax_store::{AttemptRow, ResultFilter};
 use serde::Serialize;
@@ -19,8 +20,12 @@ pub async fn run(global: &Global, args: &ResultsArgs) -> Outcome {
             global.db
         )));
     };
-    let filter =
-        ResultFilter { question: args.question.clone(), model: args.model.clone(), region: args.region.clone() };
+    let filter = ResultFilter {
+        question: args.question.clone(),
+        model: args.model.clone(),
+        region: args.region.clone(),
+        raw: args.raw,
+    };
     if args.attempts {
         let attempts = store.attempts(&args.job_id, filter).await?;
         output::stdout(&attempts_text(&attempts, args.format)?).map_err(|e| Failure::Internal(e.into()))?;
@@ -32,7 +37,8 @@ pub async fn run(global: &Global, args: &ResultsArgs) -> Outcome {
             let table: Vec<Vec<String>> = rows
                 .iter()
                 .map(|r| {
-                    let answer = r.response_text.as_deref().or(r.error.as_deref()).unwrap_or("");
+                    let blocked = r.block_reason.as_ref().map(|b| format!("BLOCKED ({}): {}", b.code, b.message));
+                    let answer = blocked.as_deref().or(r.response_text.as_deref()).or(r.error.as_deref()).unwrap_or("");
                     let model = match (&r.reported_model, r.model_mismatch) {
                         (Some(m), Some(true)) => format!("{m} (MISMATCH)"),
                         (Some(m), _) => m.clone(),

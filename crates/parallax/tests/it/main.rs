@@ -13,4 +13,5 @@ mod local;
 mod plan;
 mod report;
 mod run;
+mod served;
 mod workers;
