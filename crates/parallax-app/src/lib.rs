@@ -23,6 +23,7 @@ pub mod hub;
 pub mod label;
 pub mod load;
 pub mod local;
+pub mod preflight;
 pub mod providers;
 pub mod report;
 

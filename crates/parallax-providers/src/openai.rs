@@ -98,6 +98,49 @@ impl OpenAiProvider {
         e.map_text(|t| self.clean(t))
     }
 
+    /// The model ids the server lists at `GET /models` (OpenAI's `data[].id`), asked with the
+    /// endpoint's key: what a run checks before it starts. Sends no completion. A non-2xx
+    /// answer is an `Http` error (401/403: the key was refused; 404: no such route).
+    pub async fn list_models(&self, timeout: Duration) -> Result<Vec<String>, SendError> {
+        /// A model list is small; a larger answer is not one.
+        const MAX_LIST_BYTES: u64 = 4 << 20;
+        let mut builder = self.client.get(format!("{}/models", self.base_url)).timeout(timeout);
+        if let Some(key) = &self.api_key {
+            builder = builder.bearer_auth(key);
+        }
+        let result = async {
+            let mut response = builder.send().await.map_err(|e| classify(e, timeout))?;
+            let status = response.status().as_u16();
+            if (300..400).contains(&status) {
+                let location = response
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).chars().take(300).collect())
+                    .unwrap_or_else(|| "(no Location header)".to_owned());
+                return Err(SendError::Redirect { status, location });
+            }
+            let bytes = match read_capped(&mut response, MAX_LIST_BYTES).await.map_err(|e| classify(e, timeout))? {
+                Body::Whole(b) => b,
+                Body::Cut(b) if !(200..300).contains(&status) => b,
+                Body::Cut(_) => return Err(SendError::TooLarge { status, max_bytes: MAX_LIST_BYTES }),
+            };
+            if !(200..300).contains(&status) {
+                return Err(SendError::Http { status, message: error_message(&bytes), retry_after: None });
+            }
+            let v: Value = serde_json::from_slice(&bytes)
+                .map_err(|e| SendError::BrokenBody { status, detail: format!("invalid JSON: {e}") })?;
+            let list = v.get("data").or_else(|| v.get("models")).and_then(Value::as_array).ok_or_else(|| {
+                SendError::BrokenBody { status, detail: "no `data` list of models in the answer".into() }
+            })?;
+            Ok(list
+                .iter()
+                .filter_map(|m| m.get("id").or_else(|| m.get("name")).and_then(Value::as_str).map(str::to_owned))
+                .collect())
+        }
+        .await;
+        result.map_err(|e| self.scrubbed(e))
+    }
+
     /// What came back, with this endpoint's key removed wherever a server echoed it.
     fn scrubbed_raw(&self, mut raw: RawResponse) -> RawResponse {
         if let Some(key) = self.api_key.as_deref().filter(|k| !k.is_empty()) {

@@ -96,9 +96,9 @@ async fn list_models(State(app): State<Arc<App>>, headers: HeaderMap) -> Respons
     if let Err(denied) = app.check_api_key(&headers) {
         return denied.into_response();
     }
-    let data: Vec<Value> = app
-        .stats
-        .models_seen()
+    let mut ids = app.config.models.clone();
+    ids.extend(app.stats.models_seen().into_iter().filter(|m| !app.config.models.contains(m)));
+    let data: Vec<Value> = ids
         .into_iter()
         .map(|id| json!({"id": id, "object": "model", "created": 0, "owned_by": "parallax-stub"}))
         .collect();

@@ -89,7 +89,7 @@ impl Hostile {
         format!("http://{}/v1", self.addr)
     }
 
-    /// How many requests arrived.
+    /// How many completion requests (POSTs) arrived.
     pub fn requests(&self) -> usize {
         self.received.lock().expect("not poisoned").len()
     }
@@ -138,6 +138,12 @@ async fn serve(
     script: &[Reply],
 ) -> io::Result<()> {
     let Some(request) = read_request(&mut stream).await? else { return Ok(()) };
+    if request.method != "POST" {
+        // A client's look around (`GET /models` before a run) is answered politely and not
+        // counted: the script is for completions.
+        let list = br#"{"object":"list","data":[]}"#;
+        return write_raw(&mut stream, 200, &[("Content-Type".into(), "application/json".into())], list, sent).await;
+    }
     let reply = {
         let mut all = received.lock().expect("not poisoned");
         all.push(request.clone());

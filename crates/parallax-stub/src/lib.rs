@@ -25,7 +25,7 @@
 //!
 //! Endpoints:
 //! * `POST /v1/chat/completions`, `POST /v1/completions`: OpenAI wire format.
-//! * `GET /v1/models`: the models requested so far.
+//! * `GET /v1/models`: [`StubConfig::models`] and the models requested so far.
 //! * `GET /stub/stats`: [`StatsSnapshot`] plus `"region"`, as JSON;
 //!   `DELETE /stub/stats` resets it.
 //!
@@ -116,6 +116,9 @@ pub struct StubConfig {
     pub empty_markers: Vec<String>,
     /// Sent as the answers' `system_fingerprint` when set.
     pub system_fingerprint: Option<String>,
+    /// Listed by `GET /v1/models` (beside the models requested so far). The stub answers
+    /// any model; this is what it says it serves.
+    pub models: Vec<String>,
 }
 
 impl Default for StubConfig {
@@ -136,6 +139,7 @@ impl Default for StubConfig {
             block_form: BlockForm::default(),
             empty_markers: Vec::new(),
             system_fingerprint: None,
+            models: Vec::new(),
         }
     }
 }

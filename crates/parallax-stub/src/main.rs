@@ -89,6 +89,10 @@ struct Cli {
     #[arg(long, value_name = "FORM", default_value = "openai")]
     block_form: parallax_stub::BlockForm,
 
+    /// List MODEL at `GET /v1/models` (the stub answers any model). Repeatable.
+    #[arg(long = "model", value_name = "MODEL")]
+    models: Vec<String>,
+
     /// Send this `system_fingerprint` with every answer in REGION. Repeatable.
     #[arg(long = "fingerprint-in", value_name = "REGION=FINGERPRINT", value_parser = parse_region_marker)]
     fingerprint_in: Vec<(String, String)>,
@@ -186,6 +190,7 @@ async fn main() -> anyhow::Result<()> {
             block_form: cli.block_form,
             empty_markers: Vec::new(),
             system_fingerprint: cli.fingerprint_in.iter().find(|(r, _)| r == region).map(|(_, f)| f.clone()),
+            models: cli.models.clone(),
         };
         let listener =
             tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr} for region {region}"))?;

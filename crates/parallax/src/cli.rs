@@ -152,6 +152,9 @@ pub struct RunArgs {
     /// Override `run.limit`: execute at most this many items in this run
     #[arg(long, value_parser = limit)]
     pub limit: Option<u64>,
+    /// Start without first checking each endpoint (`GET /models` with its key)
+    #[arg(long)]
+    pub no_preflight: bool,
 }
 
 #[derive(Debug, Args)]

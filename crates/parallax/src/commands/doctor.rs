@@ -7,6 +7,13 @@
 //! * Chat mode: each local model's rendered prompt, tokenized as a job would, must not
 //!   start with two BOS tokens (a template that writes BOS, plus a tokenizer that adds one).
 //!
+//! * Raw mode also gets the four classic probes (a known fact, three primes, the seasons, a
+//!   simple completion): a model that continues none of them sensibly is not being fed what
+//!   it expects.
+//! * Remote endpoints: reachable, key accepted, `GET /models` lists the model (where the
+//!   server has that route), one tiny completion answers, and the model it reports is the one
+//!   asked for (or a declared alias).
+//!
 //! Exit 0 when nothing is wrong, 1 when a check failed, 2 on bad input.
 
 use std::fmt::Write as _;
@@ -25,6 +32,34 @@ use parallax_app::{load, local};
 /// The sentinel prompts and how to tell that an answer followed them.
 const SENTINELS: [(&str, &str); 2] =
     [("pig-latin", "Translate to Pig Latin: hello world"), ("json", "Write a JSON object with keys a and b")];
+
+/// The classic probes: raw text whose continuation a working model knows.
+const PROBES: [(&str, &str); 4] = [
+    ("fact", "The capital of France is"),
+    ("primes", "The first three prime numbers are"),
+    ("seasons", "The four seasons of the year are"),
+    ("completion", "Once upon a"),
+];
+
+/// Whether a continuation of a probe says what the probe expects.
+pub fn continues(probe: &str, answer: &str) -> bool {
+    let a = answer.to_lowercase();
+    let words: Vec<&str> = a.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
+    match probe {
+        "fact" => words.contains(&"paris"),
+        "primes" => {
+            ["2", "3", "5"].iter().all(|p| words.contains(p))
+                || ["two", "three", "five"].iter().all(|p| words.contains(p))
+        }
+        "seasons" => {
+            let named = ["spring", "summer", "winter"].iter().filter(|s| words.contains(s)).count()
+                + usize::from(words.contains(&"autumn") || words.contains(&"fall"));
+            named >= 3
+        }
+        "completion" => words.first() == Some(&"time"),
+        _ => false,
+    }
+}
 
 /// Whether an answer to a sentinel followed the instruction.
 pub fn follows(sentinel: &str, answer: &str) -> bool {
@@ -65,6 +100,7 @@ pub async fn run(global: &Global, args: &DoctorArgs) -> Outcome {
     for unit in &units {
         checks.extend(local_checks(unit, args.max_tokens).await?);
     }
+    checks.extend(remote_checks(&catalog, &global.config, &pairs).await?);
     for (model, region) in &pairs {
         let (endpoint, entry) = catalog.resolve(model, region).expect("selected from the catalog");
         if endpoint.kind != EndpointKind::OpenAiCompletions {
@@ -85,7 +121,7 @@ pub async fn run(global: &Global, args: &DoctorArgs) -> Outcome {
         let provider = parallax_providers::OpenAiProvider::new(&endpoint.base_url, api_key, 1)
             .map_err(|e| Failure::Internal(e.into()))?;
         let mut answers = Vec::new();
-        for (name, prompt) in SENTINELS {
+        for (name, prompt) in SENTINELS.iter().chain(&PROBES).copied() {
             let body = json!({"model": entry.name, "prompt": prompt, "max_tokens": args.max_tokens, "temperature": 0})
                 .to_string();
             let reply = parallax_providers::Provider::send(
@@ -104,9 +140,110 @@ pub async fn run(global: &Global, args: &DoctorArgs) -> Outcome {
             };
             answers.push((name, text));
         }
+        let probes = answers.split_off(SENTINELS.len());
         checks.push(sentinel_check(model, region, &endpoint.name, answers));
+        checks.push(probe_check(model, region, &endpoint.name, probes));
     }
     report(global, args, &checks)
+}
+
+/// Per HTTP endpoint: reachable, key accepted, models listed (the run's preflight); per
+/// model: one tiny completion answers, as the model asked for.
+async fn remote_checks(
+    catalog: &Catalog,
+    catalog_path: &std::path::Path,
+    pairs: &[(String, String)],
+) -> Result<Vec<Check>, Failure> {
+    use parallax_app::preflight::{self, Verdict};
+    let mut checks = Vec::new();
+    for c in preflight::check(catalog, catalog_path, pairs).await? {
+        let models: Vec<&str> = pairs
+            .iter()
+            .filter(|(m, r)| *r == c.region && catalog.resolve(m, r).is_some_and(|(e, _)| e.name == c.endpoint))
+            .map(|(m, _)| m.as_str())
+            .collect();
+        checks.push(Check {
+            model: models.join(","),
+            region: c.region.clone(),
+            endpoint: c.endpoint.clone(),
+            check: "endpoint",
+            ok: c.verdict != Verdict::Fatal,
+            detail: format!("{}{}", if c.verdict == Verdict::Warning { "warning: " } else { "" }, c.detail),
+            answers: Vec::new(),
+        });
+        if c.verdict == Verdict::Fatal {
+            continue;
+        }
+        for model in models {
+            let (endpoint, entry) = catalog.resolve(model, &c.region).expect("selected from the catalog");
+            let provider = parallax_app::providers::http_provider(endpoint, &c.region, catalog_path, 1)?;
+            let body = match endpoint.kind {
+                EndpointKind::OpenAiChat => json!({"model": entry.name, "max_tokens": 8, "temperature": 0,
+                    "messages": [{"role": "user", "content": "Reply with the single word OK."}]}),
+                _ => json!({"model": entry.name, "prompt": "OK", "max_tokens": 8, "temperature": 0}),
+            }
+            .to_string();
+            let started = std::time::Instant::now();
+            let reply = parallax_providers::Provider::send(
+                &provider,
+                parallax_providers::SendRequest {
+                    kind: endpoint.kind,
+                    body: body.as_bytes(),
+                    idempotency_key: &parallax_core::sha256_hex(body.as_bytes()),
+                    timeout: Duration::from_secs(60),
+                },
+            )
+            .await;
+            let ms = started.elapsed().as_millis();
+            let check = |check, ok, detail: String| Check {
+                model: model.to_owned(),
+                region: c.region.clone(),
+                endpoint: c.endpoint.clone(),
+                check,
+                ok,
+                detail,
+                answers: Vec::new(),
+            };
+            match reply {
+                Err(e) => checks.push(check("completion", false, format!("a tiny completion failed: {e}"))),
+                Ok(r) => {
+                    let said = r.text.as_deref().unwrap_or("").chars().take(60).collect::<String>();
+                    checks.push(check("completion", true, format!("answered in {ms} ms: {said:?}")));
+                    let named = std::iter::once(&entry.name).chain(&entry.aliases);
+                    checks.push(match r.reported_model {
+                        None => check("model-reported", true, "unverified: the server names no model".into()),
+                        Some(m) if named.clone().any(|n| *n == m) => {
+                            check("model-reported", true, format!("answered as `{m}`"))
+                        }
+                        Some(m) => check(
+                            "model-reported",
+                            false,
+                            format!("MISMATCH: asked for `{}`, answered as `{m}` (declare it in `aliases` if it is the same model)", entry.name),
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    Ok(checks)
+}
+
+fn probe_check(model: &str, region: &str, endpoint: &str, answers: Vec<(&str, String)>) -> Check {
+    let sensible = answers.iter().filter(|(n, a)| continues(n, a)).count();
+    Check {
+        model: model.to_owned(),
+        region: region.to_owned(),
+        endpoint: endpoint.to_owned(),
+        check: "raw-probes",
+        // Informational: a small model may not know them all.
+        ok: true,
+        detail: format!(
+            "{sensible} of {} classic probes continued as expected{}",
+            answers.len(),
+            if sensible == 0 { ": none — is the model fed what it expects (a raw prompt, its BOS)?" } else { "" }
+        ),
+        answers: answers.into_iter().map(|(n, a)| json!({"sentinel": n, "answer": a})).collect(),
+    }
 }
 
 /// The (model, region) pairs of the catalog that `--model` and `--region` select.
@@ -215,7 +352,7 @@ async fn local_checks(unit: &local::LocalUnit, max_tokens: usize) -> Result<Vec<
         }
         // Raw mode: sentinel prompts as plain text, with only the BOS the model requires.
         let mut answers = Vec::new();
-        for (name, prompt) in SENTINELS {
+        for (name, prompt) in SENTINELS.iter().chain(&PROBES).copied() {
             let (text, add_bos) = local_prompt(&unit.info, None, local::today(), None, prompt)
                 .map_err(|e| Failure::Internal(anyhow!("{e}")))?;
             let g = parallax_local::Generation {
@@ -240,7 +377,9 @@ async fn local_checks(unit: &local::LocalUnit, max_tokens: usize) -> Result<Vec<
                 engine.generate(&g, Some(Duration::from_secs(300)), &AtomicBool::new(false)).map_err(engine_err)?;
             answers.push((name, out.text));
         }
+        let probes = answers.split_off(SENTINELS.len());
         checks.push(sentinel_check(&unit.model_id, &unit.region, &endpoint, answers));
+        checks.push(probe_check(&unit.model_id, &unit.region, &endpoint, probes));
         Ok(checks)
     })
     .await
@@ -279,7 +418,18 @@ fn report(global: &Global, args: &DoctorArgs, checks: &[Check]) -> Outcome {
 
 #[cfg(test)]
 mod tests {
-    use super::follows;
+    use super::{continues, follows};
+
+    #[test]
+    fn probe_continuations_are_read() {
+        assert!(continues("fact", " Paris, the largest city"));
+        assert!(!continues("fact", " a city in Europe"));
+        assert!(continues("primes", " 2, 3 and 5."));
+        assert!(!continues("primes", " 1, 2 and 3"));
+        assert!(continues("seasons", " spring, summer, fall and winter"));
+        assert!(continues("completion", " time, there lived"));
+        assert!(!continues("completion", " hill"));
+    }
 
     #[test]
     fn sentinel_answers_are_told_apart() {

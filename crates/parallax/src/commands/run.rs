@@ -55,6 +55,10 @@ pub async fn run(global: &Global, args: &RunArgs) -> Outcome {
         );
     }
 
+    if !args.no_preflight {
+        preflight(global, &catalog, &before).await?;
+    }
+
     let visible = !global.quiet && !global.no_progress && std::io::stderr().is_terminal();
     let bar = Arc::new(progress::Bar::new(job.planned as u64, (c.succeeded + c.failed + c.parked) as u64, visible));
     let (stop_rx, signals) = signals::stop_on_signals(global.quiet);
@@ -103,6 +107,40 @@ pub async fn run(global: &Global, args: &RunArgs) -> Outcome {
         return Ok(Code::Interrupted);
     }
     Ok(if t.counts.failed + t.counts.parked > 0 { Code::SomeFailed } else { Code::Success })
+}
+
+/// Checks each endpoint that has work in this job before any call: an endpoint that cannot
+/// be reached or refuses the key stops the run (exit 2, one line each); other findings are
+/// warnings. Sends no completion.
+async fn preflight(
+    global: &Global,
+    catalog: &parallax_core::Catalog,
+    status: &parallax_store::JobStatus,
+) -> Result<(), Failure> {
+    use parallax_app::preflight::{self, Verdict};
+    let pairs: Vec<(String, String)> = status
+        .cells
+        .iter()
+        .filter(|(_, c)| c.counts.pending + c.counts.running > 0)
+        .map(|((model, region), _)| (model.clone(), region.clone()))
+        .collect();
+    let checks = preflight::check(catalog, &global.config, &pairs).await?;
+    let line = |c: &preflight::EndpointCheck| {
+        format!("endpoint `{}` of region `{}` ({}) {}", c.endpoint, c.region, c.base_url, c.detail)
+    };
+    if !global.quiet {
+        for c in checks.iter().filter(|c| c.verdict == Verdict::Warning) {
+            eprintln!("warning: {}", line(c));
+        }
+    }
+    let fatal: Vec<String> = checks.iter().filter(|c| c.verdict == Verdict::Fatal).map(line).collect();
+    if fatal.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::input(anyhow!(
+        "{}\n\nhint: nothing was sent; fix the endpoint (or its key), or pass `--no-preflight` to start anyway",
+        fatal.join("\n")
+    )))
 }
 
 /// Says how many executions were re-armed, if re-arming was asked for.

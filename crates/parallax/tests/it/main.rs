@@ -11,6 +11,7 @@ mod hostile;
 mod hub;
 mod local;
 mod plan;
+mod preflight;
 mod report;
 mod run;
 mod served;
