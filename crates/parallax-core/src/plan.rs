@@ -400,6 +400,10 @@ fn sampling_fields(spec: &JobSpec, body: &mut serde_json::Map<String, Json>, sam
     if !s.stop.is_empty() {
         body.insert("stop".into(), json!(s.stop));
     }
+    // Provider-specific parameters, verbatim (their names cannot be any of the above).
+    for (k, v) in &s.extra {
+        body.insert(k.clone(), v.clone());
+    }
 }
 
 /// The plan's endpoint (the unit of limits) of a local model: `<region>/<endpoint>/<model>`.

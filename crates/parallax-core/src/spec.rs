@@ -100,7 +100,20 @@ pub struct Sampling {
     pub seed: Option<i64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub stop: Vec<String>,
+    /// Provider-specific sampling parameters (`repeat_penalty: 1.0`, `top_k: 1`): sent
+    /// verbatim on `openai-*` endpoints, applied by the local provider where it knows them
+    /// ([`LOCAL_EXTRA`]). Part of the job's identity only when present, so specs without it
+    /// keep their job ids.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub extra: std::collections::BTreeMap<String, serde_json::Value>,
 }
+
+/// The `sampling.extra` parameters the local provider applies; the others it does not know.
+pub const LOCAL_EXTRA: &[&str] =
+    &["top_k", "min_p", "repeat_penalty", "repeat_last_n", "frequency_penalty", "presence_penalty"];
+
+/// At most this many `sampling.extra` parameters.
+const MAX_EXTRA: usize = 64;
 
 /// How to run the job. Not part of the job's identity: changing it continues the job.
 /// Stored with a submitted job (as its JSON) for the workers that run it.
@@ -148,7 +161,25 @@ pub enum OnPossiblyBilled {
 const TOP_FIELDS: &[&str] = &["name", "questions", "models", "regions", "prompt", "sampling", "samples", "run"];
 const QUESTION_FIELDS: &[&str] = &["id", "text", "question", "expect", "file", "id_prefix"];
 const PROMPT_FIELDS: &[&str] = &["system", "system_by_region", "mode", "date"];
-const SAMPLING_FIELDS: &[&str] = &["temperature", "top_p", "max_tokens", "seed", "stop"];
+const SAMPLING_FIELDS: &[&str] = &["temperature", "top_p", "max_tokens", "seed", "stop", "extra"];
+
+/// Request fields parallax writes itself: an `extra` parameter may not replace one.
+const RESERVED_EXTRA: &[&str] = &[
+    "model",
+    "messages",
+    "prompt",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "seed",
+    "stop",
+    "stream",
+    "add_bos",
+    "parse_special",
+    "gguf_sha256",
+    "template_sha256",
+    "grammar",
+];
 const RUN_FIELDS: &[&str] =
     &["concurrency", "delay_ms", "max_attempts", "timeout_s", "limit", "on_possibly_billed", "lease_s"];
 
@@ -409,6 +440,9 @@ fn decode_sampling(d: &mut Decoder<'_>, node: &Node) -> Option<Sampling> {
     s.max_tokens = opt!("max_tokens", |d: &mut Decoder<'_>, n, f| d.uint(n, f, limits::MAX_TOKENS));
     s.seed = opt!("seed", |d: &mut Decoder<'_>, n, f| d.int(n, f));
     s.stop = opt!("stop", |d: &mut Decoder<'_>, n, f| d.strings(n, f)).unwrap_or_default();
+    if let Some(n) = f.get("extra") {
+        ok &= decode_extra(d, n).map(|e| s.extra = e).is_some();
+    }
     if s.stop.len() > limits::STOP_STRINGS {
         d.error(
             f.get("stop").unwrap_or(node),
@@ -419,6 +453,51 @@ fn decode_sampling(d: &mut Decoder<'_>, node: &Node) -> Option<Sampling> {
         ok = false;
     }
     ok.then_some(s)
+}
+
+/// `sampling.extra`: names of provider parameters to scalar values.
+fn decode_extra(d: &mut Decoder<'_>, node: &Node) -> Option<std::collections::BTreeMap<String, serde_json::Value>> {
+    let f = d.open_fields(node, "sampling.extra")?;
+    let mut out = std::collections::BTreeMap::new();
+    let mut ok = true;
+    for (name, v) in f.iter() {
+        let field = format!("sampling.extra.{name}");
+        if RESERVED_EXTRA.contains(&name) {
+            let hint = if SAMPLING_FIELDS.contains(&name) {
+                format!("set it as `sampling.{name}`")
+            } else {
+                "parallax writes this field itself".to_owned()
+            };
+            d.error(v, &field, format!("`{name}` is not a provider-specific parameter"), Some(hint));
+            ok = false;
+            continue;
+        }
+        let value = match &v.value {
+            crate::yaml::Value::Bool(b) => serde_json::json!(b),
+            crate::yaml::Value::Int(i) => serde_json::json!(i),
+            crate::yaml::Value::Float(x) if x.is_finite() => serde_json::json!(x),
+            crate::yaml::Value::Str(t) if t.chars().count() <= 1000 => serde_json::json!(t),
+            _ => {
+                d.error(
+                    v,
+                    &field,
+                    format!(
+                        "expected a number, a boolean or a string (at most 1,000 characters), found {}",
+                        v.value.type_name()
+                    ),
+                    None,
+                );
+                ok = false;
+                continue;
+            }
+        };
+        out.insert(name.to_owned(), value);
+    }
+    if out.len() > MAX_EXTRA {
+        d.error(node, "sampling.extra", format!("{} parameters; at most {MAX_EXTRA}", out.len()), None);
+        ok = false;
+    }
+    ok.then_some(out)
 }
 
 fn decode_run(d: &mut Decoder<'_>, node: &Node) -> Option<RunPolicy> {

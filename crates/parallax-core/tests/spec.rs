@@ -269,3 +269,27 @@ fn a_json_spec_is_accepted() {
             .unwrap();
     assert_eq!(Plan::build(&spec, &catalog()).unwrap().items().count(), 1);
 }
+
+#[test]
+fn sampling_extra_is_sent_verbatim_and_named_in_the_job_id_only_when_present() {
+    let id = |s: &str| Plan::build(&parse(s).unwrap(), &catalog()).unwrap().base_job_id;
+    let with = GOOD.replace("seed: 7 }", "seed: 7, extra: { repeat_penalty: 1.0, top_k: 1, mirostat: false } }");
+    assert_ne!(id(GOOD), id(&with), "pinning a server default changes what is asked");
+    // A spec without `extra` keeps the job id it had before the field existed.
+    assert_eq!(id(GOOD), id(&GOOD.replace("seed: 7 }", "seed: 7, extra: {} }")));
+    let plan = Plan::build(&parse(&with).unwrap(), &catalog()).unwrap();
+    let body: serde_json::Value = serde_json::from_str(&plan.items().next().unwrap().request_body).unwrap();
+    assert_eq!((&body["repeat_penalty"], &body["top_k"], &body["mirostat"]), (&1.0.into(), &1.into(), &false.into()));
+}
+
+#[test]
+fn sampling_extra_may_not_replace_what_parallax_writes() {
+    let errs = errors(&GOOD.replace("seed: 7 }", "seed: 7, extra: { temperature: 1, model: x, logit_bias: {1: 2} } }"));
+    let all = errs.join("\n");
+    assert!(all.contains("sampling.extra.temperature") && all.contains("set it as `sampling.temperature`"), "{all}");
+    assert!(all.contains("sampling.extra.model"), "{all}");
+    assert!(
+        all.contains("sampling.extra.logit_bias") && all.contains("expected a number, a boolean or a string"),
+        "{all}"
+    );
+}

@@ -57,6 +57,7 @@ fn main() {
                 stop: Vec::new(),
                 ignore_eos: true,
                 grammar: None,
+                extra: Default::default(),
             },
             threads,
         };

@@ -70,6 +70,28 @@ pub struct Sampling {
     /// A GBNF grammar (root rule `root`) the output must follow, as llama.cpp reads it: a
     /// judge's verdict is one of its label words, whatever the model's size.
     pub grammar: Option<String>,
+    /// llama.cpp's own samplers, where a spec's `sampling.extra` names them.
+    pub extra: Extra,
+}
+
+/// The provider-specific samplers a spec may pin (`sampling.extra`), as llama.cpp's server
+/// names them. Unset: not in the chain (llama.cpp's server would apply `repeat_penalty: 1.1`
+/// by default; parallax applies nothing it was not asked for).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Extra {
+    pub top_k: Option<i32>,
+    pub min_p: Option<f32>,
+    pub repeat_penalty: Option<f32>,
+    /// Tokens the penalties look back over; 64 (llama.cpp's default) when a penalty is set.
+    pub repeat_last_n: Option<i32>,
+    pub frequency_penalty: Option<f32>,
+    pub presence_penalty: Option<f32>,
+}
+
+impl Extra {
+    fn penalised(&self) -> bool {
+        self.repeat_penalty.is_some() || self.frequency_penalty.is_some() || self.presence_penalty.is_some()
+    }
 }
 
 /// One generation to run.
@@ -259,12 +281,32 @@ fn run(
         chain.push(LlamaSampler::grammar(model, grammar, "root").map_err(|e| EngineError::Grammar(e.to_string()))?);
         names.push("grammar".to_owned());
     }
+    // llama.cpp's order: penalties, then the truncations, then temperature.
+    let x = &s.extra;
+    if x.penalised() {
+        let (last_n, repeat, freq, present) = (
+            x.repeat_last_n.unwrap_or(64),
+            x.repeat_penalty.unwrap_or(1.0),
+            x.frequency_penalty.unwrap_or(0.0),
+            x.presence_penalty.unwrap_or(0.0),
+        );
+        chain.push(LlamaSampler::penalties(model.n_vocab(), last_n, repeat, freq, present));
+        names.push(format!("penalties(last_n={last_n} repeat={repeat} freq={freq} present={present})"));
+    }
     if s.temperature <= 0.0 {
         chain.push(LlamaSampler::greedy());
         names.push("greedy".to_owned());
     } else {
+        if let Some(k) = x.top_k.filter(|k| *k > 0) {
+            chain.push(LlamaSampler::top_k(k));
+            names.push(format!("top_k={k}"));
+        }
         if s.top_p < 1.0 {
             chain.push(LlamaSampler::top_p(s.top_p, 1));
+        }
+        if let Some(p) = x.min_p.filter(|p| *p > 0.0) {
+            chain.push(LlamaSampler::min_p(p, 1));
+            names.push(format!("min_p={p}"));
         }
         chain.push(LlamaSampler::temp(s.temperature));
         chain.push(LlamaSampler::dist(s.seed));

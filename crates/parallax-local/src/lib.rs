@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub use engine::{Engine, EngineError, Generated, Generation, LLAMA_CPP_SYS_VERSION, Sampling, sha256_file};
+pub use engine::{Engine, EngineError, Extra, Generated, Generation, LLAMA_CPP_SYS_VERSION, Sampling, sha256_file};
 use parallax_providers::{Provider, Reply, SendError, SendFuture, SendRequest};
 use serde_json::{Value as Json, json};
 
@@ -93,8 +93,38 @@ fn parse(body: &[u8]) -> Result<Request, SendError> {
             stop,
             ignore_eos: false,
             grammar: str_field("grammar"),
+            // `sampling.extra`: the parameters llama.cpp knows; a value of the wrong type is
+            // refused rather than dropped.
+            extra: Extra {
+                top_k: int_field(&v, "top_k")?,
+                min_p: float_field(&v, "min_p")?,
+                repeat_penalty: float_field(&v, "repeat_penalty")?,
+                repeat_last_n: int_field(&v, "repeat_last_n")?,
+                frequency_penalty: float_field(&v, "frequency_penalty")?,
+                presence_penalty: float_field(&v, "presence_penalty")?,
+            },
         },
     })
+}
+
+fn float_field(v: &Json, k: &str) -> Result<Option<f32>, SendError> {
+    match v.get(k) {
+        None | Some(Json::Null) => Ok(None),
+        Some(x) => {
+            x.as_f64().filter(|x| x.is_finite()).map(|x| Some(x as f32)).ok_or_else(|| {
+                bad_request(format!("`sampling.extra.{k}` must be a number for a local model, found {x}"))
+            })
+        }
+    }
+}
+
+fn int_field(v: &Json, k: &str) -> Result<Option<i32>, SendError> {
+    match v.get(k) {
+        None | Some(Json::Null) => Ok(None),
+        Some(x) => x.as_i64().and_then(|x| i32::try_from(x).ok()).map(Some).ok_or_else(|| {
+            bad_request(format!("`sampling.extra.{k}` must be a whole number for a local model, found {x}"))
+        }),
+    }
 }
 
 impl Provider for LocalProvider {

@@ -29,7 +29,16 @@ fn model(file: &str) -> Option<PathBuf> {
 }
 
 fn greedy(max_tokens: usize) -> Sampling {
-    Sampling { temperature: 0.0, top_p: 1.0, max_tokens, seed: 0, stop: Vec::new(), ignore_eos: false, grammar: None }
+    Sampling {
+        temperature: 0.0,
+        top_p: 1.0,
+        max_tokens,
+        seed: 0,
+        stop: Vec::new(),
+        ignore_eos: false,
+        grammar: None,
+        extra: Default::default(),
+    }
 }
 
 const CHAT: &str = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n";
@@ -107,6 +116,20 @@ fn the_engine_on_the_real_models() {
     let h2 = engine.generate(&hot(7), None, &never).unwrap();
     assert_eq!(h1.text, h2.text);
     assert!(h1.sampler.contains("seed=7"));
+
+    // `sampling.extra`'s samplers join the chain only when asked for, and stay deterministic.
+    let pinned = Generation {
+        sampling: Sampling {
+            extra: parallax_local::Extra { repeat_penalty: Some(1.3), top_k: Some(1), ..Default::default() },
+            ..greedy(24)
+        },
+        ..g.clone()
+    };
+    let p1 = engine.generate(&pinned, None, &never).unwrap();
+    let p2 = engine.generate(&pinned, None, &never).unwrap();
+    assert_eq!(p1.text, p2.text);
+    assert!(p1.sampler.contains("penalties(last_n=64 repeat=1.3"), "{}", p1.sampler);
+    assert!(!a.sampler.contains("penalties"), "nothing is applied that was not asked for: {}", a.sampler);
 
     // The planned file must be the file that answers.
     let wrong = engine.generate(&Generation { gguf_sha256: "00", ..g.clone() }, None, &never).unwrap_err();

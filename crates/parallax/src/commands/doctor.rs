@@ -370,6 +370,7 @@ async fn local_checks(unit: &local::LocalUnit, max_tokens: usize) -> Result<Vec<
                     stop: Vec::new(),
                     ignore_eos: false,
                     grammar: None,
+                    extra: Default::default(),
                 },
                 threads,
             };
