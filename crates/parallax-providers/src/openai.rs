@@ -112,12 +112,7 @@ impl OpenAiProvider {
             let mut response = builder.send().await.map_err(|e| classify(e, timeout))?;
             let status = response.status().as_u16();
             if (300..400).contains(&status) {
-                let location = response
-                    .headers()
-                    .get(reqwest::header::LOCATION)
-                    .map(|v| String::from_utf8_lossy(v.as_bytes()).chars().take(300).collect())
-                    .unwrap_or_else(|| "(no Location header)".to_owned());
-                return Err(SendError::Redirect { status, location });
+                return Err(redirected(&response));
             }
             let bytes = match read_capped(&mut response, MAX_LIST_BYTES).await.map_err(|e| classify(e, timeout))? {
                 Body::Whole(b) => b,
@@ -181,12 +176,7 @@ impl OpenAiProvider {
         let headers = response.headers().clone();
         if (300..400).contains(&status) {
             *raw = Some(RawResponse::new(status, &headers, Vec::new()));
-            let location = response
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).chars().take(300).collect())
-                .unwrap_or_else(|| "(no Location header)".to_owned());
-            return Err(SendError::Redirect { status, location });
+            return Err(redirected(&response));
         }
         let retry_after_text = response
             .headers()
@@ -237,6 +227,16 @@ impl OpenAiProvider {
             _ => Err(error),
         }
     }
+}
+
+/// A 3xx, never followed: the error names where it pointed.
+fn redirected(response: &reqwest::Response) -> SendError {
+    let location = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).chars().take(300).collect())
+        .unwrap_or_else(|| "(no Location header)".to_owned());
+    SendError::Redirect { status: response.status().as_u16(), location }
 }
 
 /// A body read up to a cap: all of it, or its first `cap` bytes when there was more.
