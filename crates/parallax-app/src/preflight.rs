@@ -48,8 +48,10 @@ pub async fn check(
     catalog_path: &Path,
     pairs: &[(String, String)],
 ) -> Result<Vec<EndpointCheck>, AppError> {
-    // (region, endpoint) → the provider's names (and aliases) of the models asked of it.
-    let mut wanted: BTreeMap<(String, String), Vec<Vec<String>>> = BTreeMap::new();
+    // (region, endpoint name) → the endpoint, and the provider's names (and aliases) of the
+    // models asked of it.
+    type Wanted<'c> = (&'c parallax_core::Endpoint, Vec<Vec<String>>);
+    let mut wanted: BTreeMap<(String, String), Wanted> = BTreeMap::new();
     for (model, region) in pairs {
         let Some((endpoint, entry)) = catalog.resolve(model, region) else {
             return Err(AppError::input(format!(
@@ -61,15 +63,13 @@ pub async fn check(
             continue;
         }
         let names = std::iter::once(entry.name.clone()).chain(entry.aliases.iter().cloned()).collect();
-        let models = wanted.entry((region.clone(), endpoint.name.clone())).or_default();
+        let (_, models) = wanted.entry((region.clone(), endpoint.name.clone())).or_insert((endpoint, Vec::new()));
         if !models.contains(&names) {
             models.push(names);
         }
     }
     let mut checks = Vec::new();
-    for ((region, name), models) in wanted {
-        let endpoint =
-            catalog.regions[&region].endpoints.iter().find(|e| e.name == name).expect("resolved from the catalog");
+    for ((region, name), (endpoint, models)) in wanted {
         let provider = http_provider(endpoint, &region, catalog_path, 1)?;
         let base_url = endpoint.base_url.clone();
         checks.push(async move {
