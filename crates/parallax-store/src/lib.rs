@@ -321,6 +321,59 @@ impl Store {
         dispatch!(self, |s| s.results(&job, &filter), s.results(&job, &filter))
     }
 
+    /// A keyset page of a job's rows: the executions after `after_id` in id order, at most
+    /// `limit`. The next page starts after the last row's `execution_id`.
+    pub async fn results_page(
+        &self,
+        job_id: &str,
+        filter: ResultFilter,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<ResultRow>, StoreError> {
+        let job = job_id.to_owned();
+        dispatch!(
+            self,
+            |s| s.results_page(&job, &filter, after_id, limit),
+            s.results_page(&job, &filter, after_id, limit)
+        )
+    }
+
+    /// The live view's feed: a job's rows whose latest event (an end reached, a label
+    /// written) has a number in `(after, upto]`, in event order, at most `limit`. Pass an
+    /// `upto` from [`Store::event_horizon`]: reading no further, a reader that resumes from
+    /// the last number it saw misses nothing, on any server sharing the store.
+    pub async fn events(
+        &self,
+        job_id: &str,
+        after: i64,
+        upto: i64,
+        limit: usize,
+    ) -> Result<Vec<ResultRow>, StoreError> {
+        let job = job_id.to_owned();
+        dispatch!(self, |s| s.events(&job, after, upto, limit), s.events(&job, after, upto, limit))
+    }
+
+    /// How far [`Store::events`] may be read: every event number up to it is final (no
+    /// transaction still running can commit a smaller one). Call it again to move it on.
+    pub async fn event_horizon(&self) -> Result<i64, StoreError> {
+        dispatch!(self, |s| s.event_horizon(), s.event_horizon())
+    }
+
+    /// One execution by its id, with what came back; `None` if the store has no such id.
+    pub async fn execution(&self, id: i64) -> Result<Option<ResultRow>, StoreError> {
+        dispatch!(self, |s| s.execution(id), s.execution(id))
+    }
+
+    /// One execution's attempts, in order.
+    pub async fn execution_attempts(&self, id: i64) -> Result<Vec<AttemptRow>, StoreError> {
+        dispatch!(self, |s| s.execution_attempts(id), s.execution_attempts(id))
+    }
+
+    /// Figures over every job, for a metrics scrape (each a count over the whole store).
+    pub async fn metrics(&self) -> Result<Metrics, StoreError> {
+        dispatch!(self, |s| s.metrics(), s.metrics())
+    }
+
     pub async fn attempts(&self, job_id: &str, filter: ResultFilter) -> Result<Vec<AttemptRow>, StoreError> {
         let job = job_id.to_owned();
         dispatch!(self, |s| s.attempts(&job, &filter), s.attempts(&job, &filter))

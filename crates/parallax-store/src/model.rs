@@ -222,6 +222,10 @@ pub struct ResultFilter {
     pub question: Option<String>,
     pub model: Option<String>,
     pub region: Option<String>,
+    /// Only executions in this status (`pending`, `running`, `succeeded`, …).
+    pub status: Option<String>,
+    /// Only executions whose built-in label is this.
+    pub label: Option<String>,
     /// Read what came back too ([`ResultRow::raw`]).
     pub raw: bool,
 }
@@ -229,6 +233,11 @@ pub struct ResultFilter {
 /// One execution and its result, in the output contract's shape.
 #[derive(Debug, Clone, Serialize)]
 pub struct ResultRow {
+    /// The execution's id in this store: stable, and the order of keyset pages.
+    pub execution_id: i64,
+    /// The number of its latest event (an end reached, a label written); `None` before.
+    #[serde(skip)]
+    pub event_seq: Option<i64>,
     pub job_id: String,
     pub question_id: String,
     pub model_id: String,
@@ -432,4 +441,71 @@ pub struct WorkerRow {
     pub in_flight: i64,
     /// When it said it stopped; `None` while it runs (or if it died without saying so).
     pub stopped_at_ms: Option<i64>,
+}
+
+/// Upper bounds (ms) of the upstream latency histogram's buckets.
+pub const LATENCY_BUCKETS_MS: [i64; 10] = [50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000];
+
+/// A worker that has beaten within this many ms (it beats at least every 5 s) is live.
+pub const LIVE_WORKER_MS: i64 = 15_000;
+
+/// The store's figures for a metrics scrape, over every job it holds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Metrics {
+    /// `(status, executions)`.
+    pub executions: Vec<(String, i64)>,
+    /// `(outcome, attempts)`.
+    pub attempts: Vec<(String, i64)>,
+    /// Attempts that may have been billed without an answer recorded.
+    pub possibly_billed: i64,
+    /// `(region, executions pending)`.
+    pub queue: Vec<(String, i64)>,
+    /// Upstream latency of finished attempts, per endpoint.
+    pub latency: Vec<LatencyHistogram>,
+    /// Workers not stopped and seen within [`LIVE_WORKER_MS`].
+    pub live_workers: i64,
+}
+
+/// One endpoint's latencies in [`LATENCY_BUCKETS_MS`]: cumulative counts, as Prometheus
+/// histograms are.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LatencyHistogram {
+    pub endpoint: String,
+    /// `(le_ms, attempts at most that slow)`, one per bucket.
+    pub buckets: Vec<(i64, i64)>,
+    pub count: i64,
+    pub sum_ms: i64,
+}
+
+impl LatencyHistogram {
+    /// Builds the cumulative histogram from `(bucket bound or -1 for beyond the last, count,
+    /// sum of ms)` rows of one endpoint.
+    pub(crate) fn from_rows(endpoint: String, rows: &[(i64, i64, i64)]) -> LatencyHistogram {
+        let count = rows.iter().map(|r| r.1).sum();
+        let sum_ms = rows.iter().map(|r| r.2).sum();
+        let buckets = LATENCY_BUCKETS_MS
+            .iter()
+            .map(|&le| (le, rows.iter().filter(|r| r.0 >= 0 && r.0 <= le).map(|r| r.1).sum()))
+            .collect();
+        LatencyHistogram { endpoint, buckets, count, sum_ms }
+    }
+}
+
+/// The SQL expression that puts `a.latency_ms` in its bucket (its bound, or -1 beyond).
+pub(crate) fn latency_bucket_sql() -> String {
+    let mut sql = String::from("CAST(CASE");
+    for le in LATENCY_BUCKETS_MS {
+        sql.push_str(&format!(" WHEN a.latency_ms <= {le} THEN {le}"));
+    }
+    sql.push_str(" ELSE -1 END AS BIGINT)");
+    sql
+}
+
+/// Groups `(endpoint, bucket, count, sum)` rows into one histogram per endpoint.
+pub(crate) fn histograms(rows: Vec<(String, i64, i64, i64)>) -> Vec<LatencyHistogram> {
+    let mut by_endpoint: BTreeMap<String, Vec<(i64, i64, i64)>> = BTreeMap::new();
+    for (endpoint, bucket, n, sum) in rows {
+        by_endpoint.entry(endpoint).or_default().push((bucket, n, sum));
+    }
+    by_endpoint.into_iter().map(|(e, rows)| LatencyHistogram::from_rows(e, &rows)).collect()
 }

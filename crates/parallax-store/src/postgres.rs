@@ -33,6 +33,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
+use crate::model::{LIVE_WORKER_MS, Metrics};
 use crate::{
     ActiveJob, AnalysisRow, Applied, AttemptRow, BlockRecord, Cancelled, CellStatus, Claim, ClaimBatch, ClaimRequest,
     Clock, EndpointAttempts, JobRecord, JobStatus, JobSummary, LabelRecord, Next, Outcome, ResultFilter, ResultRow,
@@ -47,6 +48,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "workers", include_str!("../migrations/postgres/0005_workers.sql")),
     (6, "label_confidence", include_str!("../migrations/postgres/0006_label_confidence.sql")),
     (7, "served", include_str!("../migrations/postgres/0007_served.sql")),
+    (8, "events", include_str!("../migrations/postgres/0008_events.sql")),
 ];
 
 /// Connections per store handle. A worker has one claim, one finish and one heartbeat in
@@ -63,6 +65,38 @@ const ENQUEUE_LOCK: i32 = 0x7078_0002;
 const CLAIM_LOCK: i32 = 0x7078_0003;
 
 type Result<T> = std::result::Result<T, StoreError>;
+
+/// The columns of a [`ResultRow`] (read by [`result_row`]), for the executions `$key`
+/// picks, in `$order`. Parameters: `$1` job, `$2`–`$4` question, model, region, `$5` raw,
+/// `$6` status, `$7` label; the key and order may use more.
+macro_rules! row_select {
+    ($key:literal, $order:literal) => {
+        concat!(
+            "SELECT e.job_id, e.question_id, e.model_id, e.region, e.sample, e.status, e.attempts, e.request_body,
+                    e.request_sha256, e.requested_model, r.reported_model, r.model_mismatch, r.response_text,
+                    r.finish_reason, r.usage_json, r.latency_ms, e.error, e.endpoint, e.idempotency_key, l.label,
+                    l.evidence, l.version, r.provenance_json, l.confidence, l.uncertain, l.doubts,
+                    (SELECT json_agg(json_build_object('judge', j.classifier, 'rubric_version', j.version,
+                                                       'label', j.label, 'rubric', j.rubric, 'raw', j.raw)
+                                     ORDER BY j.classifier COLLATE \"C\")::text
+                     FROM labels j WHERE j.execution_id = e.id AND j.classifier <> 'builtin'),
+                    r.block_code, r.block_message, a.raw_response, a.response_headers_json, a.system_fingerprint,
+                    e.id, e.event_seq
+             FROM executions e LEFT JOIN results r ON r.execution_id = e.id
+             LEFT JOIN labels l ON l.execution_id = e.id AND l.classifier = 'builtin'
+             LEFT JOIN questions q ON q.job_id = e.job_id AND q.question_id = e.question_id
+             -- What came back: the result's attempt, else the last one.
+             LEFT JOIN attempts a ON $5 AND a.id = coalesce(r.attempt_id,
+                 (SELECT max(x.id) FROM attempts x WHERE x.execution_id = e.id))
+             WHERE ",
+            $key,
+            " AND ($2::text IS NULL OR e.question_id = $2) AND ($3::text IS NULL OR e.model_id = $3)
+               AND ($4::text IS NULL OR e.region = $4) AND ($6::text IS NULL OR e.status = $6)
+               AND ($7::text IS NULL OR l.label = $7) ",
+            $order
+        )
+    };
+}
 
 /// `clock.now`: the injected test clock (`$1`), else the database's, in ms since the epoch.
 /// One value per statement: `statement_timestamp()` does not move while it runs.
@@ -264,6 +298,17 @@ struct Inner {
     offset_ms: AtomicI64,
     /// Requests that waited for the server, for measuring batches.
     round_trips: AtomicU64,
+    /// How far the event stream may be read (see `event_horizon`).
+    horizon: tokio::sync::Mutex<Horizon>,
+}
+
+/// Event numbers come from a sequence, in call order rather than commit order. `safe`: every
+/// number up to it is final. `barrier`: a number read from the sequence and the
+/// transactions that were in progress just after; once they have all ended, it is safe.
+#[derive(Default)]
+struct Horizon {
+    safe: i64,
+    barrier: Option<(i64, Vec<String>)>,
 }
 
 #[derive(Clone)]
@@ -468,6 +513,7 @@ impl PgStore {
             slots: Semaphore::new(POOL_SIZE),
             finishes_before_read_only: AtomicI64::new(i64::MAX),
             read_only: AtomicBool::new(false),
+            horizon: tokio::sync::Mutex::new(Horizon::default()),
             offset_ms: AtomicI64::new(0),
             round_trips: AtomicU64::new(0),
         };
@@ -1104,72 +1150,153 @@ impl PgStore {
     }
 
     pub async fn results(&self, job_id: &str, f: &ResultFilter) -> Result<Vec<ResultRow>> {
+        const SQL: &str =
+            row_select!("e.job_id = $1", "ORDER BY q.ordinal NULLS FIRST, e.model_id, e.region, e.sample");
         let rows = self
-            .rows_of_job(
-                job_id,
-                "SELECT e.job_id, e.question_id, e.model_id, e.region, e.sample, e.status, e.attempts, e.request_body,
-                        e.request_sha256, e.requested_model, r.reported_model, r.model_mismatch, r.response_text,
-                        r.finish_reason, r.usage_json, r.latency_ms, e.error, e.endpoint, e.idempotency_key, l.label,
-                        l.evidence, l.version, r.provenance_json, l.confidence, l.uncertain, l.doubts,
-                        (SELECT json_agg(json_build_object('judge', j.classifier, 'rubric_version', j.version,
-                                                           'label', j.label, 'rubric', j.rubric, 'raw', j.raw)
-                                         ORDER BY j.classifier COLLATE \"C\")::text
-                         FROM labels j WHERE j.execution_id = e.id AND j.classifier <> 'builtin'),
-                        r.block_code, r.block_message, a.raw_response, a.response_headers_json, a.system_fingerprint
-                 FROM executions e LEFT JOIN results r ON r.execution_id = e.id
-                 LEFT JOIN labels l ON l.execution_id = e.id AND l.classifier = 'builtin'
-                 LEFT JOIN questions q ON q.job_id = e.job_id AND q.question_id = e.question_id
-                 -- What came back: the result's attempt, else the last one.
-                 LEFT JOIN attempts a ON $5 AND a.id = coalesce(r.attempt_id,
-                     (SELECT max(x.id) FROM attempts x WHERE x.execution_id = e.id))
-                 WHERE e.job_id = $1 AND ($2::text IS NULL OR e.question_id = $2) AND ($3::text IS NULL OR e.model_id = $3)
-                   AND ($4::text IS NULL OR e.region = $4)
-                 ORDER BY q.ordinal NULLS FIRST, e.model_id, e.region, e.sample",
-                &[&job_id, &f.question, &f.model, &f.region, &f.raw],
+            .rows_of_job(job_id, SQL, &[&job_id, &f.question, &f.model, &f.region, &f.raw, &f.status, &f.label])
+            .await?;
+        Ok(rows.iter().map(|r| result_row(r, f.raw)).collect())
+    }
+
+    /// A job's rows in execution order after `after`, at most `limit` (a keyset page).
+    pub async fn results_page(
+        &self,
+        job_id: &str,
+        f: &ResultFilter,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<ResultRow>> {
+        const SQL: &str = row_select!("e.job_id = $1 AND e.id > $8", "ORDER BY e.id LIMIT $9");
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let params: [&(dyn ToSql + Sync); 9] =
+            [&job_id, &f.question, &f.model, &f.region, &f.raw, &f.status, &f.label, &after, &limit];
+        let rows = self.rows_of_job(job_id, SQL, &params).await?;
+        Ok(rows.iter().map(|r| result_row(r, f.raw)).collect())
+    }
+
+    /// A job's rows whose latest event is in `(after, upto]`, in event order.
+    pub async fn events(&self, job_id: &str, after: i64, upto: i64, limit: usize) -> Result<Vec<ResultRow>> {
+        const SQL: &str =
+            row_select!("e.job_id = $1 AND e.event_seq > $8 AND e.event_seq <= $9", "ORDER BY e.event_seq LIMIT $10");
+        let f = ResultFilter::default();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let params: [&(dyn ToSql + Sync); 10] =
+            [&job_id, &f.question, &f.model, &f.region, &f.raw, &f.status, &f.label, &after, &upto, &limit];
+        let rows = self.rows_of_job(job_id, SQL, &params).await?;
+        Ok(rows.iter().map(|r| result_row(r, false)).collect())
+    }
+
+    /// One execution's row, with what came back.
+    pub async fn execution(&self, id: i64) -> Result<Option<ResultRow>> {
+        const SQL: &str = row_select!("e.id = $8 AND $1::text IS NULL", "");
+        let f = ResultFilter { raw: true, ..Default::default() };
+        let job: Option<String> = None;
+        let params: [&(dyn ToSql + Sync); 8] =
+            [&job, &f.question, &f.model, &f.region, &f.raw, &f.status, &f.label, &id];
+        let mut c = self.0.lease().await?;
+        let rows = c.query(SQL, &params).await?;
+        Ok(rows.first().map(|r| result_row(r, true)))
+    }
+
+    /// How far the event stream may be read: every event number up to it is final. A
+    /// number read from the sequence becomes final once the transactions in progress just
+    /// after the read have ended (each took its transaction id before its number), so each
+    /// call either starts such a barrier or finds the last one passed.
+    pub async fn event_horizon(&self) -> Result<i64> {
+        let mut horizon = self.0.horizon.lock().await;
+        let mut c = self.0.lease().await?;
+        if let Some((seq, open)) = &horizon.barrier {
+            let still = c
+                .query_opt(
+                    "SELECT count(*) FROM unnest($1::text[]) x WHERE pg_xact_status(x::xid8) = 'in progress'",
+                    &[open],
+                )
+                .await?
+                .map_or(0, |r| r.get::<_, i64>(0));
+            if still > 0 {
+                return Ok(horizon.safe);
+            }
+            horizon.safe = horizon.safe.max(*seq);
+            horizon.barrier = None;
+        }
+        // Read the sequence first, then who is in progress: a transaction that took a number
+        // up to `seq` had its id before, so it has ended or is in the list.
+        let seq: i64 = c
+            .query_opt(
+                "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM execution_event_seq",
+                &[],
+            )
+            .await?
+            .map_or(0, |r| r.get(0));
+        let open: Vec<String> = c
+            .query("SELECT x::text FROM pg_snapshot_xip(pg_current_snapshot()) x", &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if open.is_empty() {
+            horizon.safe = horizon.safe.max(seq);
+        } else {
+            horizon.barrier = Some((seq, open));
+        }
+        Ok(horizon.safe)
+    }
+
+    /// One execution's attempts, in order.
+    pub async fn execution_attempts(&self, id: i64) -> Result<Vec<AttemptRow>> {
+        let mut c = self.0.lease().await?;
+        let rows = c
+            .query(
+                "SELECT e.question_id, e.model_id, e.region, e.sample, a.number, a.worker, a.started_at_ms,
+                        a.finished_at_ms, a.outcome, a.possibly_billed, a.http_status, a.latency_ms, a.error
+                 FROM attempts a JOIN executions e ON e.id = a.execution_id WHERE e.id = $1 ORDER BY a.id",
+                &[&id],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                let request_body = String::from_utf8_lossy(r.get::<_, &[u8]>(7)).into_owned();
-                let block_reason = r
-                    .get::<_, Option<String>>(27)
-                    .map(|code| BlockRecord { code, message: r.get::<_, Option<String>>(28).unwrap_or_default() });
-                ResultRow {
-                    job_id: r.get(0),
-                    question_id: r.get(1),
-                    model_id: r.get(2),
-                    region: r.get(3),
-                    sample: r.get(4),
-                    status: r.get(5),
-                    attempts: r.get(6),
-                    request: serde_json::from_str(&request_body).unwrap_or(serde_json::Value::Null),
-                    request_body,
-                    request_sha256: r.get(8),
-                    requested_model: r.get(9),
-                    reported_model: r.get(10),
-                    model_mismatch: r.get(11),
-                    response_text: r.get(12),
-                    finish_reason: r.get(13),
-                    usage: json(r.get(14)),
-                    latency_ms: r.get(15),
-                    error: r.get(16),
-                    endpoint: r.get(17),
-                    idempotency_key: r.get(18),
-                    label: r.get(19),
-                    label_evidence: r.get(20),
-                    classifier: r.get::<_, Option<String>>(21).map(|v| format!("builtin@{v}")),
-                    provenance: json(r.get(22)),
-                    confidence: r.get(23),
-                    uncertain: r.get(24),
-                    doubts: r.get::<_, Option<String>>(25).map(|d| crate::sqlite::doubt_names(&d)),
-                    judges: json(r.get(26)).and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default(),
-                    blocked: block_reason.is_some(),
-                    block_reason,
-                    raw: f.raw.then(|| crate::raw::fields(r.get(29), r.get(30), r.get(31))),
-                }
-            })
-            .collect())
+        Ok(rows.iter().map(attempt_row).collect())
+    }
+
+    pub async fn metrics(&self) -> Result<Metrics> {
+        static LATENCY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
+                "SELECT e.endpoint, {} AS bucket, count(*), coalesce(sum(a.latency_ms), 0)::bigint
+                 FROM attempts a JOIN executions e ON e.id = a.execution_id
+                 WHERE a.latency_ms IS NOT NULL GROUP BY 1, 2",
+                crate::model::latency_bucket_sql()
+            )
+        });
+        let now = self.0.now_param();
+        let mut c = self.0.lease().await?;
+        let pairs =
+            |rows: Vec<Row>| rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1))).collect::<Vec<_>>();
+        let executions =
+            pairs(c.query("SELECT status, count(*) FROM executions GROUP BY status ORDER BY status", &[]).await?);
+        let attempts =
+            pairs(c.query("SELECT outcome, count(*) FROM attempts GROUP BY outcome ORDER BY outcome", &[]).await?);
+        let queue = pairs(
+            c.query(
+                "SELECT region, count(*) FROM executions WHERE status = 'pending' GROUP BY region ORDER BY region",
+                &[],
+            )
+            .await?,
+        );
+        let possibly_billed: i64 =
+            c.query_opt("SELECT count(*) FROM attempts WHERE possibly_billed", &[]).await?.map_or(0, |r| r.get(0));
+        let live_workers: i64 = c
+            .query_opt(
+                with_clock!(" SELECT count(*) FROM workers, clock WHERE stopped_at_ms IS NULL AND last_seen_ms >= clock.now - $2"),
+                &[&now, &LIVE_WORKER_MS],
+            )
+            .await?
+            .map_or(0, |r| r.get(0));
+        let latency = crate::model::histograms(
+            c.query(LATENCY.as_str(), &[])
+                .await?
+                .iter()
+                .map(|r| (r.get(0), r.get::<_, i64>(1), r.get(2), r.get(3)))
+                .collect(),
+        );
+        Ok(Metrics { executions, attempts, possibly_billed, queue, latency, live_workers })
     }
 
     pub async fn attempts(&self, job_id: &str, f: &ResultFilter) -> Result<Vec<AttemptRow>> {
@@ -1185,24 +1312,7 @@ impl PgStore {
                 &[&job_id, &f.question, &f.model, &f.region],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| AttemptRow {
-                question_id: r.get(0),
-                model_id: r.get(1),
-                region: r.get(2),
-                sample: r.get(3),
-                number: r.get(4),
-                worker: r.get(5),
-                started_at_ms: r.get(6),
-                finished_at_ms: r.get(7),
-                outcome: r.get(8),
-                possibly_billed: r.get(9),
-                http_status: r.get(10),
-                latency_ms: r.get(11),
-                error: r.get(12),
-            })
-            .collect())
+        Ok(rows.iter().map(attempt_row).collect())
     }
 
     pub async fn to_label(
@@ -1632,4 +1742,64 @@ async fn migrate(store: &Inner, conn: &mut Conn) -> Result<()> {
         }
     }
     tx.commit().await.map_err(err)
+}
+
+fn result_row(r: &Row, raw: bool) -> ResultRow {
+    let request_body = String::from_utf8_lossy(r.get::<_, &[u8]>(7)).into_owned();
+    let block_reason = r
+        .get::<_, Option<String>>(27)
+        .map(|code| BlockRecord { code, message: r.get::<_, Option<String>>(28).unwrap_or_default() });
+    ResultRow {
+        execution_id: r.get(32),
+        event_seq: r.get(33),
+        job_id: r.get(0),
+        question_id: r.get(1),
+        model_id: r.get(2),
+        region: r.get(3),
+        sample: r.get(4),
+        status: r.get(5),
+        attempts: r.get(6),
+        request: serde_json::from_str(&request_body).unwrap_or(serde_json::Value::Null),
+        request_body,
+        request_sha256: r.get(8),
+        requested_model: r.get(9),
+        reported_model: r.get(10),
+        model_mismatch: r.get(11),
+        response_text: r.get(12),
+        finish_reason: r.get(13),
+        usage: json(r.get(14)),
+        latency_ms: r.get(15),
+        error: r.get(16),
+        endpoint: r.get(17),
+        idempotency_key: r.get(18),
+        label: r.get(19),
+        label_evidence: r.get(20),
+        classifier: r.get::<_, Option<String>>(21).map(|v| format!("builtin@{v}")),
+        provenance: json(r.get(22)),
+        confidence: r.get(23),
+        uncertain: r.get(24),
+        doubts: r.get::<_, Option<String>>(25).map(|d| crate::sqlite::doubt_names(&d)),
+        judges: json(r.get(26)).and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default(),
+        blocked: block_reason.is_some(),
+        block_reason,
+        raw: raw.then(|| crate::raw::fields(r.get(29), r.get(30), r.get(31))),
+    }
+}
+
+fn attempt_row(r: &Row) -> AttemptRow {
+    AttemptRow {
+        question_id: r.get(0),
+        model_id: r.get(1),
+        region: r.get(2),
+        sample: r.get(3),
+        number: r.get(4),
+        worker: r.get(5),
+        started_at_ms: r.get(6),
+        finished_at_ms: r.get(7),
+        outcome: r.get(8),
+        possibly_billed: r.get(9),
+        http_status: r.get(10),
+        latency_ms: r.get(11),
+        error: r.get(12),
+    }
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use parallax_core::{EndpointKind, ItemKey, Plan, idempotency_key};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use crate::model::{LIVE_WORKER_MS, Metrics};
 use crate::{
     ActiveJob, AnalysisRow, Applied, AttemptRow, BlockRecord, Cancelled, CellStatus, Claim, ClaimBatch, ClaimRequest,
     Clock, EndpointAttempts, JobRecord, JobStatus, JobSummary, LabelRecord, Next, Outcome, ResultFilter, ResultRow,
@@ -28,6 +29,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "workers", include_str!("../migrations/sqlite/0005_workers.sql")),
     (6, "label_confidence", include_str!("../migrations/sqlite/0006_label_confidence.sql")),
     (7, "served", include_str!("../migrations/sqlite/0007_served.sql")),
+    (8, "events", include_str!("../migrations/sqlite/0008_events.sql")),
 ];
 
 pub(crate) struct SqliteStore {
@@ -681,77 +683,147 @@ impl SqliteStore {
 
     pub fn results(&self, job_id: &str, f: &ResultFilter) -> Result<Vec<ResultRow>> {
         self.job(job_id)?;
+        self.rows(Some(job_id), f, Rows::Plan)
+    }
+
+    /// A job's rows in execution order after `after`, at most `limit` (a keyset page).
+    pub fn results_page(&self, job_id: &str, f: &ResultFilter, after: i64, limit: usize) -> Result<Vec<ResultRow>> {
+        self.job(job_id)?;
+        self.rows(Some(job_id), f, Rows::AfterId { after, limit })
+    }
+
+    /// A job's rows whose latest event is in `(after, upto]`, in event order.
+    pub fn events(&self, job_id: &str, after: i64, upto: i64, limit: usize) -> Result<Vec<ResultRow>> {
+        self.job(job_id)?;
+        self.rows(Some(job_id), &ResultFilter::default(), Rows::Events { after, upto, limit })
+    }
+
+    /// One execution's row, with what came back.
+    pub fn execution(&self, id: i64) -> Result<Option<ResultRow>> {
+        let f = ResultFilter { raw: true, ..Default::default() };
+        Ok(self.rows(None, &f, Rows::One(id))?.pop())
+    }
+
+    /// The number of the latest event: one writer commits at a time, so every number up
+    /// to it is final.
+    pub fn event_horizon(&self) -> Result<i64> {
+        let conn = self.conn();
+        conn.query_row("SELECT coalesce(max(event_seq), 0) FROM executions", [], |r| r.get(0)).at(&self.path)
+    }
+
+    fn rows(&self, job_id: Option<&str>, f: &ResultFilter, which: Rows) -> Result<Vec<ResultRow>> {
+        let conn = self.conn();
+        let p = &self.path;
+        let (key, order) = match which {
+            Rows::Plan => ("e.job_id = :job", "ORDER BY q.ordinal, e.model_id, e.region, e.sample"),
+            Rows::AfterId { .. } => ("e.job_id = :job AND e.id > :after", "ORDER BY e.id LIMIT :limit"),
+            Rows::Events { .. } => (
+                "e.job_id = :job AND e.event_seq > :after AND e.event_seq <= :upto",
+                "ORDER BY e.event_seq LIMIT :limit",
+            ),
+            Rows::One(_) => ("e.id = :id", ""),
+        };
+        let sql = format!(
+            "SELECT e.job_id, e.question_id, e.model_id, e.region, e.sample, e.status, e.attempts, e.request_body, e.request_sha256,
+                    e.requested_model, r.reported_model, r.model_mismatch, r.response_text, r.finish_reason, r.usage_json, r.latency_ms,
+                    e.error, e.endpoint, e.idempotency_key, l.label, l.evidence, l.version, r.provenance_json,
+                    l.confidence, l.uncertain, l.doubts,
+                    (SELECT json_group_array(json_object('judge', j.classifier, 'rubric_version', j.version, 'label', j.label,
+                                                         'rubric', j.rubric, 'raw', j.raw))
+                     FROM (SELECT * FROM labels WHERE execution_id = e.id AND classifier != 'builtin' ORDER BY classifier) j),
+                    r.block_code, r.block_message,
+                    CASE WHEN :raw THEN a.raw_response END, CASE WHEN :raw THEN a.response_headers_json END, a.system_fingerprint,
+                    e.id, e.event_seq
+             FROM executions e LEFT JOIN results r ON r.execution_id = e.id
+             LEFT JOIN labels l ON l.execution_id = e.id AND l.classifier = 'builtin'
+             LEFT JOIN questions q ON q.job_id = e.job_id AND q.question_id = e.question_id
+             -- What came back: the result's attempt, else the last one.
+             LEFT JOIN attempts a ON :raw AND a.id = coalesce(r.attempt_id, (SELECT max(id) FROM attempts WHERE execution_id = e.id))
+             WHERE {key} AND (:question IS NULL OR e.question_id = :question) AND (:model IS NULL OR e.model_id = :model)
+               AND (:region IS NULL OR e.region = :region) AND (:status IS NULL OR e.status = :status)
+               AND (:label IS NULL OR l.label = :label)
+             {order}"
+        );
+        let mut stmt = conn.prepare_cached(&sql).at(p)?;
+        let (after, upto, limit, id) = match which {
+            Rows::Plan => (0, 0, 0, 0),
+            Rows::AfterId { after, limit } => (after, 0, limit, 0),
+            Rows::Events { after, upto, limit } => (after, upto, limit, 0),
+            Rows::One(id) => (0, 0, 0, id),
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let values: [(&str, &dyn rusqlite::ToSql); 11] = [
+            (":job", &job_id),
+            (":question", &f.question),
+            (":model", &f.model),
+            (":region", &f.region),
+            (":status", &f.status),
+            (":label", &f.label),
+            (":raw", &f.raw),
+            (":after", &after),
+            (":upto", &upto),
+            (":limit", &limit),
+            (":id", &id),
+        ];
+        // Each shape names only some of them.
+        for (name, value) in values {
+            if let Some(i) = stmt.parameter_index(name).at(p)? {
+                stmt.raw_bind_parameter(i, value).at(p)?;
+            }
+        }
+        let mut rows = stmt.raw_query();
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().at(p)? {
+            out.push(result_row(r, f.raw).at(p)?);
+        }
+        Ok(out)
+    }
+
+    /// One execution's attempts, in order.
+    pub fn execution_attempts(&self, id: i64) -> Result<Vec<AttemptRow>> {
         let conn = self.conn();
         let p = &self.path;
         let mut stmt = conn
             .prepare_cached(
-                "SELECT e.job_id, e.question_id, e.model_id, e.region, e.sample, e.status, e.attempts, e.request_body, e.request_sha256,
-                        e.requested_model, r.reported_model, r.model_mismatch, r.response_text, r.finish_reason, r.usage_json, r.latency_ms,
-                        e.error, e.endpoint, e.idempotency_key, l.label, l.evidence, l.version, r.provenance_json,
-                        l.confidence, l.uncertain, l.doubts,
-                        (SELECT json_group_array(json_object('judge', j.classifier, 'rubric_version', j.version, 'label', j.label,
-                                                             'rubric', j.rubric, 'raw', j.raw))
-                         FROM (SELECT * FROM labels WHERE execution_id = e.id AND classifier != 'builtin' ORDER BY classifier) j),
-                        r.block_code, r.block_message,
-                        CASE WHEN ?5 THEN a.raw_response END, CASE WHEN ?5 THEN a.response_headers_json END, a.system_fingerprint
-                 FROM executions e LEFT JOIN results r ON r.execution_id = e.id
-                 LEFT JOIN labels l ON l.execution_id = e.id AND l.classifier = 'builtin'
-                 LEFT JOIN questions q ON q.job_id = e.job_id AND q.question_id = e.question_id
-                 -- What came back: the result's attempt, else the last one.
-                 LEFT JOIN attempts a ON ?5 AND a.id = coalesce(r.attempt_id, (SELECT max(id) FROM attempts WHERE execution_id = e.id))
-                 WHERE e.job_id = ?1 AND (?2 IS NULL OR e.question_id = ?2) AND (?3 IS NULL OR e.model_id = ?3) AND (?4 IS NULL OR e.region = ?4)
-                 ORDER BY q.ordinal, e.model_id, e.region, e.sample",
+                "SELECT e.question_id, e.model_id, e.region, e.sample, a.number, a.worker, a.started_at_ms, a.finished_at_ms, a.outcome,
+                        a.possibly_billed, a.http_status, a.latency_ms, a.error
+                 FROM attempts a JOIN executions e ON e.id = a.execution_id WHERE e.id = ?1 ORDER BY a.id",
             )
             .at(p)?;
-        let rows = stmt
-            .query_map(params![job_id, f.question, f.model, f.region, f.raw], |r| {
-                let block_code: Option<String> = r.get(27)?;
-                let block_reason = match (block_code, r.get::<_, Option<String>>(28)?) {
-                    (Some(code), message) => Some(BlockRecord { code, message: message.unwrap_or_default() }),
-                    (None, _) => None,
-                };
-                let body: Vec<u8> = r.get(7)?;
-                let request_body = String::from_utf8_lossy(&body).into_owned();
-                let usage: Option<String> = r.get(14)?;
-                Ok(ResultRow {
-                    job_id: r.get(0)?,
-                    question_id: r.get(1)?,
-                    model_id: r.get(2)?,
-                    region: r.get(3)?,
-                    sample: r.get(4)?,
-                    status: r.get(5)?,
-                    attempts: r.get(6)?,
-                    request: serde_json::from_str(&request_body).unwrap_or(serde_json::Value::Null),
-                    request_body,
-                    request_sha256: r.get(8)?,
-                    requested_model: r.get(9)?,
-                    reported_model: r.get(10)?,
-                    model_mismatch: r.get(11)?,
-                    response_text: r.get(12)?,
-                    finish_reason: r.get(13)?,
-                    usage: usage.and_then(|u| serde_json::from_str(&u).ok()),
-                    latency_ms: r.get(15)?,
-                    error: r.get(16)?,
-                    endpoint: r.get(17)?,
-                    idempotency_key: r.get(18)?,
-                    label: r.get(19)?,
-                    label_evidence: r.get(20)?,
-                    classifier: r.get::<_, Option<String>>(21)?.map(|v| format!("builtin@{v}")),
-                    provenance: r.get::<_, Option<String>>(22)?.and_then(|v| serde_json::from_str(&v).ok()),
-                    confidence: r.get(23)?,
-                    uncertain: r.get(24)?,
-                    doubts: r.get::<_, Option<String>>(25)?.map(|d| doubt_names(&d)),
-                    judges: r
-                        .get::<_, Option<String>>(26)?
-                        .and_then(|v| serde_json::from_str(&v).ok())
-                        .unwrap_or_default(),
-                    blocked: block_reason.is_some(),
-                    block_reason,
-                    raw: if f.raw { Some(crate::raw::fields(r.get(29)?, r.get(30)?, r.get(31)?)) } else { None },
-                })
-            })
-            .at(p)?;
+        let rows = stmt.query_map([id], attempt_row).at(p)?;
         rows.collect::<rusqlite::Result<_>>().at(p)
+    }
+
+    pub fn metrics(&self) -> Result<Metrics> {
+        let conn = self.conn();
+        let p = &self.path;
+        let pairs = |sql: &str| -> Result<Vec<(String, i64)>> {
+            let mut stmt = conn.prepare_cached(sql).at(p)?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).at(p)?;
+            rows.collect::<rusqlite::Result<_>>().at(p)
+        };
+        let executions = pairs("SELECT status, count(*) FROM executions GROUP BY status ORDER BY status")?;
+        let attempts = pairs("SELECT outcome, count(*) FROM attempts GROUP BY outcome ORDER BY outcome")?;
+        let queue =
+            pairs("SELECT region, count(*) FROM executions WHERE status = 'pending' GROUP BY region ORDER BY region")?;
+        let possibly_billed =
+            conn.query_row("SELECT count(*) FROM attempts WHERE possibly_billed = 1", [], |r| r.get(0)).at(p)?;
+        let live_workers = conn
+            .query_row(
+                "SELECT count(*) FROM workers WHERE stopped_at_ms IS NULL AND last_seen_ms >= ?1",
+                [self.now_ms() - LIVE_WORKER_MS],
+                |r| r.get(0),
+            )
+            .at(p)?;
+        let sql = format!(
+            "SELECT e.endpoint, {} AS bucket, count(*), sum(a.latency_ms) FROM attempts a JOIN executions e ON e.id = a.execution_id
+             WHERE a.latency_ms IS NOT NULL GROUP BY e.endpoint, bucket",
+            crate::model::latency_bucket_sql()
+        );
+        let mut stmt = conn.prepare_cached(&sql).at(p)?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).at(p)?;
+        let latency = crate::model::histograms(rows.collect::<rusqlite::Result<_>>().at(p)?);
+        Ok(Metrics { executions, attempts, possibly_billed, queue, latency, live_workers })
     }
 
     pub fn attempts(&self, job_id: &str, f: &ResultFilter) -> Result<Vec<AttemptRow>> {
@@ -767,25 +839,7 @@ impl SqliteStore {
                  ORDER BY a.id",
             )
             .at(p)?;
-        let rows = stmt
-            .query_map(params![job_id, f.question, f.model, f.region], |r| {
-                Ok(AttemptRow {
-                    question_id: r.get(0)?,
-                    model_id: r.get(1)?,
-                    region: r.get(2)?,
-                    sample: r.get(3)?,
-                    number: r.get(4)?,
-                    worker: r.get(5)?,
-                    started_at_ms: r.get(6)?,
-                    finished_at_ms: r.get(7)?,
-                    outcome: r.get(8)?,
-                    possibly_billed: r.get(9)?,
-                    http_status: r.get(10)?,
-                    latency_ms: r.get(11)?,
-                    error: r.get(12)?,
-                })
-            })
-            .at(p)?;
+        let rows = stmt.query_map(params![job_id, f.question, f.model, f.region], attempt_row).at(p)?;
         rows.collect::<rusqlite::Result<_>>().at(p)
     }
 
@@ -1245,4 +1299,87 @@ pub(crate) fn refilled(stored: Option<(f64, i64)>, rate: f64, now: i64) -> f64 {
 /// Doubt names as stored (space-separated) to a list.
 pub(crate) fn doubt_names(stored: &str) -> Vec<String> {
     stored.split_whitespace().map(str::to_owned).collect()
+}
+
+/// Which rows of [`SqliteStore::rows`].
+#[derive(Clone, Copy)]
+enum Rows {
+    /// All of a job's, in plan order.
+    Plan,
+    /// A keyset page in execution order.
+    AfterId {
+        after: i64,
+        limit: usize,
+    },
+    /// Rows whose latest event is in `(after, upto]`, in event order.
+    Events {
+        after: i64,
+        upto: i64,
+        limit: usize,
+    },
+    One(i64),
+}
+
+fn result_row(r: &rusqlite::Row<'_>, raw: bool) -> rusqlite::Result<ResultRow> {
+    let block_code: Option<String> = r.get(27)?;
+    let block_reason = match (block_code, r.get::<_, Option<String>>(28)?) {
+        (Some(code), message) => Some(BlockRecord { code, message: message.unwrap_or_default() }),
+        (None, _) => None,
+    };
+    let body: Vec<u8> = r.get(7)?;
+    let request_body = String::from_utf8_lossy(&body).into_owned();
+    let usage: Option<String> = r.get(14)?;
+    Ok(ResultRow {
+        execution_id: r.get(32)?,
+        event_seq: r.get(33)?,
+        job_id: r.get(0)?,
+        question_id: r.get(1)?,
+        model_id: r.get(2)?,
+        region: r.get(3)?,
+        sample: r.get(4)?,
+        status: r.get(5)?,
+        attempts: r.get(6)?,
+        request: serde_json::from_str(&request_body).unwrap_or(serde_json::Value::Null),
+        request_body,
+        request_sha256: r.get(8)?,
+        requested_model: r.get(9)?,
+        reported_model: r.get(10)?,
+        model_mismatch: r.get(11)?,
+        response_text: r.get(12)?,
+        finish_reason: r.get(13)?,
+        usage: usage.and_then(|u| serde_json::from_str(&u).ok()),
+        latency_ms: r.get(15)?,
+        error: r.get(16)?,
+        endpoint: r.get(17)?,
+        idempotency_key: r.get(18)?,
+        label: r.get(19)?,
+        label_evidence: r.get(20)?,
+        classifier: r.get::<_, Option<String>>(21)?.map(|v| format!("builtin@{v}")),
+        provenance: r.get::<_, Option<String>>(22)?.and_then(|v| serde_json::from_str(&v).ok()),
+        confidence: r.get(23)?,
+        uncertain: r.get(24)?,
+        doubts: r.get::<_, Option<String>>(25)?.map(|d| doubt_names(&d)),
+        judges: r.get::<_, Option<String>>(26)?.and_then(|v| serde_json::from_str(&v).ok()).unwrap_or_default(),
+        blocked: block_reason.is_some(),
+        block_reason,
+        raw: if raw { Some(crate::raw::fields(r.get(29)?, r.get(30)?, r.get(31)?)) } else { None },
+    })
+}
+
+fn attempt_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttemptRow> {
+    Ok(AttemptRow {
+        question_id: r.get(0)?,
+        model_id: r.get(1)?,
+        region: r.get(2)?,
+        sample: r.get(3)?,
+        number: r.get(4)?,
+        worker: r.get(5)?,
+        started_at_ms: r.get(6)?,
+        finished_at_ms: r.get(7)?,
+        outcome: r.get(8)?,
+        possibly_billed: r.get(9)?,
+        http_status: r.get(10)?,
+        latency_ms: r.get(11)?,
+        error: r.get(12)?,
+    })
 }

@@ -222,6 +222,7 @@ on_both_back_ends!(
     shared_limits_count_live_leases_of_every_holder,
     a_shared_rate_is_one_bucket_for_every_worker,
     a_block_and_what_came_back_are_kept,
+    pages_events_and_metrics_read_what_was_committed,
 );
 
 fn plan(questions: usize) -> Arc<Plan> {
@@ -729,7 +730,7 @@ async fn concurrent_opens_migrate_once(db: Db) {
     }
     let versions = db.sql("SELECT version FROM schema_migrations ORDER BY version").await;
     let versions: Vec<String> = versions.into_iter().map(|r| r[0].clone().unwrap()).collect();
-    assert_eq!(versions, ["1", "2", "3", "4", "5", "6", "7"]);
+    assert_eq!(versions, ["1", "2", "3", "4", "5", "6", "7", "8"]);
 }
 
 async fn a_changed_migration_or_a_newer_schema_is_refused(db: Db) {
@@ -746,7 +747,7 @@ async fn a_changed_migration_or_a_newer_schema_is_refused(db: Db) {
     db.sql("DELETE FROM schema_migrations WHERE version = 2").await;
     db.sql("INSERT INTO schema_migrations (version, name, sha256, applied_at_ms) VALUES (9, 'future', 'x', 0)").await;
     match Store::open(&db.location).await {
-        Err(StoreError::SchemaTooNew { found: 9, known: 7 }) => {}
+        Err(StoreError::SchemaTooNew { found: 9, known: 8 }) => {}
         Err(e) => panic!("{e:?}"),
         Ok(_) => panic!("a newer schema was accepted"),
     }
@@ -1318,4 +1319,95 @@ async fn a_shared_rate_is_one_bucket_for_every_worker(db: Db) {
     let free =
         other.claim(ClaimRequest { wants: vec![("r2/e2".into(), 3)], ..claim_request(&job.id, 3) }).await.unwrap();
     assert_eq!(free.claims.len(), 3);
+}
+
+/// What `parallax serve` reads: keyset pages, the event feed below the horizon, one
+/// execution with its attempts, and the figures for a scrape.
+async fn pages_events_and_metrics_read_what_was_committed(db: Db) {
+    let (store, _) = db.store().await;
+    let job = store.enqueue(plan(3), false).await.unwrap(); // 3 questions × 2 regions
+    let horizon0 = store.event_horizon().await.unwrap();
+    assert!(store.events(&job.id, horizon0, i64::MAX, 100).await.unwrap().is_empty());
+
+    // Pages: every row once, in id order, filters applied in the store.
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.results_page(&job.id, ResultFilter::default(), after, 4).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.execution_id;
+        seen.extend(page.iter().map(|r| r.execution_id));
+    }
+    assert_eq!(seen.len(), 6);
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    let r2 = ResultFilter { region: Some("r2".into()), status: Some("pending".into()), ..Default::default() };
+    assert_eq!(store.results_page(&job.id, r2, 0, 100).await.unwrap().len(), 3);
+
+    // Two succeed, one is labelled: three events past the old horizon, in commit order.
+    let claims = store.claim(claim_request(&job.id, 1)).await.unwrap().claims;
+    assert_eq!(claims.len(), 2);
+    let outcomes = claims.iter().map(|c| success(c, "an answer")).collect();
+    store.finish(outcomes).await.unwrap();
+    let (horizon1, events) = events_until(&store, &job.id, horizon0, 2).await;
+    assert_eq!(events.len(), 2);
+    assert!(events.iter().all(|r| r.status == "succeeded" && r.label.is_none()));
+    store
+        .put_labels(vec![LabelRecord {
+            execution_id: claims[0].execution_id,
+            classifier: "builtin".into(),
+            version: "1".into(),
+            label: "compliance".into(),
+            evidence: None,
+            rubric: None,
+            raw: None,
+            confidence: Some(0.9),
+            uncertain: Some(false),
+            doubts: None,
+        }])
+        .await
+        .unwrap();
+    let (horizon2, events) = events_until(&store, &job.id, horizon1, 1).await;
+    assert_eq!(events.len(), 1, "the label is an event of its execution");
+    assert_eq!(events[0].execution_id, claims[0].execution_id);
+    assert_eq!(events[0].label.as_deref(), Some("compliance"));
+    // Nothing past the horizon asked for, and a limit holds.
+    assert!(store.events(&job.id, horizon2, horizon2, 100).await.unwrap().is_empty());
+    assert_eq!(store.events(&job.id, horizon0, horizon2, 1).await.unwrap().len(), 1);
+    let labelled = ResultFilter { label: Some("compliance".into()), ..Default::default() };
+    assert_eq!(store.results_page(&job.id, labelled, 0, 100).await.unwrap().len(), 1);
+
+    // One execution, by id, with its attempts; an unknown id is `None`.
+    let one = store.execution(claims[1].execution_id).await.unwrap().expect("the execution");
+    assert_eq!(one.response_text.as_deref(), Some("an answer"));
+    assert!(one.raw.is_some(), "one execution comes with what came back");
+    let attempts = store.execution_attempts(claims[1].execution_id).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].outcome, "succeeded");
+    assert!(store.execution(i64::MAX).await.unwrap().is_none());
+
+    let m = store.metrics().await.unwrap();
+    let count = |pairs: &[(String, i64)], k: &str| pairs.iter().find(|p| p.0 == k).map_or(0, |p| p.1);
+    assert_eq!(count(&m.executions, "succeeded"), 2);
+    assert_eq!(count(&m.executions, "pending"), 4);
+    assert_eq!(count(&m.attempts, "succeeded"), 2);
+    assert_eq!(count(&m.queue, "r1"), 2);
+    assert_eq!(m.latency.iter().map(|h| h.count).sum::<i64>(), 2);
+    let e1 = m.latency.iter().find(|h| h.endpoint == "r1/e1").expect("r1/e1's histogram");
+    assert_eq!(e1.buckets[0], (50, 1), "5 ms is in the first bucket");
+    assert_eq!(e1.sum_ms, 5);
+}
+
+/// Reads events after `after` as a live reader does, moving the horizon on until `n`
+/// have come (PostgreSQL's horizon passes a barrier a call or two after a commit, later
+/// if another test's transaction is open then). Returns the horizon and the events.
+async fn events_until(store: &Store, job: &str, after: i64, n: usize) -> (i64, Vec<parallax_store::ResultRow>) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let horizon = store.event_horizon().await.unwrap();
+        let events = store.events(job, after, horizon, 100).await.unwrap();
+        if events.len() >= n || std::time::Instant::now() > deadline {
+            return (horizon, events);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

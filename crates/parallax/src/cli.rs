@@ -57,6 +57,9 @@ pub enum Command {
     Classify(ClassifyArgs),
     /// Findings: refusal rates with intervals, significant differences, divergent answers, audits
     Report(ReportArgs),
+    /// Serve the API, the live event stream and the portal over the store (and, unless
+    /// `--no-runner`, run the submitted jobs in-process)
+    Serve(ServeArgs),
     /// Check the catalog's models: raw-mode sentinels (do answers look instruction-tuned?)
     /// and chat-mode BOS (is it doubled?)
     Doctor(DoctorArgs),
@@ -200,6 +203,29 @@ pub struct WorkerArgs {
     #[arg(long)]
     pub exit_when_idle: bool,
     /// Calls in flight per job, for jobs recorded without a policy (1 to 10,000)
+    #[arg(long, value_parser = concurrency)]
+    pub concurrency: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    pub addr: std::net::SocketAddr,
+    /// Only serve: workers elsewhere (`parallax worker`) run the jobs. Several servers can
+    /// share one PostgreSQL store this way
+    #[arg(long)]
+    pub no_runner: bool,
+    /// Anyone who can reach the server may read jobs, executions and reports without a
+    /// token (submitting and cancelling still need one)
+    #[arg(long)]
+    pub public_read: bool,
+    /// More API tokens, one per line: the token itself or `sha256:<hex>` of it
+    /// (`PARALLAX_API_TOKEN` sets one more)
+    #[arg(long, value_name = "FILE", env = "PARALLAX_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Calls in flight per job for the in-process runner, for jobs submitted without a
+    /// policy (1 to 10,000)
     #[arg(long, value_parser = concurrency)]
     pub concurrency: Option<usize>,
 }

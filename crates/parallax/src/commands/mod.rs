@@ -7,6 +7,7 @@ pub mod plan;
 pub mod report;
 pub mod results;
 pub mod run;
+pub mod serve;
 pub mod status;
 pub mod submit;
 pub mod worker;

@@ -25,6 +25,7 @@ pub async fn run(global: &Global, args: &ResultsArgs) -> Outcome {
         model: args.model.clone(),
         region: args.region.clone(),
         raw: args.raw,
+        ..Default::default()
     };
     if args.attempts {
         let attempts = store.attempts(&args.job_id, filter).await?;
