@@ -14,5 +14,6 @@ mod plan;
 mod preflight;
 mod report;
 mod run;
+mod serve;
 mod served;
 mod workers;
