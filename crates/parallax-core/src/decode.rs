@@ -125,6 +125,16 @@ impl<'a> Decoder<'a> {
         }
     }
 
+    pub fn bool(&mut self, node: &Node, field: &str) -> Option<bool> {
+        match node.value {
+            Value::Bool(b) => Some(b),
+            _ => {
+                self.type_error(node, field, "`true` or `false`", None);
+                None
+            }
+        }
+    }
+
     pub fn int(&mut self, node: &Node, field: &str) -> Option<i64> {
         match node.value {
             Value::Int(i) => Some(i),

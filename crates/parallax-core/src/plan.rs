@@ -462,20 +462,34 @@ fn local_cell(
     if problems.is_empty() { Ok(cell) } else { Err(problems) }
 }
 
-/// The prompt text a local model is fed, and whether BOS must be added before it: in chat
-/// mode the model's template with the generation prompt, BOS added only if the template
-/// did not already write it; in raw mode the text as given, BOS only where the model
-/// requires one.
+/// The prompt a local model is fed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalPrompt {
+    pub text: String,
+    /// Add BOS before it: in chat mode only if the template did not already write it; in
+    /// raw mode where the model requires one.
+    pub add_bos: bool,
+    /// Byte ranges of `text` that are message content, tokenized as plain text while the
+    /// rest (the template's markup) is parsed for control tokens. `None`: no separation —
+    /// raw text, or `prompt.parse_special: true`.
+    pub plain: Option<Vec<(usize, usize)>>,
+}
+
+/// The prompt text a local model is fed: in chat mode the model's template with the
+/// generation prompt, its message text kept apart from its markup unless `parse_special`
+/// (`prompt.parse_special`) asks for the whole prompt to be parsed as a server would; in
+/// raw mode the text as given.
 pub fn local_prompt(
     model: &LocalModel,
     template: Option<&ChatTemplate>,
     date: Date,
     system: Option<&str>,
     text: &str,
-) -> Result<(String, bool), template::TemplateError> {
+    parse_special: bool,
+) -> Result<LocalPrompt, template::TemplateError> {
     let bos = model.bos_token.as_deref().unwrap_or("");
     match template {
-        None => Ok((text.to_owned(), model.add_bos && !bos.is_empty())),
+        None => Ok(LocalPrompt { text: text.to_owned(), add_bos: model.add_bos && !bos.is_empty(), plain: None }),
         Some(t) => {
             let mut messages = Vec::new();
             if let Some(system) = system {
@@ -484,9 +498,14 @@ pub fn local_prompt(
             messages.push(Message::new("user", text));
             let mut opts = RenderOptions::new(bos, model.eos_token.as_deref().unwrap_or(""), date);
             opts.add_generation_prompt = true;
-            let prompt = t.render(&messages, &opts)?;
+            let (prompt, plain) = if parse_special {
+                (t.render(&messages, &opts)?, None)
+            } else {
+                let (prompt, plain) = t.render_spans(&messages, &opts)?;
+                (prompt, Some(plain))
+            };
             let add_bos = model.add_bos && !template::starts_with_bos(&prompt, bos);
-            Ok((prompt, add_bos))
+            Ok(LocalPrompt { text: prompt, add_bos, plain })
         }
     }
 }
@@ -501,13 +520,19 @@ fn render_local_request(
     text: &str,
     sample: u32,
 ) -> Result<String, template::TemplateError> {
-    let (prompt, add_bos) = local_prompt(&cell.model, cell.template.as_ref(), cell.date, system, text)?;
+    let parse_special = spec.prompt.parse_special;
+    let prompt = local_prompt(&cell.model, cell.template.as_ref(), cell.date, system, text, parse_special)?;
     let mut body = serde_json::Map::new();
     body.insert("model".into(), json!(model));
-    body.insert("prompt".into(), json!(prompt));
-    body.insert("add_bos".into(), json!(add_bos));
-    // Chat prompts carry the template's control tokens; raw text is tokenized as plain text.
-    body.insert("parse_special".into(), json!(cell.template.is_some()));
+    body.insert("prompt".into(), json!(prompt.text));
+    body.insert("add_bos".into(), json!(prompt.add_bos));
+    // Chat prompts carry the template's control tokens, parsed as such; the messages' own
+    // text in them (`plain_spans`) is tokenized as plain text, so a question cannot forge
+    // a turn. Raw text is plain text, unless the spec asks for control tokens to be parsed.
+    body.insert("parse_special".into(), json!(cell.template.is_some() || parse_special));
+    if let Some(plain) = &prompt.plain {
+        body.insert("plain_spans".into(), json!(plain.iter().map(|(a, b)| [a, b]).collect::<Vec<_>>()));
+    }
     body.insert("gguf_sha256".into(), json!(cell.model.gguf_sha256));
     if let Some(t) = &cell.template {
         body.insert("template_sha256".into(), json!(t.sha256()));

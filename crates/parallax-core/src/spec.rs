@@ -76,6 +76,11 @@ pub struct PromptSpec {
     /// day the job was first recorded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub date: Option<crate::template::Date>,
+    /// Local chat prompts: parse control-token text in the questions too, as a server that
+    /// tokenizes the rendered prompt whole does (a question can then forge a turn). Off by
+    /// default, and then absent from the job's identity.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub parse_special: bool,
 }
 
 impl PromptSpec {
@@ -160,7 +165,7 @@ pub enum OnPossiblyBilled {
 
 const TOP_FIELDS: &[&str] = &["name", "questions", "models", "regions", "prompt", "sampling", "samples", "run"];
 const QUESTION_FIELDS: &[&str] = &["id", "text", "question", "expect", "file", "id_prefix"];
-const PROMPT_FIELDS: &[&str] = &["system", "system_by_region", "mode", "date"];
+const PROMPT_FIELDS: &[&str] = &["system", "system_by_region", "mode", "date", "parse_special"];
 const SAMPLING_FIELDS: &[&str] = &["temperature", "top_p", "max_tokens", "seed", "stop", "extra"];
 
 /// Request fields parallax writes itself: an `extra` parameter may not replace one.
@@ -176,6 +181,7 @@ const RESERVED_EXTRA: &[&str] = &[
     "stream",
     "add_bos",
     "parse_special",
+    "plain_spans",
     "gguf_sha256",
     "template_sha256",
     "grammar",
@@ -336,7 +342,13 @@ fn decode_prompt(
     regions: &[String],
 ) -> Option<PromptSpec> {
     let Some(node) = node else {
-        return Some(PromptSpec { mode: Mode::Chat, system: None, system_by_region: BTreeMap::new(), date: None });
+        return Some(PromptSpec {
+            mode: Mode::Chat,
+            system: None,
+            system_by_region: BTreeMap::new(),
+            date: None,
+            parse_special: false,
+        });
     };
     positions.mode = (node.line, node.column);
     let f = d.fields(node, "prompt", PROMPT_FIELDS)?;
@@ -417,7 +429,11 @@ fn decode_prompt(
         );
         return None;
     }
-    Some(PromptSpec { mode, system, system_by_region, date })
+    let parse_special = match f.get("parse_special") {
+        Some(n) => d.bool(n, "prompt.parse_special")?,
+        None => false,
+    };
+    Some(PromptSpec { mode, system, system_by_region, date, parse_special })
 }
 
 fn decode_sampling(d: &mut Decoder<'_>, node: &Node) -> Option<Sampling> {

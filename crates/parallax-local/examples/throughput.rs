@@ -49,6 +49,7 @@ fn main() {
             prompt: &prompt,
             add_bos: true,
             parse_special: false,
+            plain: &[],
             sampling: Sampling {
                 temperature: 0.0,
                 top_p: 1.0,

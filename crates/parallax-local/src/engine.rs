@@ -107,6 +107,9 @@ pub struct Generation<'a> {
     pub add_bos: bool,
     /// Tokenize control-token text as control tokens (chat prompts), or as plain text (raw).
     pub parse_special: bool,
+    /// Byte ranges of `prompt` always tokenized as plain text: a chat prompt's message
+    /// content, so that a question cannot forge a turn (see `parallax_core::plan::LocalPrompt`).
+    pub plain: &'a [(usize, usize)],
     pub sampling: Sampling,
     pub threads: usize,
 }
@@ -178,10 +181,22 @@ impl Engine {
         add_bos: bool,
         parse_special: bool,
     ) -> Result<Vec<i32>, EngineError> {
+        self.tokenize_prompt(file, text, add_bos, parse_special, &[])
+    }
+
+    /// Like [`Engine::tokenize`], with the `plain` byte ranges tokenized as plain text.
+    pub fn tokenize_prompt(
+        &self,
+        file: &Path,
+        text: &str,
+        add_bos: bool,
+        parse_special: bool,
+        plain: &[(usize, usize)],
+    ) -> Result<Vec<i32>, EngineError> {
         let backend = backend()?;
         let mut resident = self.resident.lock().unwrap_or_else(|p| p.into_inner());
         let r = self.load(backend, &mut resident, file, None)?;
-        Ok(prompt_tokens(&r.model, text, add_bos, parse_special).iter().map(|t| t.0).collect())
+        Ok(prompt_tokens(&r.model, text, add_bos, parse_special, plain).iter().map(|t| t.0).collect())
     }
 
     /// Makes `file` the resident model, freeing any other first.
@@ -242,7 +257,7 @@ fn run(
     cancel: &AtomicBool,
 ) -> Result<Generated, EngineError> {
     let vocab = model.vocab();
-    let tokens = prompt_tokens(model, g.prompt, g.add_bos, g.parse_special);
+    let tokens = prompt_tokens(model, g.prompt, g.add_bos, g.parse_special, g.plain);
     let mut hasher = Sha256::new();
     for t in &tokens {
         hasher.update(t.0.to_le_bytes());
@@ -387,15 +402,49 @@ fn return_freed_memory() {
     }
 }
 
-/// The prompt's tokens: BOS only when asked (the plan decided it), never EOS.
-fn prompt_tokens(model: &LlamaModel, text: &str, add_bos: bool, parse_special: bool) -> Vec<LlamaToken> {
+/// The prompt's tokens: BOS only when asked (the plan decided it), never EOS. The `plain`
+/// ranges (sorted, apart, on character boundaries: the caller checked) are tokenized as
+/// plain text, the rest with `parse_special`.
+fn prompt_tokens(
+    model: &LlamaModel,
+    text: &str,
+    add_bos: bool,
+    parse_special: bool,
+    plain: &[(usize, usize)],
+) -> Vec<LlamaToken> {
     let vocab = model.vocab();
     let mut tokens = Vec::new();
     if add_bos {
         tokens.push(vocab.bos());
     }
-    tokens.extend(vocab.tokenize(text.as_bytes(), false, parse_special));
+    let mut piece = |part: &str, special: bool| {
+        if !part.is_empty() {
+            tokens.extend(vocab.tokenize(part.as_bytes(), false, special));
+        }
+    };
+    let mut at = 0;
+    for &(start, end) in plain {
+        piece(&text[at..start], parse_special);
+        piece(&text[start..end], false);
+        at = end;
+    }
+    piece(&text[at..], parse_special);
     tokens
+}
+
+/// Whether `plain` ranges fit `text` as [`prompt_tokens`] needs them: sorted, apart, within
+/// it and on character boundaries.
+pub fn plain_ranges_fit(text: &str, plain: &[(usize, usize)]) -> bool {
+    let mut at = 0;
+    plain.iter().all(|&(start, end)| {
+        let ok = at <= start
+            && start <= end
+            && end <= text.len()
+            && text.is_char_boundary(start)
+            && text.is_char_boundary(end);
+        at = end;
+        ok
+    })
 }
 
 /// Where the earliest stop string begins in the output, if one has appeared.

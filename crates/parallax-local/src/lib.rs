@@ -63,6 +63,8 @@ struct Request {
     prompt: String,
     add_bos: bool,
     parse_special: bool,
+    /// Byte ranges of `prompt` tokenized as plain text (a chat prompt's message content).
+    plain_spans: Vec<(usize, usize)>,
     gguf_sha256: String,
     template_sha256: Option<String>,
     sampling: Sampling,
@@ -76,11 +78,29 @@ fn parse(body: &[u8]) -> Result<Request, SendError> {
         Some(Json::Array(items)) => items.iter().filter_map(Json::as_str).map(str::to_owned).collect(),
         _ => Vec::new(),
     };
+    let prompt = field("prompt")?;
+    let plain_spans = match v.get("plain_spans") {
+        None | Some(Json::Null) => Vec::new(),
+        Some(Json::Array(items)) => {
+            let spans: Option<Vec<(usize, usize)>> = items
+                .iter()
+                .map(|i| {
+                    let pair = i.as_array().filter(|p| p.len() == 2)?;
+                    Some((pair[0].as_u64()? as usize, pair[1].as_u64()? as usize))
+                })
+                .collect();
+            spans
+                .filter(|s| engine::plain_ranges_fit(&prompt, s))
+                .ok_or_else(|| bad_request("`plain_spans` must be sorted [start, end] byte ranges within the prompt"))?
+        }
+        Some(_) => return Err(bad_request("`plain_spans` must be a list of [start, end] byte ranges")),
+    };
     // A sample's seed is `seed + k - 1` (the plan's rule); llama.cpp takes 32 bits of it.
     let seed = v.get("seed").and_then(Json::as_i64).unwrap_or(0) as u32;
     Ok(Request {
         model: field("model")?,
-        prompt: field("prompt")?,
+        prompt,
+        plain_spans,
         add_bos: v.get("add_bos").and_then(Json::as_bool).unwrap_or(false),
         parse_special: v.get("parse_special").and_then(Json::as_bool).unwrap_or(false),
         gguf_sha256: field("gguf_sha256")?,
@@ -151,6 +171,7 @@ impl Provider for LocalProvider {
                         prompt: &req.prompt,
                         add_bos: req.add_bos,
                         parse_special: req.parse_special,
+                        plain: &req.plain_spans,
                         sampling: req.sampling.clone(),
                         threads,
                     };
@@ -191,6 +212,7 @@ fn reply(req: &Request, g: Generated, threads: usize) -> Reply {
             "token_ids_sha256": g.token_ids_sha256,
             "add_bos": req.add_bos,
             "parse_special": req.parse_special,
+            "plain_spans": req.plain_spans.len(),
             "sampler": g.sampler,
             "max_tokens": req.sampling.max_tokens,
             "prompt_tokens_per_s": tokens_per_s(g.prompt_tokens, g.prompt_ms),

@@ -66,10 +66,12 @@ pub fn judge_local_request(
     answer: &str,
 ) -> Result<String, TemplateError> {
     let user = judge_user_message(&inert(question, model), &inert(answer, model));
-    let (prompt, add_bos) = match local_prompt(model, Some(template), date, Some(JUDGE_SYSTEM), &user) {
-        Ok(rendered) if rendered.0.contains(JUDGE_SYSTEM) => rendered,
-        _ => local_prompt(model, Some(template), date, None, &format!("{JUDGE_SYSTEM}\n\n{user}"))?,
+    // The graded text is made inert above, so the prompt is parsed whole (no plain spans).
+    let rendered = match local_prompt(model, Some(template), date, Some(JUDGE_SYSTEM), &user, true) {
+        Ok(rendered) if rendered.text.contains(JUDGE_SYSTEM) => rendered,
+        _ => local_prompt(model, Some(template), date, None, &format!("{JUDGE_SYSTEM}\n\n{user}"), true)?,
     };
+    let (prompt, add_bos) = (rendered.text, rendered.add_bos);
     Ok(json!({
         "model": provider_model,
         "prompt": prompt,

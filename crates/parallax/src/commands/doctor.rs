@@ -330,15 +330,19 @@ async fn local_checks(unit: &local::LocalUnit, max_tokens: usize) -> Result<Vec<
                 let template = ChatTemplate::new(source).map_err(|e| {
                     Failure::input(anyhow!("{}: the chat template does not compile: {e}", unit.file.display()))
                 })?;
-                let (prompt, add_bos) = local_prompt(
+                let prompt = local_prompt(
                     &unit.info,
                     Some(&template),
                     local::today(),
                     Some("You are a helpful assistant."),
                     "Hello",
+                    false,
                 )
                 .map_err(|e| Failure::input(anyhow!("{}: the chat template fails: {e}", unit.file.display())))?;
-                let ids = engine.tokenize(&unit.file, &prompt, add_bos, true).map_err(engine_err)?;
+                let add_bos = prompt.add_bos;
+                let plain = prompt.plain.unwrap_or_default();
+                let ids =
+                    engine.tokenize_prompt(&unit.file, &prompt.text, add_bos, true, &plain).map_err(engine_err)?;
                 let bos = engine.tokenize(&unit.file, "", true, false).map_err(engine_err)?.first().copied();
                 let doubled = bos.is_some() && ids.len() >= 2 && ids[0] == ids[1] && Some(ids[0]) == bos;
                 let detail = match (doubled, add_bos, ids.first() == bos.as_ref()) {
@@ -353,8 +357,9 @@ async fn local_checks(unit: &local::LocalUnit, max_tokens: usize) -> Result<Vec<
         // Raw mode: sentinel prompts as plain text, with only the BOS the model requires.
         let mut answers = Vec::new();
         for (name, prompt) in SENTINELS.iter().chain(&PROBES).copied() {
-            let (text, add_bos) = local_prompt(&unit.info, None, local::today(), None, prompt)
+            let raw = local_prompt(&unit.info, None, local::today(), None, prompt, false)
                 .map_err(|e| Failure::Internal(anyhow!("{e}")))?;
+            let (text, add_bos) = (raw.text, raw.add_bos);
             let g = parallax_local::Generation {
                 file: &unit.file,
                 file_sha256: Some(&unit.info.gguf_sha256),
@@ -362,6 +367,7 @@ async fn local_checks(unit: &local::LocalUnit, max_tokens: usize) -> Result<Vec<
                 prompt: &text,
                 add_bos,
                 parse_special: false,
+                plain: &[],
                 sampling: parallax_local::Sampling {
                     temperature: 0.0,
                     top_p: 1.0,

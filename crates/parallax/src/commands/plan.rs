@@ -8,7 +8,10 @@ use crate::output;
 use parallax_app::load;
 
 pub async fn run(global: &Global, args: &PlanArgs) -> Outcome {
-    let (spec, _catalog, plan, _local) = load::plan(&args.spec, &global.config)?;
+    let (spec, _catalog, plan, local) = load::plan(&args.spec, &global.config)?;
+    if !local.is_empty() && spec.prompt.mode == parallax_core::Mode::Chat && !global.quiet {
+        control_token_note(&spec);
+    }
     let recorded = match super::open_existing_store(global).await? {
         Some(store) => store.current_job(&plan.base_job_id).await?,
         None => None,
@@ -95,4 +98,35 @@ pub async fn run(global: &Global, args: &PlanArgs) -> Outcome {
         }
     }
     Ok(Code::Success)
+}
+
+/// Questions that write chat markup (`<|im_start|>`, `[INST]`, …): in a local chat prompt
+/// their text is tokenized as plain text and cannot forge a turn, unless
+/// `prompt.parse_special` asks for it to be parsed as a server would.
+fn control_token_note(spec: &parallax_core::JobSpec) {
+    const MARKUP: [&str; 8] = [
+        "<|im_start|>",
+        "<|im_end|>",
+        "[INST]",
+        "[/INST]",
+        "<start_of_turn>",
+        "<end_of_turn>",
+        "<|begin_of_text|>",
+        "<|eot_id|>",
+    ];
+    let with: Vec<&str> =
+        spec.questions.iter().filter(|q| MARKUP.iter().any(|m| q.text.contains(m))).map(|q| q.id.as_str()).collect();
+    let Some(first) = with.first() else { return };
+    let n = with.len();
+    let them =
+        if n == 1 { format!("question `{first}` contains") } else { format!("{n} questions (`{first}`, …) contain") };
+    if spec.prompt.parse_special {
+        eprintln!(
+            "warning: {them} chat control tokens and `prompt.parse_special` is on: local models parse them, so a question can open a turn of its own"
+        );
+    } else {
+        eprintln!(
+            "note: {them} chat control tokens; local models read them as plain text, so no question can forge a turn (`prompt.parse_special: true` parses them as a server that tokenizes the whole prompt would)"
+        );
+    }
 }
