@@ -37,9 +37,5 @@ pub fn worker_id() -> String {
 
 /// This machine's name, for the worker registry.
 pub fn host_name() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
+    parallax_runner::host_name()
 }

@@ -96,6 +96,16 @@ pub enum Event {
     /// becomes claimable in `wait` (a backoff ends, or a lease held elsewhere expires).
     Waiting {
         wait: Duration,
+        /// Who holds the live leases waited for (`host:pid`), if anyone.
+        held_by: Vec<String>,
+    },
+    /// A stopped process of this host (its pid is gone) held leases on a job: they were
+    /// ended at once instead of at their expiry, and its items are claimed again (their
+    /// open attempts closed as lost, possibly billed).
+    Reclaimed {
+        job_id: String,
+        worker: String,
+        executions: u64,
     },
     Draining {
         in_flight: usize,
@@ -553,16 +563,65 @@ impl Scheduler {
             let shared = if self.worker_mode { Duration::from_millis(20) } else { Duration::from_millis(5) };
             return Ok(Some(refill.unwrap_or(shared)));
         }
+        if wait > Duration::from_secs(1) {
+            // Leases of a process of this host that is gone end now, not at their expiry.
+            let mut held_by = Vec::new();
+            let mut reclaimed = false;
+            for slot in self.jobs.iter().filter(|s| !s.cancelled) {
+                for holder in self.store.lease_holders(&slot.id).await? {
+                    if holder.worker != self.worker && gone_from_this_host(&holder.worker) {
+                        let n = self.store.expire_leases(&slot.id, &holder.worker).await?;
+                        if n > 0 {
+                            reclaimed = true;
+                            self.reporter.event(Event::Reclaimed {
+                                job_id: slot.id.clone(),
+                                worker: holder.worker.clone(),
+                                executions: n,
+                            });
+                        }
+                    } else if holder.worker != self.worker {
+                        held_by.push(holder.worker);
+                    }
+                }
+            }
+            if reclaimed {
+                return Ok(Some(Duration::ZERO));
+            }
+            if self.calls.running == 0 && self.uncommitted.load(Ordering::SeqCst) == 0 && wait > Duration::from_secs(1)
+            {
+                held_by.sort();
+                held_by.dedup();
+                self.reporter.event(Event::Waiting { wait, held_by });
+            }
+        }
         if self.worker_mode {
             // What a worker waits for may be another worker's lease, which ends when its call
             // does (no notice says so): look again within a second rather than at its expiry.
             wait = wait.min(Duration::from_secs(1));
         }
-        if self.calls.running == 0 && self.uncommitted.load(Ordering::SeqCst) == 0 && wait > Duration::from_secs(1) {
-            self.reporter.event(Event::Waiting { wait });
-        }
         Ok(Some(wait))
     }
+}
+
+/// Whether a worker id (`host:pid`, see `parallax_app::worker_id`) names a process of this
+/// host that no longer exists. Anything else — another host, a live pid, an id of another
+/// form, a system without `/proc` — is not known to be gone.
+fn gone_from_this_host(worker: &str) -> bool {
+    let Some((host, pid)) = worker.rsplit_once(':') else { return false };
+    let Ok(pid) = pid.parse::<u32>() else { return false };
+    if pid == std::process::id() || host != host_name() || !std::path::Path::new("/proc/self").exists() {
+        return false;
+    }
+    !std::path::Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// This machine's name, as worker ids (`host:pid`) carry it.
+pub fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// Whether the scheduler goes on.

@@ -440,6 +440,21 @@ impl Store {
         dispatch!(self, |s| s.next_wakeup(&job), s.next_wakeup(&job))
     }
 
+    /// Who holds live leases on the job's running executions, by worker id.
+    pub async fn lease_holders(&self, job_id: &str) -> Result<Vec<LeaseHolder>, StoreError> {
+        let job = job_id.to_owned();
+        dispatch!(self, |s| s.lease_holders(&job), s.lease_holders(&job))
+    }
+
+    /// Ends now the live leases `worker` holds on the job's executions, so they can be
+    /// claimed again (their open attempts then close as lost, possibly billed). Only for a
+    /// holder known to be gone: a process of this host that no longer exists. Returns how
+    /// many leases it ended.
+    pub async fn expire_leases(&self, job_id: &str, worker: &str) -> Result<u64, StoreError> {
+        let (job, worker) = (job_id.to_owned(), worker.to_owned());
+        dispatch!(self, |s| s.expire_leases(&job, &worker), s.expire_leases(&job, &worker))
+    }
+
     /// Records the run policy (JSON) a job runs under, so that any worker can run it: the
     /// last `submit` or `run` of a job sets it.
     pub async fn set_run_policy(&self, job_id: &str, policy: serde_json::Value) -> Result<(), StoreError> {

@@ -509,3 +509,13 @@ pub(crate) fn histograms(rows: Vec<(String, i64, i64, i64)>) -> Vec<LatencyHisto
     }
     by_endpoint.into_iter().map(|(e, rows)| LatencyHistogram::from_rows(e, &rows)).collect()
 }
+
+/// Who holds live leases on a job's executions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LeaseHolder {
+    /// The worker id (`host:pid`) the leases were claimed by.
+    pub worker: String,
+    pub executions: i64,
+    /// When the last of them runs out, on the store's clock.
+    pub until_ms: i64,
+}

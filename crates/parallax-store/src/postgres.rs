@@ -33,7 +33,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
-use crate::model::{LIVE_WORKER_MS, Metrics};
+use crate::model::{LIVE_WORKER_MS, LeaseHolder, Metrics};
 use crate::{
     ActiveJob, AnalysisRow, Applied, AttemptRow, BlockRecord, Cancelled, CellStatus, Claim, ClaimBatch, ClaimRequest,
     Clock, EndpointAttempts, JobRecord, JobStatus, JobSummary, LabelRecord, Next, Outcome, ResultFilter, ResultRow,
@@ -1656,6 +1656,35 @@ ON CONFLICT (execution_id, classifier) DO UPDATE SET version = excluded.version,
             .iter()
             .map(|r| EndpointAttempts { endpoint: r.get(0), attempts: r.get(1), possibly_billed: r.get(2) })
             .collect())
+    }
+
+    pub async fn lease_holders(&self, job_id: &str) -> Result<Vec<LeaseHolder>> {
+        let now = self.0.now_param();
+        let mut c = self.0.lease().await?;
+        let rows = c
+            .query(
+                with_clock!(
+                    " SELECT coalesce(e.worker, ''), count(*), max(e.lease_until_ms) FROM executions e, clock
+                    WHERE e.job_id = $2 AND e.status = 'running' AND e.lease_until_ms >= clock.now
+                    GROUP BY e.worker ORDER BY 1"
+                ),
+                &[&now, &job_id],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| LeaseHolder { worker: r.get(0), executions: r.get(1), until_ms: r.get(2) }).collect())
+    }
+
+    pub async fn expire_leases(&self, job_id: &str, worker: &str) -> Result<u64> {
+        let now = self.0.now_param();
+        let mut c = self.0.lease().await?;
+        c.execute(
+            with_clock!(
+                " UPDATE executions e SET lease_until_ms = clock.now - 1 FROM clock
+                WHERE e.job_id = $2 AND e.status = 'running' AND e.worker = $3 AND e.lease_until_ms >= clock.now"
+            ),
+            &[&now, &job_id, &worker],
+        )
+        .await
     }
 
     pub async fn next_wakeup(&self, job_id: &str) -> Result<Option<i64>> {

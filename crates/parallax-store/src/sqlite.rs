@@ -14,7 +14,7 @@ use std::time::Duration;
 use parallax_core::{EndpointKind, ItemKey, Plan, idempotency_key};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use crate::model::{LIVE_WORKER_MS, Metrics};
+use crate::model::{LIVE_WORKER_MS, LeaseHolder, Metrics};
 use crate::{
     ActiveJob, AnalysisRow, Applied, AttemptRow, BlockRecord, Cancelled, CellStatus, Claim, ClaimBatch, ClaimRequest,
     Clock, EndpointAttempts, JobRecord, JobStatus, JobSummary, LabelRecord, Next, Outcome, ResultFilter, ResultRow,
@@ -1188,6 +1188,36 @@ impl SqliteStore {
             })
             .at(p)?;
         rows.collect::<rusqlite::Result<_>>().at(p)
+    }
+
+    pub fn lease_holders(&self, job_id: &str) -> Result<Vec<LeaseHolder>> {
+        let conn = self.conn();
+        let p = &self.path;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT coalesce(worker, ''), count(*), max(lease_until_ms) FROM executions
+                 WHERE job_id = ?1 AND status = 'running' AND lease_until_ms >= ?2 GROUP BY worker ORDER BY worker",
+            )
+            .at(p)?;
+        let rows = stmt
+            .query_map(params![job_id, self.now_ms()], |r| {
+                Ok(LeaseHolder { worker: r.get(0)?, executions: r.get(1)?, until_ms: r.get(2)? })
+            })
+            .at(p)?;
+        rows.collect::<rusqlite::Result<_>>().at(p)
+    }
+
+    pub fn expire_leases(&self, job_id: &str, worker: &str) -> Result<u64> {
+        let conn = self.conn();
+        let now = self.now_ms();
+        let n = conn
+            .execute(
+                "UPDATE executions SET lease_until_ms = ?3 - 1
+                 WHERE job_id = ?1 AND status = 'running' AND worker = ?2 AND lease_until_ms >= ?3",
+                params![job_id, worker, now],
+            )
+            .at(&self.path)?;
+        Ok(n as u64)
     }
 
     pub fn next_wakeup(&self, job_id: &str) -> Result<Option<i64>> {

@@ -223,6 +223,7 @@ on_both_back_ends!(
     a_shared_rate_is_one_bucket_for_every_worker,
     a_block_and_what_came_back_are_kept,
     pages_events_and_metrics_read_what_was_committed,
+    leases_are_listed_by_holder_and_a_gone_holders_end_at_once,
 );
 
 fn plan(questions: usize) -> Arc<Plan> {
@@ -1410,4 +1411,34 @@ async fn events_until(store: &Store, job: &str, after: i64, n: usize) -> (i64, V
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+async fn leases_are_listed_by_holder_and_a_gone_holders_end_at_once(db: Db) {
+    let (store, clock) = db.store().await;
+    let job = store.enqueue(plan(2), false).await.unwrap();
+    let claims = store.claim(claim_request(&job.id, 2)).await.unwrap().claims;
+    assert_eq!(claims.len(), 4);
+    let holders = store.lease_holders(&job.id).await.unwrap();
+    assert_eq!(holders.len(), 1);
+    assert_eq!((holders[0].worker.as_str(), holders[0].executions), ("test", 4));
+    assert!(holders[0].until_ms > store.now_ms());
+    // Nothing is claimable while the leases live; ended, every item is claimed again and
+    // the old attempts close as lost.
+    assert!(
+        store
+            .claim(ClaimRequest { worker: "next".into(), ..claim_request(&job.id, 2) })
+            .await
+            .unwrap()
+            .claims
+            .is_empty()
+    );
+    assert_eq!(store.expire_leases(&job.id, "someone else").await.unwrap(), 0);
+    assert_eq!(store.expire_leases(&job.id, "test").await.unwrap(), 4);
+    assert!(store.lease_holders(&job.id).await.unwrap().is_empty());
+    clock.advance(Duration::from_millis(1));
+    let again = store.claim(ClaimRequest { worker: "next".into(), ..claim_request(&job.id, 2) }).await.unwrap();
+    assert_eq!((again.claims.len(), again.lost_attempts), (4, 4));
+    // The dead holder's late answer is refused: its token is gone.
+    let applied = store.finish(vec![success(&claims[0], "late")]).await.unwrap();
+    assert_eq!(applied, [Applied::Stale]);
 }

@@ -60,7 +60,12 @@ pub async fn run(global: &Global, args: &RunArgs) -> Outcome {
     }
 
     let visible = !global.quiet && !global.no_progress && std::io::stderr().is_terminal();
-    let bar = Arc::new(progress::Bar::new(job.planned as u64, (c.succeeded + c.failed + c.parked) as u64, visible));
+    let bar = Arc::new(progress::Bar::new(
+        job.planned as u64,
+        (c.succeeded + c.failed + c.parked) as u64,
+        visible,
+        global.quiet,
+    ));
     let (stop_rx, signals) = signals::stop_on_signals(global.quiet);
 
     let started = Instant::now();

@@ -222,6 +222,35 @@ async fn a_second_ctrl_c_aborts_calls_in_flight_and_the_ledger_keeps_them(backen
     let rows = fleet.parallax(&["results", &job, "--format", "jsonl"]).await.json_lines();
     assert!(rows.iter().all(|r| r["status"] == "pending"), "aborted items go back to pending at once");
 }
+/// With the default lease (30 s), a run resumed on the same host after a `kill -9` finds
+/// the dead process's leases and claims its items again at once, saying so, instead of
+/// sitting out the lease.
+async fn a_resumed_run_reclaims_at_once_the_leases_of_a_dead_process_of_this_host(backend: Backend) {
+    let Some(fleet) = Fleet::start_on(backend, &["us"], |_| StubConfig {
+        latency: Duration::from_millis(1_500),
+        ..StubConfig::default()
+    })
+    .await
+    else {
+        return;
+    };
+    fleet.catalog(&[("a", "prov-a")], "");
+    fleet.write("job.yaml", &spec(4, &["a"], &["us"], "run: {concurrency: 4}\n"));
+    let job = job_id(&fleet.parallax(&["plan", "job.yaml", "--format", "json"]).await.json());
+    let mut child = fleet.command(&["run", "job.yaml"], &[]).spawn().unwrap();
+    wait_for_requests(&fleet, 4).await;
+    child.start_kill().unwrap(); // SIGKILL, all four calls in flight under 30 s leases
+    child.wait().await.unwrap();
+
+    let started = std::time::Instant::now();
+    let out = fleet.parallax(&["run", "job.yaml"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}: the lease was sat out", started.elapsed());
+    assert!(out.stderr.contains("a process of this host that is gone: claimed again now"), "{out:?}");
+    let status = fleet.parallax(&["status", &job, "--format", "json"]).await.json();
+    assert_eq!(status["total"]["succeeded"], 4);
+    assert_eq!(status["total"]["possibly_billed"], 4, "the killed calls are accounted for");
+}
 
 macro_rules! on_both_back_ends {
     ($($name:ident),* $(,)?) => {
@@ -251,5 +280,6 @@ on_both_back_ends!(
     crash_after_an_answer_arrives_duplicates_only_calls_in_flight,
     crash_after_recording_never_calls_again,
     a_failing_store_stops_the_run_with_exit_3_and_loses_nothing_reported,
-    a_second_ctrl_c_aborts_calls_in_flight_and_the_ledger_keeps_them
+    a_second_ctrl_c_aborts_calls_in_flight_and_the_ledger_keeps_them,
+    a_resumed_run_reclaims_at_once_the_leases_of_a_dead_process_of_this_host
 );
