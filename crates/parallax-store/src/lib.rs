@@ -214,8 +214,8 @@ impl Store {
     }
 
     /// Opens an existing store for reading only, as `status`, `results` and `report` do:
-    /// nothing is created or migrated (a SQLite store of an older schema is refused, with
-    /// the fix). PostgreSQL stores open as usual.
+    /// nothing is created or migrated (a store of an older schema is refused, with the
+    /// fix). On PostgreSQL every session of it is read only.
     pub async fn open_read_only(location: &str) -> Result<Store, StoreError> {
         match Store::sqlite_path(location) {
             Some(path) => {
@@ -227,7 +227,9 @@ impl Store {
                     )),
                 })
             }
-            None => Store::open(location).await,
+            None => Ok(Store {
+                backend: Backend::Postgres(postgres::PgStore::open(location, redact(location), None, true).await?),
+            }),
         }
     }
 
@@ -245,7 +247,7 @@ impl Store {
                 let read_only = Store::sqlite_read_only(location)?;
                 Backend::Sqlite(Arc::new(blocking(move || sqlite::SqliteStore::open(path, clock, read_only)).await?))
             }
-            None => Backend::Postgres(postgres::PgStore::open(location, redact(location), clock).await?),
+            None => Backend::Postgres(postgres::PgStore::open(location, redact(location), clock, false).await?),
         };
         Ok(Store { backend })
     }

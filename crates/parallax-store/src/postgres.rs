@@ -494,7 +494,10 @@ impl Inner {
 
 impl PgStore {
     /// Connects and migrates. `location` must already be redacted for errors.
-    pub async fn open(url: &str, location: String, clock: Option<Arc<dyn Clock>>) -> Result<PgStore> {
+    /// Opens the store at `url`, migrating it; with `read_only`, every session is read
+    /// only (`default_transaction_read_only`) and nothing is migrated: a store of another
+    /// schema than this build's is refused, as SQLite's read-only open does.
+    pub async fn open(url: &str, location: String, clock: Option<Arc<dyn Clock>>, read_only: bool) -> Result<PgStore> {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e: tokio_postgres::Error| StoreError::Backend { store: location.clone(), source: Box::new(e) })?;
@@ -504,6 +507,10 @@ impl PgStore {
         }
         if config.get_application_name().is_none() {
             config.application_name("parallax");
+        }
+        if read_only {
+            let options = format!("{} -c default_transaction_read_only=on", config.get_options().unwrap_or(""));
+            config.options(options.trim_start());
         }
         let inner = Inner {
             location,
@@ -518,7 +525,11 @@ impl PgStore {
             round_trips: AtomicU64::new(0),
         };
         let mut conn = inner.connect().await?;
-        migrate(&inner, &mut conn).await?;
+        if read_only {
+            check_schema(&inner, &mut conn).await?;
+        } else {
+            migrate(&inner, &mut conn).await?;
+        }
         inner.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
         let store = PgStore(Arc::new(inner));
         store.db_now_ms().await?;
@@ -1731,6 +1742,30 @@ fn take_rows(rows: Vec<Row>, batch: &mut ClaimBatch) -> Result<usize> {
 /// Applies the embedded migrations in order, in one transaction that first takes a lock
 /// scoped to the schema: concurrent opens queue, and the first applies what is missing. An
 /// applied migration is never edited: its checksum is recorded and compared on every open.
+/// A read-only open: the store must have this build's schema exactly.
+async fn check_schema(store: &Inner, conn: &mut Conn) -> Result<()> {
+    let known = MIGRATIONS.last().map_or(0, |m| m.0);
+    let found: Option<i64> = match conn.client.query_one("SELECT max(version) FROM schema_migrations", &[]).await {
+        Ok(row) => row.get(0),
+        // No ledger in this database (or schema) at all.
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => None,
+        Err(e) => return Err(store.err(e)),
+    };
+    match found {
+        Some(v) if v > known => Err(StoreError::SchemaTooNew { found: v, known }),
+        Some(v) if v == known => Ok(()),
+        None => Err(StoreError::Location(format!(
+            "the store `{}` holds no parallax ledger yet: nothing was run or submitted to it",
+            store.location
+        ))),
+        _ => Err(StoreError::Location(format!(
+            "the store `{}` has schema {} and this parallax reads {known}\n\nhint: open it once read-write (any writing verb, e.g. `parallax run` or `parallax worker`) to migrate it",
+            store.location,
+            found.unwrap_or(0)
+        ))),
+    }
+}
+
 async fn migrate(store: &Inner, conn: &mut Conn) -> Result<()> {
     let err = |e| store.err(e);
     let client = &mut conn.client;

@@ -224,6 +224,7 @@ on_both_back_ends!(
     a_block_and_what_came_back_are_kept,
     pages_events_and_metrics_read_what_was_committed,
     leases_are_listed_by_holder_and_a_gone_holders_end_at_once,
+    a_read_only_open_migrates_nothing_and_writes_nothing,
 );
 
 fn plan(questions: usize) -> Arc<Plan> {
@@ -1441,4 +1442,22 @@ async fn leases_are_listed_by_holder_and_a_gone_holders_end_at_once(db: Db) {
     // The dead holder's late answer is refused: its token is gone.
     let applied = store.finish(vec![success(&claims[0], "late")]).await.unwrap();
     assert_eq!(applied, [Applied::Stale]);
+}
+
+async fn a_read_only_open_migrates_nothing_and_writes_nothing(db: Db) {
+    assert!(Store::open_read_only(&db.location).await.is_err(), "no ledger there yet, and none is made");
+    let (store, _) = db.store().await;
+    let job = store.enqueue(plan(1), false).await.unwrap();
+    drop(store);
+    let ro = Store::open_read_only(&db.location).await.unwrap();
+    assert_eq!(ro.status(&job.id).await.unwrap().job.planned, 2);
+    assert_eq!(ro.results(&job.id, ResultFilter::default()).await.unwrap().len(), 2);
+    assert!(ro.enqueue(plan(2), false).await.is_err(), "a write is refused");
+    drop(ro);
+    // An older schema is refused with the fix, and left as it was.
+    db.sql("DELETE FROM schema_migrations WHERE version = 8").await;
+    let e = Store::open_read_only(&db.location).await.err().expect("an older schema is refused");
+    assert!(e.to_string().contains("open it once read-write"), "{e}");
+    let left = db.sql("SELECT count(*) FROM schema_migrations WHERE version = 8").await;
+    assert_eq!(left[0][0].as_deref(), Some("0"), "nothing was migrated");
 }
