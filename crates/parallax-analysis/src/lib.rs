@@ -5,5 +5,6 @@
 //! Pure, like the core it depends on: no network, database or async work, and no I/O.
 
 pub mod classify;
+pub mod probe;
 pub mod report;
 pub mod stats;

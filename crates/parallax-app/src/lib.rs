@@ -6,6 +6,8 @@
 //! - [`providers`] turns a plan's endpoints into the runner's [`EndpointRuntime`]s: API keys
 //!   from the environment, HTTP clients, in-process local models.
 //! - [`label`] stores the built-in classifier's labels and has a catalog model judge answers.
+//! - [`probe`] asks one model the probe set in every region, as a job of its own, and
+//!   compares the regions.
 //! - [`report`] builds the [`Report`] of a job from the store, reading only, and renders it as
 //!   the self-contained HTML page ([`html`]).
 //!
@@ -24,6 +26,7 @@ pub mod label;
 pub mod load;
 pub mod local;
 pub mod preflight;
+pub mod probe;
 pub mod providers;
 pub mod report;
 

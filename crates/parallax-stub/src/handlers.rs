@@ -253,6 +253,14 @@ impl App {
         }
         self.stats.note_model(&req.model);
         let prompt = req.prompt_text();
+        // The instructions this deployment runs under: its own system prompt, then the
+        // client's system messages.
+        let server_system = self.config.system_prompt_by_region.get(&self.config.region);
+        let instructions: Vec<String> = server_system
+            .cloned()
+            .into_iter()
+            .chain(req.messages.iter().filter(|m| m.role == "system").map(|m| m.text()))
+            .collect();
         let stop = req.stop.take().map(StopSpec::into_vec).unwrap_or_default();
         let prompt_tokens = count_tokens(&prompt);
         let (choice, completion_tokens) = if let Some(choice) = self.block(&req.model, &prompt, true)? {
@@ -260,8 +268,19 @@ impl App {
         } else if self.emptier.refuses(&prompt) {
             (json!({"index": 0, "message": {"role": "assistant", "content": null}, "finish_reason": "stop"}), 0)
         } else {
-            let (content, finish_reason) =
-                self.generate(&req.model, &req.subject(), &prompt, &stop, req.token_budget());
+            let subject = req.subject();
+            let lower = subject.to_lowercase();
+            let strict =
+                server_system.is_some() && Refuser::new(self.config.refuse_markers_with_system.iter()).refuses(&prompt);
+            let (content, finish_reason) = if lower.contains("repeat") && lower.contains("instructions") {
+                // Asked to repeat its instructions, it does, word for word.
+                let text = if instructions.is_empty() { "NONE".to_owned() } else { instructions.join("\n") };
+                apply_limits(text, &stop, req.token_budget())
+            } else if strict {
+                apply_limits(REFUSAL_TEXT.to_owned(), &stop, req.token_budget())
+            } else {
+                self.generate(&req.model, &subject, &prompt, &stop, req.token_budget())
+            };
             let n = count_tokens(&content);
             (
                 json!({"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish_reason}),
@@ -350,6 +369,11 @@ impl App {
             REFUSAL_TEXT.to_owned()
         } else {
             answer_text(&self.config.region, model, subject)
+        };
+        let text = if self.config.nondeterministic_regions.contains(&self.config.region) {
+            format!("{text} (variant {})", NEXT_ID.fetch_add(1, Ordering::Relaxed))
+        } else {
+            text
         };
         apply_limits(text, stop, budget)
     }

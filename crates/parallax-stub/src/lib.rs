@@ -119,6 +119,15 @@ pub struct StubConfig {
     /// Listed by `GET /v1/models` (beside the models requested so far). The stub answers
     /// any model; this is what it says it serves.
     pub models: Vec<String>,
+    /// A system prompt the deployment of a region adds on the server's side, as hosted
+    /// deployments do: the stub reveals it when asked to repeat its instructions, and
+    /// refuses any prompt containing one of `refuse_markers_with_system` while it is there.
+    pub system_prompt_by_region: HashMap<String, String>,
+    /// What a region's added system prompt makes the stub refuse (see above).
+    pub refuse_markers_with_system: Vec<String>,
+    /// Regions whose answers vary from one identical request to the next (a serial number
+    /// is added), as a server with a prompt cache or sampling defaults may.
+    pub nondeterministic_regions: Vec<String>,
 }
 
 impl Default for StubConfig {
@@ -140,6 +149,9 @@ impl Default for StubConfig {
             empty_markers: Vec::new(),
             system_fingerprint: None,
             models: Vec::new(),
+            system_prompt_by_region: HashMap::new(),
+            refuse_markers_with_system: Vec::new(),
+            nondeterministic_regions: Vec::new(),
         }
     }
 }

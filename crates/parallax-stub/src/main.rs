@@ -96,6 +96,19 @@ struct Cli {
     /// Send this `system_fingerprint` with every answer in REGION. Repeatable.
     #[arg(long = "fingerprint-in", value_name = "REGION=FINGERPRINT", value_parser = parse_region_marker)]
     fingerprint_in: Vec<(String, String)>,
+
+    /// REGION's deployment adds this system prompt on the server's side: revealed when asked
+    /// to repeat the instructions, and the prompts of `--strict` are refused under it.
+    #[arg(long = "system-in", value_name = "REGION=TEXT", value_parser = parse_region_marker)]
+    system_in: Vec<(String, String)>,
+
+    /// Refuse prompts containing MARKER in the regions with a `--system-in` prompt. Repeatable.
+    #[arg(long = "strict", value_name = "MARKER")]
+    strict: Vec<String>,
+
+    /// REGION answers an identical request differently each time. Repeatable.
+    #[arg(long = "nondeterministic-in", value_name = "REGION")]
+    nondeterministic_in: Vec<String>,
 }
 
 fn parse_listen(arg: &str) -> Result<(String, SocketAddr), String> {
@@ -163,6 +176,16 @@ async fn main() -> anyhow::Result<()> {
             bail!("--fingerprint-in names region {region:?}, which no --listen defines");
         }
     }
+    for (flag, region) in cli
+        .system_in
+        .iter()
+        .map(|(r, _)| ("--system-in", r))
+        .chain(cli.nondeterministic_in.iter().map(|r| ("--nondeterministic-in", r)))
+    {
+        if !regions.contains(region.as_str()) {
+            bail!("{flag} names region {region:?}, which no --listen defines");
+        }
+    }
     let mut latency_by_region = HashMap::new();
     for (region, ms) in &cli.latency_in {
         if !regions.contains(region.as_str()) {
@@ -191,6 +214,9 @@ async fn main() -> anyhow::Result<()> {
             empty_markers: Vec::new(),
             system_fingerprint: cli.fingerprint_in.iter().find(|(r, _)| r == region).map(|(_, f)| f.clone()),
             models: cli.models.clone(),
+            system_prompt_by_region: cli.system_in.iter().cloned().collect(),
+            refuse_markers_with_system: cli.strict.clone(),
+            nondeterministic_regions: cli.nondeterministic_in.clone(),
         };
         let listener =
             tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr} for region {region}"))?;

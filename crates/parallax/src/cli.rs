@@ -57,6 +57,9 @@ pub enum Command {
     Classify(ClassifyArgs),
     /// Findings: refusal rates with intervals, significant differences, divergent answers, audits
     Report(ReportArgs),
+    /// Fingerprint the regions: ask one model a fixed probe set in every region and say,
+    /// region by region, whether it served the same thing
+    Probe(ProbeArgs),
     /// Serve the API, the live event stream and the portal over the store (and, unless
     /// `--no-runner`, run the submitted jobs in-process)
     Serve(ServeArgs),
@@ -205,6 +208,28 @@ pub struct WorkerArgs {
     /// Calls in flight per job, for jobs recorded without a policy (1 to 10,000)
     #[arg(long, value_parser = concurrency)]
     pub concurrency: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// The model (a catalog model id) to probe
+    #[arg(long)]
+    pub model: String,
+    /// A region to compare (repeat for several); default: every region serving the model
+    #[arg(long = "region", value_name = "REGION")]
+    pub regions: Vec<String>,
+    /// `table` or `json` (`{"model", "probe_set", "job_id", "regions": [{"region", "verdict", "evidence"}]}`)
+    #[arg(long, value_enum, default_value_t = ProbeFormat::Table)]
+    pub format: ProbeFormat,
+    /// Ask again (a new generation of the probe job) instead of reading a complete probe
+    #[arg(long)]
+    pub fresh: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProbeFormat {
+    Table,
+    Json,
 }
 
 #[derive(Debug, Args)]

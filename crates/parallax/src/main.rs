@@ -43,6 +43,7 @@ fn main() -> ExitCode {
             Command::Classify(args) => commands::classify::run(&cli.global, args).await,
             Command::Report(args) => commands::report::run(&cli.global, args).await,
             Command::Doctor(args) => commands::doctor::run(&cli.global, args).await,
+            Command::Probe(args) => commands::probe::run(&cli.global, args).await,
             Command::Serve(args) => commands::serve::run(&cli.global, args).await,
         }
     });

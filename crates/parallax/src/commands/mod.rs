@@ -4,6 +4,7 @@ pub mod cancel;
 pub mod classify;
 pub mod doctor;
 pub mod plan;
+pub mod probe;
 pub mod report;
 pub mod results;
 pub mod run;

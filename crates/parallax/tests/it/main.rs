@@ -12,6 +12,7 @@ mod hub;
 mod local;
 mod plan;
 mod preflight;
+mod probe;
 mod report;
 mod run;
 mod serve;
