@@ -7,7 +7,9 @@ stream.
    is submitted over the API and run by the server's runner. Then `--clients` threads walk
    the job's pages (100 rows each, keyset cursors, keep-alive connections) for
    `--seconds`; the figure is pages (and rows) a second over all threads. The Python
-   client costs time too: the figure is a lower bound on what the server sustains.
+   client costs time too (it parses every page): that figure is a lower bound. Where
+   `wrk` is installed (Debian: `wrk`), it also asks one mid-job page over 2 x `--clients`
+   connections for `--seconds`: closer to what the server itself sustains.
 2. Delay. With a stream open, a second job (`--delay-questions` x 10 models x 3 regions,
    the stub at 50 ms, concurrency 8, so executions finish one after another) runs; for
    each execution's first event, delay = the time the client read it - the time its
@@ -28,6 +30,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -175,7 +178,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--delay-questions", type=int, default=10)
     args = p.parse_args()
-    bins = Path(args.bin_dir)
+    bins = Path(args.bin_dir).resolve()
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         db = str(d / "serve.db")
@@ -201,8 +204,18 @@ def main() -> None:
                         job = server.submit(spec("serve-pages", 100, 32))
                         server.wait_done(job)
                         per_s, rows_s = pages(server, job, args.clients, args.seconds)
-                        print(f"pages: {per_s:,.0f} pages/s ({rows_s:,.0f} rows/s) of 100 rows, "
-                              f"{args.clients} keep-alive clients for {args.seconds:.0f} s")
+                        print(f"pages (Python clients walking the cursors): {per_s:,.0f} pages/s ({rows_s:,.0f} rows/s) "
+                              f"of 100 rows, {args.clients} keep-alive clients for {args.seconds:.0f} s")
+                        if shutil.which("wrk"):
+                            url = f"http://{server.host}:{server.port}/api/v1/jobs/{job}/executions?limit=100&cursor=1000"
+                            out = subprocess.run(
+                                ["wrk", "-t2", f"-c{args.clients * 2}", f"-d{int(args.seconds)}s",
+                                 "-H", f"Authorization: Bearer {TOKEN}", url],
+                                capture_output=True, text=True, check=True).stdout
+                            m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+                            lat = re.search(r"Latency\s+(\S+)", out)
+                            print(f"pages (wrk, one mid-job page, {args.clients * 2} connections): "
+                                  f"{float(m.group(1)):,.0f} pages/s, mean latency {lat.group(1)}")
                     else:
                         n = args.delay_questions * len(MODELS) * len(REGIONS)
                         ds = sorted(delays(server, spec("serve-delay", args.delay_questions, 8), n))

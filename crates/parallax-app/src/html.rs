@@ -117,7 +117,7 @@ pub fn report(r: &Report) -> String {
 
     // Rates with interval bars.
     h.push_str("<h2>Refusal rates</h2><p>Any refusal = full, partial or blocked by the provider's filter; an empty answer counts in n, not as a refusal; bars show the Wilson 95% interval.</p>");
-    h.push_str("<table id=\"rates\"><tr><th>model</th><th>region</th><th>n</th><th>refusal</th><th>partial</th><th>blocked</th><th>empty</th><th>any refusal</th><th>95% interval</th></tr>");
+    h.push_str("<table id=\"rates\"><tr><th>model</th><th>region</th><th>n</th><th>refusal</th><th>partial</th><th>blocked</th><th>empty</th><th>any refusal</th><th>95% interval</th><th>probe</th></tr>");
     for cell in &r.cells {
         let a = &cell.any_refusal;
         let bar = if a.n > 0 {
@@ -130,9 +130,13 @@ pub fn report(r: &Report) -> String {
         } else {
             String::new()
         };
+        let probe = match r.probe_verdict(&cell.model_id, &cell.region) {
+            Some(p) => format!("<span title=\"{}\">{}</span>", esc(&p.evidence.join("; ")), esc(&p.verdict)),
+            None => "—".to_owned(),
+        };
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} [{} – {}]</td><td>{bar}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} [{} – {}]</td><td>{bar}</td><td>{probe}</td></tr>",
             esc(&cell.model_id),
             esc(&cell.region),
             cell.n,

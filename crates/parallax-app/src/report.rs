@@ -37,7 +37,40 @@ pub async fn build(
     let rows = store.analysis_rows(job_id).await?;
     let observations: Vec<Observation> = rows.into_iter().map(|r| observation(r, prices, min_confidence)).collect();
     let facts = JobFacts { job_id: job.id, planned: job.planned as u64, override_regions, endpoint_attempts };
-    Ok(analysis::analyse(&facts, &observations))
+    let mut report = analysis::analyse(&facts, &observations);
+    report.probe_verdicts = probe_verdicts(&store.probes(job_id).await?);
+    Ok(report)
+}
+
+/// The recorded probe reports of a job, one cell per model × region.
+fn probe_verdicts(records: &[parallax_store::ProbeRecord]) -> Vec<analysis::ProbeVerdictCell> {
+    let mut out = Vec::new();
+    for record in records {
+        for region in record.report["regions"].as_array().into_iter().flatten() {
+            let evidence = region["evidence"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| e["decisive"] == true)
+                .map(|e| {
+                    format!(
+                        "{} `{}`: {}",
+                        e["kind"].as_str().unwrap_or(""),
+                        e["probe"].as_str().unwrap_or(""),
+                        e["detail"].as_str().unwrap_or("")
+                    )
+                })
+                .collect();
+            out.push(analysis::ProbeVerdictCell {
+                model_id: record.model_id.clone(),
+                region: region["region"].as_str().unwrap_or("").to_owned(),
+                verdict: region["verdict"].as_str().unwrap_or("").to_owned(),
+                evidence,
+                probe_job_id: record.probe_job_id.clone(),
+            });
+        }
+    }
+    out
 }
 
 /// Prices per (model, region) from the catalog at `path`, when one is at hand and reads;

@@ -134,6 +134,9 @@ pub struct RunPolicy {
     pub on_possibly_billed: OnPossiblyBilled,
     /// How long a claim lasts without a heartbeat; defaults to `timeout_s + 30`.
     pub lease_s: Option<f64>,
+    /// `parallax run` first probes each model in the job's regions (`parallax probe`) and
+    /// the report shows each region's verdict beside its rates.
+    pub probe: bool,
 }
 
 impl Default for RunPolicy {
@@ -146,6 +149,7 @@ impl Default for RunPolicy {
             limit: None,
             on_possibly_billed: OnPossiblyBilled::Retry,
             lease_s: None,
+            probe: false,
         }
     }
 }
@@ -187,7 +191,7 @@ const RESERVED_EXTRA: &[&str] = &[
     "grammar",
 ];
 const RUN_FIELDS: &[&str] =
-    &["concurrency", "delay_ms", "max_attempts", "timeout_s", "limit", "on_possibly_billed", "lease_s"];
+    &["concurrency", "delay_ms", "max_attempts", "timeout_s", "limit", "on_possibly_billed", "lease_s", "probe"];
 
 /// Reads a file named by the spec (question files). The CLI passes `std::fs::read_to_string`.
 pub type ReadFile<'a> = &'a mut dyn FnMut(&Path) -> std::io::Result<String>;
@@ -537,6 +541,9 @@ fn decode_run(d: &mut Decoder<'_>, node: &Node) -> Option<RunPolicy> {
     }
     if let Some(n) = f.get("limit") {
         ok &= d.uint(n, "run.limit", limits::LIMIT).map(|v| r.limit = Some(v)).is_some();
+    }
+    if let Some(n) = f.get("probe") {
+        ok &= d.bool(n, "run.probe").map(|v| r.probe = v).is_some();
     }
     if let Some(n) = f.get("on_possibly_billed") {
         match d.string(n, "run.on_possibly_billed").as_deref() {

@@ -442,6 +442,25 @@ impl Store {
         dispatch!(self, |s| s.next_wakeup(&job), s.next_wakeup(&job))
     }
 
+    /// Records `model_id`'s probe verdicts for a job (replacing earlier ones).
+    pub async fn put_probe(
+        &self,
+        job_id: &str,
+        model_id: &str,
+        probe_job_id: &str,
+        report: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let (job, model, probe, report) =
+            (job_id.to_owned(), model_id.to_owned(), probe_job_id.to_owned(), report.to_string());
+        dispatch!(self, |s| s.put_probe(&job, &model, &probe, &report), s.put_probe(&job, &model, &probe, &report))
+    }
+
+    /// The probe verdicts recorded for a job, by model.
+    pub async fn probes(&self, job_id: &str) -> Result<Vec<ProbeRecord>, StoreError> {
+        let job = job_id.to_owned();
+        dispatch!(self, |s| s.probes(&job), s.probes(&job))
+    }
+
     /// Who holds live leases on the job's running executions, by worker id.
     pub async fn lease_holders(&self, job_id: &str) -> Result<Vec<LeaseHolder>, StoreError> {
         let job = job_id.to_owned();

@@ -519,3 +519,13 @@ pub struct LeaseHolder {
     /// When the last of them runs out, on the store's clock.
     pub until_ms: i64,
 }
+
+/// A model's probe verdicts recorded for a job (`run.probe`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProbeRecord {
+    pub model_id: String,
+    /// The probe job the verdicts come from.
+    pub probe_job_id: String,
+    /// The probe report, as `parallax probe --format json` prints it.
+    pub report: serde_json::Value,
+}

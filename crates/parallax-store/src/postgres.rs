@@ -33,7 +33,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
-use crate::model::{LIVE_WORKER_MS, LeaseHolder, Metrics};
+use crate::model::{LIVE_WORKER_MS, LeaseHolder, Metrics, ProbeRecord};
 use crate::{
     ActiveJob, AnalysisRow, Applied, AttemptRow, BlockRecord, Cancelled, CellStatus, Claim, ClaimBatch, ClaimRequest,
     Clock, EndpointAttempts, JobRecord, JobStatus, JobSummary, LabelRecord, Next, Outcome, ResultFilter, ResultRow,
@@ -49,6 +49,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "label_confidence", include_str!("../migrations/postgres/0006_label_confidence.sql")),
     (7, "served", include_str!("../migrations/postgres/0007_served.sql")),
     (8, "events", include_str!("../migrations/postgres/0008_events.sql")),
+    (9, "probes", include_str!("../migrations/postgres/0009_probes.sql")),
 ];
 
 /// Connections per store handle. A worker has one claim, one finish and one heartbeat in
@@ -1666,6 +1667,40 @@ ON CONFLICT (execution_id, classifier) DO UPDATE SET version = excluded.version,
         Ok(rows
             .iter()
             .map(|r| EndpointAttempts { endpoint: r.get(0), attempts: r.get(1), possibly_billed: r.get(2) })
+            .collect())
+    }
+
+    pub async fn put_probe(&self, job_id: &str, model_id: &str, probe_job_id: &str, report: &str) -> Result<()> {
+        let now = self.0.now_param();
+        let mut c = self.0.lease().await?;
+        c.execute(
+            with_clock!(
+                " INSERT INTO job_probes (job_id, model_id, probe_job_id, report_json, created_at_ms)
+                SELECT $2, $3, $4, $5, now FROM clock
+                ON CONFLICT (job_id, model_id) DO UPDATE SET probe_job_id = excluded.probe_job_id,
+                    report_json = excluded.report_json, created_at_ms = excluded.created_at_ms"
+            ),
+            &[&now, &job_id, &model_id, &probe_job_id, &report],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn probes(&self, job_id: &str) -> Result<Vec<ProbeRecord>> {
+        let mut c = self.0.lease().await?;
+        let rows = c
+            .query(
+                "SELECT model_id, probe_job_id, report_json FROM job_probes WHERE job_id = $1 ORDER BY model_id COLLATE \"C\"",
+                &[&job_id],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ProbeRecord {
+                model_id: r.get(0),
+                probe_job_id: r.get(1),
+                report: json(r.get(2)).unwrap_or(serde_json::Value::Null),
+            })
             .collect())
     }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use parallax_core::{EndpointKind, ItemKey, Plan, idempotency_key};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use crate::model::{LIVE_WORKER_MS, LeaseHolder, Metrics};
+use crate::model::{LIVE_WORKER_MS, LeaseHolder, Metrics, ProbeRecord};
 use crate::{
     ActiveJob, AnalysisRow, Applied, AttemptRow, BlockRecord, Cancelled, CellStatus, Claim, ClaimBatch, ClaimRequest,
     Clock, EndpointAttempts, JobRecord, JobStatus, JobSummary, LabelRecord, Next, Outcome, ResultFilter, ResultRow,
@@ -30,11 +30,29 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "label_confidence", include_str!("../migrations/sqlite/0006_label_confidence.sql")),
     (7, "served", include_str!("../migrations/sqlite/0007_served.sql")),
     (8, "events", include_str!("../migrations/sqlite/0008_events.sql")),
+    (9, "probes", include_str!("../migrations/sqlite/0009_probes.sql")),
 ];
+
+/// Read connections beside the writer.
+const READERS: usize = 3;
+
+/// A read-only connection to the store's file.
+fn read_connection(path: &Path) -> Result<Connection> {
+    use rusqlite::OpenFlags;
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .at(path)?;
+    conn.busy_timeout(Duration::from_secs(30)).at(path)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
 
 pub(crate) struct SqliteStore {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// Read-only connections for the reads (WAL lets them run beside the writer), so a
+    /// server's readers neither wait for nor hold up the runner's writes. Empty for a
+    /// read-only store, whose one connection serves.
+    readers: Vec<Mutex<Connection>>,
     clock: Arc<dyn Clock>,
     /// Test hook: result batches left before the connection turns read-only.
     finishes_before_read_only: AtomicI64,
@@ -72,18 +90,20 @@ impl SqliteStore {
         conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;").at(&path)?;
         migrate(&mut conn, &path)?;
         conn.execute_batch("PRAGMA foreign_keys=ON;").at(&path)?;
-        Ok(SqliteStore { path, conn: Mutex::new(conn), clock, finishes_before_read_only: AtomicI64::new(i64::MAX) })
+        let readers = (0..READERS).map(|_| read_connection(&path).map(Mutex::new)).collect::<Result<_>>()?;
+        Ok(SqliteStore {
+            path,
+            conn: Mutex::new(conn),
+            readers,
+            clock,
+            finishes_before_read_only: AtomicI64::new(i64::MAX),
+        })
     }
 
     /// An existing store, read only: nothing created, nothing migrated. A store of another
     /// schema than this build's is refused (an older one: open it read-write once).
     fn open_read_only(path: PathBuf, clock: Arc<dyn Clock>) -> Result<SqliteStore> {
-        use rusqlite::OpenFlags;
-        let conn =
-            Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-                .at(&path)?;
-        conn.busy_timeout(Duration::from_secs(30)).at(&path)?;
-        conn.set_prepared_statement_cache_capacity(64);
+        let conn = read_connection(&path)?;
         let found: Option<i64> = conn
             .query_row("SELECT max(version) FROM schema_migrations", [], |r| r.get(0))
             .optional()
@@ -101,11 +121,33 @@ impl SqliteStore {
                 )));
             }
         }
-        Ok(SqliteStore { path, conn: Mutex::new(conn), clock, finishes_before_read_only: AtomicI64::new(i64::MAX) })
+        Ok(SqliteStore {
+            path,
+            conn: Mutex::new(conn),
+            readers: Vec::new(),
+            clock,
+            finishes_before_read_only: AtomicI64::new(i64::MAX),
+        })
     }
 
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    /// A connection for a read: a free reader if there is one, else the first to free up
+    /// (the writer's, for a read-only store).
+    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+        for r in &self.readers {
+            match r.try_lock() {
+                Ok(guard) => return guard,
+                Err(std::sync::TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+        }
+        match self.readers.first() {
+            Some(r) => r.lock().unwrap_or_else(|p| p.into_inner()),
+            None => self.conn(),
+        }
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -115,7 +157,7 @@ impl SqliteStore {
     }
 
     pub fn current_job(&self, base_id: &str) -> Result<Option<JobRecord>> {
-        let conn = self.conn();
+        let conn = self.reader();
         latest_generation(&conn, base_id).at(&self.path)
     }
 
@@ -563,7 +605,7 @@ impl SqliteStore {
     }
 
     pub fn job(&self, job_id: &str) -> Result<JobRecord> {
-        let conn = self.conn();
+        let conn = self.reader();
         conn.query_row(
             "SELECT id, base_id, generation, name, planned, created_at_ms FROM jobs WHERE id = ?1",
             [job_id],
@@ -575,7 +617,7 @@ impl SqliteStore {
     }
 
     pub fn job_identity(&self, job_id: &str) -> Result<serde_json::Value> {
-        let conn = self.conn();
+        let conn = self.reader();
         let text: Option<String> = conn
             .query_row("SELECT identity_json FROM jobs WHERE id = ?1", [job_id], |r| r.get(0))
             .optional()
@@ -588,7 +630,7 @@ impl SqliteStore {
     }
 
     pub fn jobs(&self, limit: usize) -> Result<Vec<JobSummary>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let p = &self.path;
         let mut stmt = conn
             .prepare("SELECT id, name, planned, created_at_ms FROM jobs ORDER BY created_at_ms DESC, id LIMIT ?1")
@@ -615,7 +657,7 @@ impl SqliteStore {
 
     pub fn status(&self, job_id: &str) -> Result<JobStatus> {
         let job = self.job(job_id)?;
-        let conn = self.conn();
+        let conn = self.reader();
         let p = &self.path;
         let mut cells: BTreeMap<(String, String), CellStatus> = BTreeMap::new();
         let mut stmt = conn
@@ -707,12 +749,12 @@ impl SqliteStore {
     /// The number of the latest event: one writer commits at a time, so every number up
     /// to it is final.
     pub fn event_horizon(&self) -> Result<i64> {
-        let conn = self.conn();
+        let conn = self.reader();
         conn.query_row("SELECT coalesce(max(event_seq), 0) FROM executions", [], |r| r.get(0)).at(&self.path)
     }
 
     fn rows(&self, job_id: Option<&str>, f: &ResultFilter, which: Rows) -> Result<Vec<ResultRow>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let p = &self.path;
         let (key, order) = match which {
             Rows::Plan => ("e.job_id = :job", "ORDER BY q.ordinal, e.model_id, e.region, e.sample"),
@@ -781,7 +823,7 @@ impl SqliteStore {
 
     /// One execution's attempts, in order.
     pub fn execution_attempts(&self, id: i64) -> Result<Vec<AttemptRow>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let p = &self.path;
         let mut stmt = conn
             .prepare_cached(
@@ -795,7 +837,7 @@ impl SqliteStore {
     }
 
     pub fn metrics(&self) -> Result<Metrics> {
-        let conn = self.conn();
+        let conn = self.reader();
         let p = &self.path;
         let pairs = |sql: &str| -> Result<Vec<(String, i64)>> {
             let mut stmt = conn.prepare_cached(sql).at(p)?;
@@ -828,7 +870,7 @@ impl SqliteStore {
 
     pub fn attempts(&self, job_id: &str, f: &ResultFilter) -> Result<Vec<AttemptRow>> {
         self.job(job_id)?;
-        let conn = self.conn();
+        let conn = self.reader();
         let p = &self.path;
         let mut stmt = conn
             .prepare_cached(
@@ -934,7 +976,7 @@ impl SqliteStore {
 
     pub fn analysis_rows(&self, job_id: &str) -> Result<Vec<AnalysisRow>> {
         self.job(job_id)?;
-        let conn = self.conn();
+        let conn = self.reader();
         let p = &self.path;
         let mut judges: HashMap<i64, Vec<(String, String)>> = HashMap::new();
         {
@@ -1100,7 +1142,7 @@ impl SqliteStore {
 
     pub fn job_endpoints(&self, job_id: &str) -> Result<Vec<String>> {
         self.job(job_id)?;
-        let conn = self.conn();
+        let conn = self.reader();
         let p = &self.path;
         let mut stmt = conn
             .prepare_cached("SELECT DISTINCT endpoint FROM executions WHERE job_id = ?1 ORDER BY endpoint")
@@ -1146,7 +1188,7 @@ impl SqliteStore {
     }
 
     pub fn workers(&self, since_ms: i64) -> Result<Vec<WorkerRow>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let p = &self.path;
         let mut stmt = conn
             .prepare(
@@ -1174,7 +1216,7 @@ impl SqliteStore {
     }
 
     pub fn endpoint_attempts(&self, job_id: &str) -> Result<Vec<EndpointAttempts>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let p = &self.path;
         let mut stmt = conn
             .prepare(
@@ -1190,8 +1232,41 @@ impl SqliteStore {
         rows.collect::<rusqlite::Result<_>>().at(p)
     }
 
-    pub fn lease_holders(&self, job_id: &str) -> Result<Vec<LeaseHolder>> {
+    pub fn put_probe(&self, job_id: &str, model_id: &str, probe_job_id: &str, report: &str) -> Result<()> {
         let conn = self.conn();
+        conn.execute(
+            "INSERT INTO job_probes (job_id, model_id, probe_job_id, report_json, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (job_id, model_id) DO UPDATE SET probe_job_id = excluded.probe_job_id,
+                 report_json = excluded.report_json, created_at_ms = excluded.created_at_ms",
+            params![job_id, model_id, probe_job_id, report, self.now_ms()],
+        )
+        .at(&self.path)?;
+        Ok(())
+    }
+
+    pub fn probes(&self, job_id: &str) -> Result<Vec<ProbeRecord>> {
+        let conn = self.reader();
+        let p = &self.path;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT model_id, probe_job_id, report_json FROM job_probes WHERE job_id = ?1 ORDER BY model_id",
+            )
+            .at(p)?;
+        let rows = stmt
+            .query_map([job_id], |r| {
+                let report: String = r.get(2)?;
+                Ok(ProbeRecord {
+                    model_id: r.get(0)?,
+                    probe_job_id: r.get(1)?,
+                    report: serde_json::from_str(&report).unwrap_or(serde_json::Value::Null),
+                })
+            })
+            .at(p)?;
+        rows.collect::<rusqlite::Result<_>>().at(p)
+    }
+
+    pub fn lease_holders(&self, job_id: &str) -> Result<Vec<LeaseHolder>> {
+        let conn = self.reader();
         let p = &self.path;
         let mut stmt = conn
             .prepare_cached(

@@ -84,6 +84,29 @@ pub struct Report {
     /// Every question with each model × region's outcome and first answer: the heatmap and
     /// the side-by-side view.
     pub questions: Vec<QuestionRow>,
+    /// With `run.probe`: each model × region's probe verdict (`same`, `different`,
+    /// `nondeterministic`), since a difference between regions means little if they served
+    /// different things. Empty without probes.
+    pub probe_verdicts: Vec<ProbeVerdictCell>,
+}
+
+/// One region's probe verdict for one model (see `parallax_analysis::probe`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProbeVerdictCell {
+    pub model_id: String,
+    pub region: String,
+    pub verdict: String,
+    /// The decisive evidence, for people.
+    pub evidence: Vec<String>,
+    /// The probe job the verdict comes from.
+    pub probe_job_id: String,
+}
+
+impl Report {
+    /// The probe verdict of a model × region, if the job was probed.
+    pub fn probe_verdict(&self, model_id: &str, region: &str) -> Option<&ProbeVerdictCell> {
+        self.probe_verdicts.iter().find(|p| p.model_id == model_id && p.region == region)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -550,6 +573,7 @@ pub fn analyse(facts: &JobFacts, obs: &[Observation]) -> Report {
         expectations: expectations(&labelled),
         audits: audits(facts, obs),
         questions,
+        probe_verdicts: Vec::new(),
     }
 }
 

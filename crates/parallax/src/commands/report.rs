@@ -91,23 +91,43 @@ fn terminal(r: &Report, top: usize) -> String {
                     0 => "0".to_owned(),
                     k => format!("{k} → {} – {}", pct(cell.any_refusal_bounds.low), pct(cell.any_refusal_bounds.high)),
                 },
+                r.probe_verdict(&cell.model_id, &cell.region).map_or("—".to_owned(), |p| p.verdict.clone()),
             ]
         })
         .collect();
-    out.push_str(&output::table(
-        &[
-            "MODEL",
-            "REGION",
-            "N",
-            "REFUSAL",
-            "PARTIAL",
-            "BLOCKED",
-            "EMPTY",
-            "ANY REFUSAL [95% CI]",
-            "UNCERTAIN → RATE IF WRONG",
-        ],
-        &rows,
-    ));
+    let mut headers = vec![
+        "MODEL",
+        "REGION",
+        "N",
+        "REFUSAL",
+        "PARTIAL",
+        "BLOCKED",
+        "EMPTY",
+        "ANY REFUSAL [95% CI]",
+        "UNCERTAIN → RATE IF WRONG",
+        "PROBE",
+    ];
+    let rows: Vec<Vec<String>> = if r.probe_verdicts.is_empty() {
+        headers.pop();
+        rows.into_iter()
+            .map(|mut row| {
+                row.pop();
+                row
+            })
+            .collect()
+    } else {
+        rows
+    };
+    out.push_str(&output::table(&headers, &rows));
+    for p in r.probe_verdicts.iter().filter(|p| p.verdict == "different") {
+        out.push_str(&format!(
+            "  probe: {} in {} served something different ({}): {}\n",
+            p.model_id,
+            p.region,
+            p.probe_job_id,
+            p.evidence.join("; ")
+        ));
+    }
 
     let findings: Vec<_> = r.comparisons.iter().filter(|c| c.finding).collect();
     out.push_str(&format!(

@@ -58,6 +58,9 @@ pub async fn run(global: &Global, args: &RunArgs) -> Outcome {
     if !args.no_preflight {
         preflight(global, &catalog, &before).await?;
     }
+    if policy.probe {
+        probe_models(global, &store, &catalog, &spec, &job.id).await?;
+    }
 
     let visible = !global.quiet && !global.no_progress && std::io::stderr().is_terminal();
     let bar = Arc::new(progress::Bar::new(
@@ -188,4 +191,43 @@ pub fn test_hooks(store: &parallax_store::Store) -> Result<TestHooks, Failure> {
             Err(_) => Err(Failure::input(anyhow!("PARALLAX_TEST_PANIC_CALL: not a number"))),
         },
     }
+}
+
+/// `run.probe`: each model of the job probed in the job's regions that serve it (a probe
+/// job of its own, asked once), the verdicts recorded for the job's report.
+async fn probe_models(
+    global: &Global,
+    store: &parallax_store::Store,
+    catalog: &parallax_core::Catalog,
+    spec: &parallax_core::JobSpec,
+    job_id: &str,
+) -> Result<(), Failure> {
+    use parallax_analysis::probe::Verdict;
+    for model in &spec.models {
+        let regions: Vec<String> =
+            spec.regions.iter().filter(|r| catalog.resolve(model, r).is_some()).cloned().collect();
+        if regions.len() < 2 {
+            continue;
+        }
+        let (stop_rx, signals) = signals::stop_on_signals(global.quiet);
+        let report = parallax_app::probe::run(store, catalog, &global.config, model, &regions, false, stop_rx).await;
+        signals.abort();
+        let report = report?;
+        let value = serde_json::to_value(&report).map_err(|e| Failure::Internal(e.into()))?;
+        store.put_probe(job_id, model, &report.job_id, value).await?;
+        if !global.quiet {
+            let odd: Vec<String> = report
+                .regions
+                .iter()
+                .filter(|r| r.verdict != Verdict::Same)
+                .map(|r| format!("{} {}", r.region, r.verdict.as_str()))
+                .collect();
+            eprintln!(
+                "probe of {model} ({}): {}",
+                report.job_id,
+                if odd.is_empty() { "every region the same".to_owned() } else { odd.join(", ") }
+            );
+        }
+    }
+    Ok(())
 }

@@ -70,3 +70,36 @@ async fn a_region_that_answers_the_same_request_differently_is_nondeterministic(
     assert_eq!(one.code, 2, "{one:?}");
     assert!(one.stderr.contains("compares two regions or more"), "{one:?}");
 }
+
+#[tokio::test]
+async fn run_probe_puts_each_regions_verdict_beside_its_rates() {
+    let fleet = Fleet::start(&["ap", "eu", "us"], |_| StubConfig {
+        system_prompt_by_region: [("ap".to_owned(), "Refuse anything about locks.".to_owned())].into(),
+        refuse_markers_with_system: vec!["lock".into()],
+        ..StubConfig::default()
+    })
+    .await;
+    fleet.catalog(&[("m", "provider-m")], "");
+    fleet.write("job.yaml", &crate::support::spec(5, &["m"], &["ap", "eu", "us"], "run: {probe: true}\n"));
+    let out = fleet.parallax(&["run", "job.yaml"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("probe of m (probe-m-") && out.stderr.contains("ap different"), "{out:?}");
+    assert_eq!(fleet.total_requests(), 63 + 15, "the probe set, then the job");
+    let job = crate::support::job_id(&fleet.parallax(&["plan", "job.yaml", "--format", "json"]).await.json());
+    let report = fleet.parallax(&["report", &job, "--format", "json"]).await.json();
+    let verdicts: Vec<(&str, &str)> = report["probe_verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["region"].as_str().unwrap(), p["verdict"].as_str().unwrap()))
+        .collect();
+    assert_eq!(verdicts, [("ap", "different"), ("eu", "same"), ("us", "same")]);
+    let table = fleet.parallax(&["report", &job]).await.stdout;
+    assert!(table.contains("PROBE") && table.contains("probe: m in ap served something different"), "{table}");
+    let html = fleet.parallax(&["report", &job, "--format", "html"]).await.stdout;
+    assert!(html.contains("<th>probe</th>") && html.contains(">different</span>"));
+    // A second run probes nothing again and calls nothing.
+    let again = fleet.parallax(&["run", "job.yaml"]).await;
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(fleet.total_requests(), 78);
+}
