@@ -239,10 +239,11 @@ pub fn report(r: &Report) -> String {
     let who = &a.attribution;
     let _ = write!(
         h,
-        "<h2>Audits</h2><ul><li>Prompt parity: {} of {} groups identical, {} differ by a declared override, {} differ without one.</li>\
+        "<h2>Audits</h2><ul><li>Prompt parity: {} of {} groups identical ({} of them encoded differently by endpoint kind), {} differ by a declared override, {} differ without one.</li>\
          <li>Model attribution: {} verified, {} mismatched, {} unverified (the server named no model)</li><li>Possibly billed attempts: {}</li>",
         p.identical,
         p.groups,
+        p.rendered_differently,
         p.declared,
         p.undeclared,
         who.verified,

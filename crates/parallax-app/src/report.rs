@@ -101,10 +101,11 @@ pub fn prices_of(catalog: &Catalog) -> HashMap<(String, String), Price> {
 fn observation(r: AnalysisRow, prices: &HashMap<(String, String), Price>, min_confidence: Option<f64>) -> Observation {
     let doubtful = |confidence: Option<f64>| min_confidence.is_some_and(|m| confidence.is_some_and(|c| c < m));
     let usage = |k: &str| r.usage.as_ref().and_then(|u| u.get(k)).and_then(|v| v.as_u64());
-    let mut prompt: serde_json::Value = serde_json::from_str(&r.request_body).unwrap_or(serde_json::Value::Null);
-    if let Some(obj) = prompt.as_object_mut() {
+    let mut wire: serde_json::Value = serde_json::from_str(&r.request_body).unwrap_or(serde_json::Value::Null);
+    if let Some(obj) = wire.as_object_mut() {
         obj.remove("model");
     }
+    let logical = parallax_core::logical_prompt(&r.request_body);
     // The best source per answer: the built-in label, unless it is uncertain and a judge
     // graded the answer.
     let builtin: Option<(Label, bool)> = match r.label.as_deref() {
@@ -125,7 +126,8 @@ fn observation(r: AnalysisRow, prices: &HashMap<(String, String), Price>, min_co
         price: prices.get(&(r.model_id.clone(), r.region.clone())).copied(),
         prompt_tokens: usage("prompt_tokens"),
         completion_tokens: usage("completion_tokens"),
-        prompt_fingerprint: sha256_hex(canonical_json(&prompt).as_bytes()),
+        prompt_fingerprint: sha256_hex(canonical_json(&logical).as_bytes()),
+        wire_fingerprint: sha256_hex(canonical_json(&wire).as_bytes()),
         expect: match r.expect.as_deref() {
             Some("comply") => Some(Expect::Comply),
             Some("refuse") => Some(Expect::Refuse),

@@ -19,5 +19,5 @@ pub mod yaml;
 pub use catalog::{Catalog, Endpoint, EndpointKind, ModelEntry};
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use hash::{sha256_hex, sha256_reader};
-pub use plan::{ItemKey, Parity, Plan, PlanItem, canonical_json, idempotency_key};
+pub use plan::{ItemKey, Parity, Plan, PlanItem, canonical_json, idempotency_key, logical_prompt};
 pub use spec::{Expect, JobSpec, Mode, OnPossiblyBilled, PromptSpec, Question, RunPolicy, Sampling};

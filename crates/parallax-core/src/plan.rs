@@ -132,6 +132,9 @@ pub struct Parity {
     pub declared_overrides: usize,
     /// Groups that differ without a declared reason. Zero by construction; audited anyway.
     pub undeclared: usize,
+    /// Identical groups whose regions encode the same prompt differently on the wire
+    /// (endpoints of different kinds: chat messages here, a local model's template there).
+    pub rendered_differently: usize,
     /// Regions with a declared override.
     pub override_regions: Vec<String>,
 }
@@ -299,6 +302,7 @@ impl Plan {
                 identical: 0,
                 declared_overrides: 0,
                 undeclared: 0,
+                rendered_differently: 0,
                 override_regions: Vec::new(),
             },
             spec: spec.clone(),
@@ -607,7 +611,48 @@ pub fn idempotency_key(job_id: &str, key: &ItemKey) -> String {
 
 /// The prompt part of a request: messages or prompt text, and sampling — not the model name,
 /// which legitimately differs between providers.
-fn prompt_part(body: &str) -> Json {
+/// The logical prompt of a stored request: its messages (role and text, in order) and its
+/// sampling, whatever the wire form — chat messages, a completion prompt, or a local
+/// model's rendered template, whose messages' text is exactly its `plain_spans`. Parity is
+/// checked on this, so one model served by two kinds of endpoint (a server's chat API and
+/// the in-process provider) is compared on what was asked, not on how it was encoded. A
+/// local chat prompt stored without spans (`prompt.parse_special`) keeps its rendered text.
+pub fn logical_prompt(body: &str) -> Json {
+    let Ok(Json::Object(map)) = serde_json::from_str::<Json>(body) else { return Json::Null };
+    let mut sampling = map.clone();
+    for wire in
+        ["model", "messages", "prompt", "add_bos", "parse_special", "plain_spans", "gguf_sha256", "template_sha256"]
+    {
+        sampling.remove(wire);
+    }
+    let message = |role: &str, content: &str| json!({"role": role, "content": content});
+    let messages = match (map.get("messages"), map.get("prompt"), map.get("plain_spans")) {
+        (Some(Json::Array(m)), _, _) => {
+            Json::Array(m.iter().map(|m| json!({"role": m["role"], "content": m["content"]})).collect())
+        }
+        (_, Some(Json::String(prompt)), Some(Json::Array(spans))) => {
+            let texts: Vec<&str> = spans
+                .iter()
+                .filter_map(|s| Some((s.get(0)?.as_u64()? as usize, s.get(1)?.as_u64()? as usize)))
+                .filter_map(|(a, b)| prompt.get(a..b))
+                .collect();
+            // The plan renders [system,] user: the last span is the user's.
+            let n = texts.len();
+            Json::Array(
+                texts.iter().enumerate().map(|(i, t)| message(if i + 1 == n { "user" } else { "system" }, t)).collect(),
+            )
+        }
+        (_, Some(Json::String(prompt)), None) if map.contains_key("template_sha256") => {
+            json!({"rendered": prompt})
+        }
+        (_, Some(Json::String(prompt)), None) => Json::Array(vec![message("raw", prompt)]),
+        _ => Json::Null,
+    };
+    json!({"messages": messages, "sampling": sampling})
+}
+
+/// A request's wire prompt: its body without the model name.
+fn wire_prompt(body: &str) -> Json {
     let mut v: Json = serde_json::from_str(body).unwrap_or(Json::Null);
     if let Json::Object(map) = &mut v {
         map.remove("model");
@@ -619,23 +664,33 @@ fn prompt_part(body: &str) -> Json {
 /// group's items are rendered by their index, one group at a time: time linear in the
 /// plan, memory one request per region (not regions × samples of them).
 fn parity(plan: &Plan) -> Parity {
-    let mut parity =
-        Parity { groups: 0, identical: 0, declared_overrides: 0, undeclared: 0, override_regions: Vec::new() };
+    let mut parity = Parity {
+        groups: 0,
+        identical: 0,
+        declared_overrides: 0,
+        undeclared: 0,
+        rendered_differently: 0,
+        override_regions: Vec::new(),
+    };
     let (regions, samples) = (plan.spec.regions.len(), plan.spec.samples as usize);
     let per_question = plan.cells.len() * samples;
     for q in 0..plan.spec.questions.len() {
         for m in 0..plan.spec.models.len() {
             for s in 0..samples {
-                let group: Vec<(Json, bool)> = (0..regions)
+                let group: Vec<(Json, Json, bool)> = (0..regions)
                     .map(|r| plan.item(q * per_question + (m * regions + r) * samples + s))
-                    .map(|i| (prompt_part(&i.request_body), i.regional_override))
+                    .map(|i| (logical_prompt(&i.request_body), wire_prompt(&i.request_body), i.regional_override))
                     .collect();
                 parity.groups += 1;
                 let all_same = |prompts: &[&Json]| prompts.windows(2).all(|w| w[0] == w[1]);
-                let all: Vec<&Json> = group.iter().map(|(p, _)| p).collect();
-                let baseline: Vec<&Json> = group.iter().filter(|(_, o)| !o).map(|(p, _)| p).collect();
+                let all: Vec<&Json> = group.iter().map(|(p, _, _)| p).collect();
+                let baseline: Vec<&Json> = group.iter().filter(|(_, _, o)| !o).map(|(p, _, _)| p).collect();
                 if all_same(&all) {
                     parity.identical += 1;
+                    let wires: Vec<&Json> = group.iter().map(|(_, w, _)| w).collect();
+                    if !all_same(&wires) {
+                        parity.rendered_differently += 1;
+                    }
                 } else if all_same(&baseline) {
                     parity.declared_overrides += 1;
                 } else {
@@ -647,4 +702,34 @@ fn parity(plan: &Plan) -> Parity {
     parity.override_regions =
         plan.spec.regions.iter().filter(|r| plan.spec.prompt.system_by_region.contains_key(*r)).cloned().collect();
     parity
+}
+
+#[cfg(test)]
+mod tests {
+    use super::logical_prompt;
+    use serde_json::json;
+
+    #[test]
+    fn the_logical_prompt_is_the_same_whatever_the_wire_form() {
+        let chat = json!({"model": "a", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"}], "temperature": 0, "max_tokens": 4}).to_string();
+        let prompt =
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi?<|im_end|>\n<|im_start|>assistant\n";
+        let (s0, u0) = (prompt.find("Be brief.").unwrap(), prompt.find("Hi?").unwrap());
+        let local = json!({"model": "b", "prompt": prompt, "add_bos": false, "parse_special": true,
+            "plain_spans": [[s0, s0 + 9], [u0, u0 + 3]], "gguf_sha256": "x", "template_sha256": "y", "temperature": 0, "max_tokens": 4})
+        .to_string();
+        assert_eq!(logical_prompt(&chat), logical_prompt(&local));
+        // Sampling is part of it; so is the text.
+        let hotter = chat.replace("\"temperature\":0", "\"temperature\":1");
+        assert_ne!(logical_prompt(&chat), logical_prompt(&hotter));
+        let other = chat.replace("Hi?", "Ho?");
+        assert_ne!(logical_prompt(&chat), logical_prompt(&other));
+        // Raw text is raw text, sent to a server or fed in-process.
+        let completion = json!({"model": "a", "prompt": "Once upon", "max_tokens": 4}).to_string();
+        let raw_local = json!({"model": "b", "prompt": "Once upon", "add_bos": true, "parse_special": false, "gguf_sha256": "x", "max_tokens": 4}).to_string();
+        assert_eq!(logical_prompt(&completion), logical_prompt(&raw_local));
+        // A local chat prompt parsed whole cannot be split: its rendering is compared.
+        let whole = json!({"model": "b", "prompt": prompt, "parse_special": true, "template_sha256": "y", "temperature": 0, "max_tokens": 4}).to_string();
+        assert_ne!(logical_prompt(&chat), logical_prompt(&whole));
+    }
 }

@@ -41,6 +41,9 @@ pub struct Observation {
     /// The SHA-256 of the request's prompt part (messages or prompt, and sampling — not the
     /// model name): equal fingerprints mean the same prompt was sent.
     pub prompt_fingerprint: String,
+    /// The same for the request as encoded on the wire (a local model's rendered template,
+    /// chat messages): differs across endpoint kinds even when the prompt does not.
+    pub wire_fingerprint: String,
     pub model_mismatch: bool,
     /// The model the server said answered; `None` when it named none (unverified).
     pub reported_model: Option<String>,
@@ -345,6 +348,9 @@ pub struct ParityAudit {
     pub declared: u64,
     /// Differ without a declared override: a finding in itself.
     pub undeclared: u64,
+    /// Identical prompts encoded differently on the wire: endpoints of different kinds
+    /// (chat messages in one region, a local model's rendered template in another).
+    pub rendered_differently: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -709,7 +715,7 @@ fn expectations(labelled: &[&Observation]) -> Vec<ExpectationCell> {
 }
 
 fn audits(facts: &JobFacts, obs: &[Observation]) -> Audits {
-    let mut parity = ParityAudit { groups: 0, identical: 0, declared: 0, undeclared: 0 };
+    let mut parity = ParityAudit { groups: 0, identical: 0, declared: 0, undeclared: 0, rendered_differently: 0 };
     let mut groups: BTreeMap<(&str, &str, u32), Vec<&Observation>> = BTreeMap::new();
     for o in obs {
         groups.entry((&o.question_id, &o.model_id, o.sample)).or_default().push(o);
@@ -724,6 +730,10 @@ fn audits(facts: &JobFacts, obs: &[Observation]) -> Audits {
         let all: BTreeSet<&str> = members.iter().map(|o| o.prompt_fingerprint.as_str()).collect();
         if all.len() == 1 {
             parity.identical += 1;
+            let wires: BTreeSet<&str> = members.iter().map(|o| o.wire_fingerprint.as_str()).collect();
+            if wires.len() > 1 {
+                parity.rendered_differently += 1;
+            }
         } else if baseline.len() <= 1 {
             parity.declared += 1;
         } else {
@@ -864,6 +874,7 @@ mod tests {
             uncertain: false,
             response_text: Some("text".into()),
             prompt_fingerprint: "p".into(),
+            wire_fingerprint: "w".into(),
             model_mismatch: reported == Some("other"),
             reported_model: reported.map(str::to_owned),
             system_fingerprint: fingerprint.map(str::to_owned),

@@ -75,6 +75,12 @@ pub async fn run(global: &Global, args: &PlanArgs) -> Outcome {
                     p.groups
                 ));
             }
+            if p.rendered_differently > 0 {
+                out.push_str(&format!(
+                    "parity: {} of them are encoded differently by endpoint kind (chat messages, a local model's template): compared as messages and sampling\n",
+                    p.rendered_differently
+                ));
+            }
             out.push('\n');
             let rows: Vec<Vec<String>> = plan
                 .items()

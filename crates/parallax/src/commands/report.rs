@@ -202,6 +202,12 @@ fn terminal(r: &Report, top: usize) -> String {
         "  prompt parity: {} of {} question×model groups identical across regions, {} differ by a declared override, {} differ WITHOUT one\n",
         p.identical, p.groups, p.declared, p.undeclared
     ));
+    if p.rendered_differently > 0 {
+        out.push_str(&format!(
+            "    ({} of the identical groups are encoded differently by endpoint kind — chat messages, a local model's template — and compared as messages and sampling)\n",
+            p.rendered_differently
+        ));
+    }
     let who = &a.attribution;
     out.push_str(&format!(
         "  model attribution: {} verified, {} MISMATCHED, {} unverified (the server named no model)\n  possibly billed attempts: {}\n",

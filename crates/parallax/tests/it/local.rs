@@ -287,3 +287,33 @@ async fn a_question_that_writes_a_turn_stays_text_unless_the_spec_parses_it() {
         "tokenized differently: the forged markup became control tokens"
     );
 }
+
+#[tokio::test]
+async fn one_model_behind_two_kinds_of_endpoint_is_compared_on_its_messages() {
+    let Some(dir) = quickstart_models(&["SmolLM2-135M-Instruct.Q4_1.gguf"]) else { return };
+    let fleet = Fleet::start(&["api"], |_| StubConfig::default()).await;
+    fleet.write(
+        "parallax.yaml",
+        &format!(
+            "regions:\n  laptop:\n    - name: cpu\n      kind: local-gguf\n      path: {}\n      threads: 2\n      models:\n        smollm2: SmolLM2-135M-Instruct.Q4_1.gguf\n  api:\n    - name: server\n      kind: openai-chat\n      base_url: {}\n      models:\n        smollm2: HuggingFaceTB/SmolLM2-135M-Instruct\n",
+            dir.display(),
+            fleet.stub("api").base_url()
+        ),
+    );
+    fleet.write(
+        "job.yaml",
+        "name: kinds\nquestions:\n  - {id: a, text: What is the capital of France?}\n  - {id: b, text: Name a primary colour.}\nmodels: [smollm2]\nregions: [laptop, api]\nprompt: {system: Be brief., mode: chat}\nsampling: {temperature: 0, max_tokens: 4, extra: {repeat_penalty: 1.0}}\n",
+    );
+    let plan = fleet.parallax(&["plan", "job.yaml", "--format", "json"]).await.json();
+    let parity = &plan["parity"];
+    assert_eq!((parity["groups"].as_u64(), parity["identical"].as_u64()), (Some(2), Some(2)), "{parity}");
+    assert_eq!(parity["undeclared"], 0, "no false alarm across endpoint kinds: {parity}");
+    assert_eq!(parity["rendered_differently"], 2, "the encoding difference is reported apart: {parity}");
+    let (job, _) = run_job(&fleet, 0).await;
+    let report = fleet.parallax(&["report", &job, "--format", "json"]).await.json();
+    let audit = &report["audits"]["parity"];
+    assert_eq!((audit["identical"].as_u64(), audit["undeclared"].as_u64()), (Some(2), Some(0)), "{audit}");
+    assert_eq!(audit["rendered_differently"], 2);
+    let table = fleet.parallax(&["report", &job]).await.stdout;
+    assert!(table.contains("2 of the identical groups are encoded differently by endpoint kind"), "{table}");
+}
