@@ -8,3 +8,7 @@ CREATE TABLE job_probes (
     created_at_ms bigint NOT NULL,
     PRIMARY KEY (job_id, model_id)
 );
+
+-- Keyset pages of a job's executions (`GET /jobs/{id}/executions`) walk this index in
+-- order and stop at the page's end, instead of sorting every later row of the job.
+CREATE INDEX executions_job_id_id ON executions (job_id, id);
