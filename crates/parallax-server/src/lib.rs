@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod portal;
 pub mod runner;
+pub mod throttle;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -57,6 +58,7 @@ struct Shared {
     runner: Arc<Mutex<RunnerState>>,
     /// Raised when the server stops: open event streams end.
     closing: watch::Sender<bool>,
+    throttle: throttle::Throttle,
 }
 
 impl AppState {
@@ -76,6 +78,7 @@ impl AppState {
             horizon,
             runner: Arc::new(Mutex::new(RunnerState::Off)),
             closing: watch::channel(false).0,
+            throttle: throttle::Throttle::default(),
         }))
     }
 
@@ -105,6 +108,10 @@ impl AppState {
 
     pub fn horizon(&self) -> watch::Receiver<i64> {
         self.0.horizon.clone()
+    }
+
+    pub(crate) fn throttle(&self) -> &throttle::Throttle {
+        &self.0.throttle
     }
 
     /// Ends the open event streams (the server is stopping).
@@ -158,6 +165,7 @@ pub fn app(state: AppState) -> Router {
     api.route("/healthz", get(healthz))
         .route("/metrics", get(metrics::metrics))
         .merge(portal::routes())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), throttle::guard))
         .layer(DefaultBodyLimit::max(limits::MAX_SPEC_FILE_BYTES as usize))
         .with_state(state)
 }
@@ -174,7 +182,9 @@ pub async fn serve(
         shutdown.await;
         closing.close();
     };
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+    // The client's address reaches the sign-in throttle.
+    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(shutdown).await
 }
 
 async fn api_not_found() -> error::ApiError {

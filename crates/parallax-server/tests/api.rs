@@ -611,3 +611,20 @@ async fn answers_match_the_openapi_document_and_it_names_every_route() {
         }
     }
 }
+
+#[tokio::test]
+async fn guessing_tokens_is_throttled_and_nothing_else_is() {
+    let s = server(true).await;
+    for _ in 0..parallax_server::throttle::MAX_FAILURES {
+        let a = post_form(&s, "/login", &form(""), "token=guess&next=/").await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    }
+    // Every credentialed request from that address now waits, the right token too.
+    let a = post_form(&s, "/login", &form(""), &format!("token={TOKEN}&next=/")).await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{}", a.text());
+    assert!(a.headers[header::RETRY_AFTER].to_str().unwrap().parse::<u64>().unwrap() <= 60);
+    assert_eq!(s.get("/api/v1/jobs").await.status, StatusCode::TOO_MANY_REQUESTS);
+    // Reads without credentials (public here) and health are not throttled.
+    assert_eq!(s.call(Method::GET, "/api/v1/jobs", &[], Body::empty()).await.status, StatusCode::OK);
+    assert_eq!(s.call(Method::GET, "/healthz", &[], Body::empty()).await.status, StatusCode::OK);
+}
