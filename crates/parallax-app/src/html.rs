@@ -71,8 +71,9 @@ pub fn report(r: &Report) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">\
          <title>parallax report — {job}</title><style>{STYLE}</style></head><body>\
-         <h1>parallax report — <code>{job}</code></h1>",
-        job = esc(&r.job_id)
+         <h1>parallax report — <code>{job}</code></h1><p id=\"summary\"><b>{summary}</b></p>",
+        job = esc(&r.job_id),
+        summary = esc(&r.summary())
     );
     let c = &r.completeness;
     let _ = write!(

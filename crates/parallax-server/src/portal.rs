@@ -192,7 +192,11 @@ async fn render_job(state: &AppState, viewer: &Viewer, id: &str, q: &ExecutionsQ
     }
 
     // Findings first: rates with intervals and the significant differences.
-    h.push_str("<section class=\"findings\"><h2>Findings</h2>");
+    let _ = write!(
+        h,
+        "<section class=\"findings\"><h2>Findings</h2><p id=\"summary\"><b>{}</b></p>",
+        esc(&report.summary())
+    );
     let findings: Vec<_> = report.comparisons.iter().filter(|c| c.finding).collect();
     if report.comparisons.is_empty() {
         h.push_str("<p>No paired comparisons yet (they need two columns with answers to the same questions).</p>");

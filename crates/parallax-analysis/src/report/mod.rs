@@ -106,6 +106,45 @@ pub struct ProbeVerdictCell {
 }
 
 impl Report {
+    /// What was compared and the main finding, in one sentence: the first line a reader
+    /// needs.
+    pub fn summary(&self) -> String {
+        let pct = |x: f64| if x.is_nan() { "—".to_owned() } else { format!("{:.1}%", 100.0 * x) };
+        let columns: Vec<String> = self.cells.iter().map(|c| format!("{} in {}", c.model_id, c.region)).collect();
+        let compared = format!("{} on {} questions", columns.join(", "), self.questions.len());
+        let n = self.comparisons.len();
+        if n == 0 {
+            return format!("Asked {compared}: one column, nothing to compare.");
+        }
+        let by_gap = |a: &&Comparison, b: &&Comparison| a.difference.abs().total_cmp(&b.difference.abs());
+        let holm = format!("Holm-corrected over {n} comparison{}", if n == 1 { "" } else { "s" });
+        match self.comparisons.iter().filter(|c| c.finding).max_by(by_gap) {
+            Some(c) => format!(
+                "Compared {compared}: {} refused {} and {} {} of the same questions, a difference of {} [{} – {}] (p = {:.3}, {holm}).",
+                c.a,
+                pct(c.rate_a),
+                c.b,
+                pct(c.rate_b),
+                pct(c.difference),
+                pct(c.ci_low),
+                pct(c.ci_high),
+                c.p_holm
+            ),
+            None => {
+                let c = self.comparisons.iter().max_by(by_gap).expect("n > 0");
+                format!(
+                    "Compared {compared}: no significant difference ({holm}); the largest gap, {} {} vs {} {}, rests on {} question{} where they disagree.",
+                    c.a,
+                    pct(c.rate_a),
+                    c.b,
+                    pct(c.rate_b),
+                    c.only_a + c.only_b,
+                    if c.only_a + c.only_b == 1 { "" } else { "s" }
+                )
+            }
+        }
+    }
+
     /// The probe verdict of a model × region, if the job was probed.
     pub fn probe_verdict(&self, model_id: &str, region: &str) -> Option<&ProbeVerdictCell> {
         self.probe_verdicts.iter().find(|p| p.model_id == model_id && p.region == region)

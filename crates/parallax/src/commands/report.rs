@@ -50,7 +50,7 @@ pub async fn run(global: &Global, args: &ReportArgs) -> Outcome {
 
 /// The ten-second summary.
 fn terminal(r: &Report, top: usize) -> String {
-    let mut out = String::new();
+    let mut out = format!("{}\n\n", r.summary());
     let c = &r.completeness;
     out.push_str(&format!(
         "job {} — {} planned: {} succeeded, {} failed, {} parked, {} pending{}\n",

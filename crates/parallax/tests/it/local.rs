@@ -317,3 +317,32 @@ async fn one_model_behind_two_kinds_of_endpoint_is_compared_on_its_messages() {
     let table = fleet.parallax(&["report", &job]).await.stdout;
     assert!(table.contains("2 of the identical groups are encoded differently by endpoint kind"), "{table}");
 }
+
+/// The quickstart's main job, end to end on the real model: two deployments of SmolLM2,
+/// one with a declared restrictive system prompt, compared with a paired test.
+#[tokio::test]
+async fn the_quickstart_job_compares_two_deployments() {
+    let Some(dir) = quickstart_models(&["SmolLM2-135M-Instruct.Q4_1.gguf"]) else { return };
+    let fleet = Fleet::start(&[], |_| StubConfig::default()).await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let (spec, catalog) = (root.join("quickstart.yaml"), root.join("local.yaml"));
+    let (spec, catalog) = (spec.to_str().unwrap(), catalog.to_str().unwrap());
+    let models = dir.display().to_string();
+    let env = [("PARALLAX_MODELS", models.as_str())];
+    let plan = fleet.parallax_env(&["plan", spec, "--config", catalog, "--format", "json"], &env).await;
+    assert_eq!(plan.code, 0, "{plan:?}");
+    let plan = plan.json();
+    assert!(plan["questions"].as_u64().unwrap() >= 40, "a real question set");
+    assert_eq!(plan["parity"]["declared_overrides"], plan["parity"]["groups"], "the override is declared");
+    let out = fleet.parallax_env(&["run", spec, "--config", catalog], &env).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let job = plan["job_id"].as_str().unwrap();
+    let report = fleet.parallax_env(&["report", job, "--config", catalog], &env).await;
+    assert!(
+        report.stdout.starts_with("Compared smollm2-135m in laptop, smollm2-135m in laptop-strict on"),
+        "{report:?}"
+    );
+    assert!(report.stdout.contains("Holm-corrected over 1 comparison"), "{report:?}");
+    let again = fleet.parallax_env(&["run", spec, "--config", catalog], &env).await;
+    assert!(again.stderr.contains("complete, nothing to do"), "{again:?}");
+}
