@@ -238,3 +238,13 @@ pub fn runtime(unit: &LocalUnit) -> Result<parallax_runner::EndpointRuntime, App
         unit.unit
     )))
 }
+
+/// `sampling.extra` parameters the job's local models will not apply (llama.cpp knows only
+/// [`parallax_core::spec::LOCAL_EXTRA`]): they are still stored with each request, but
+/// change nothing in-process. Empty when the job has no local model.
+pub fn ignored_extras(spec: &JobSpec, units: &[LocalUnit]) -> Vec<String> {
+    if units.is_empty() {
+        return Vec::new();
+    }
+    spec.sampling.extra.keys().filter(|k| !parallax_core::spec::LOCAL_EXTRA.contains(&k.as_str())).cloned().collect()
+}

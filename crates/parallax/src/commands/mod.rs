@@ -39,3 +39,16 @@ pub async fn open_store_to_read(global: &Global) -> Result<Option<Store>, Failur
     }
     Ok(Some(Store::open_read_only(&global.db).await?))
 }
+
+/// Warns of `sampling.extra` parameters the job's local models will not apply.
+pub fn warn_ignored_extras(global: &Global, spec: &parallax_core::JobSpec, units: &[parallax_app::local::LocalUnit]) {
+    let ignored = parallax_app::local::ignored_extras(spec, units);
+    if !ignored.is_empty() && !global.quiet {
+        let names: Vec<String> = ignored.iter().map(|k| format!("`sampling.extra.{k}`")).collect();
+        eprintln!(
+            "warning: local models do not apply {} (llama.cpp's are {}); the requests store it all the same",
+            names.join(", "),
+            parallax_core::spec::LOCAL_EXTRA.join(", ")
+        );
+    }
+}

@@ -12,6 +12,7 @@ pub async fn run(global: &Global, args: &PlanArgs) -> Outcome {
     if !local.is_empty() && spec.prompt.mode == parallax_core::Mode::Chat && !global.quiet {
         control_token_note(&spec);
     }
+    super::warn_ignored_extras(global, &spec, &local);
     let recorded = match super::open_existing_store(global).await? {
         Some(store) => store.current_job(&plan.base_job_id).await?,
         None => None,

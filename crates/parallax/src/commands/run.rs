@@ -14,6 +14,7 @@ use crate::{progress, signals};
 
 pub async fn run(global: &Global, args: &RunArgs) -> Outcome {
     let (spec, catalog, plan, local_units) = load::plan(&args.spec, &global.config)?;
+    super::warn_ignored_extras(global, &spec, &local_units);
     let mut policy = spec.run.clone();
     if let Some(c) = args.enqueue.concurrency {
         policy.concurrency = c;

@@ -302,7 +302,13 @@ async fn one_model_behind_two_kinds_of_endpoint_is_compared_on_its_messages() {
     );
     fleet.write(
         "job.yaml",
-        "name: kinds\nquestions:\n  - {id: a, text: What is the capital of France?}\n  - {id: b, text: Name a primary colour.}\nmodels: [smollm2]\nregions: [laptop, api]\nprompt: {system: Be brief., mode: chat}\nsampling: {temperature: 0, max_tokens: 4, extra: {repeat_penalty: 1.0}}\n",
+        "name: kinds\nquestions:\n  - {id: a, text: What is the capital of France?}\n  - {id: b, text: Name a primary colour.}\nmodels: [smollm2]\nregions: [laptop, api]\nprompt: {system: Be brief., mode: chat}\nsampling: {temperature: 0, max_tokens: 4, extra: {repeat_penalty: 1.0, typical_p: 0.9}}\n",
+    );
+    let warned = fleet.parallax(&["plan", "job.yaml"]).await;
+    assert!(
+        warned.stderr.contains("local models do not apply `sampling.extra.typical_p`")
+            && !warned.stderr.contains("extra.repeat_penalty"),
+        "{warned:?}"
     );
     let plan = fleet.parallax(&["plan", "job.yaml", "--format", "json"]).await.json();
     let parity = &plan["parity"];
