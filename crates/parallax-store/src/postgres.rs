@@ -56,6 +56,9 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 /// flight at most, plus the odd read.
 const POOL_SIZE: usize = 4;
 
+/// Executions inserted at once after which `enqueue` refreshes the planner's statistics.
+const ANALYZE_AFTER: u64 = 1_000;
+
 /// Rows per statement when enqueueing a plan: bounded messages for plans of any size.
 const ENQUEUE_CHUNK: usize = 2_000;
 
@@ -692,6 +695,12 @@ impl PgStore {
             c.execute("SELECT pg_notify('parallax_work', $1)", &[&job.id]).await?;
         }
         c.commit().await?;
+        // A large plan changes the table's shape at once: fresh statistics keep claims and
+        // keyset pages on their indexes before autovacuum gets round to it. Best effort: a
+        // role that may not analyze only gets a warning.
+        if job.inserted >= ANALYZE_AFTER {
+            let _ = c.batch("ANALYZE executions").await;
+        }
         Ok(job)
     }
 
