@@ -38,6 +38,21 @@ pub fn worker_id() -> String {
     format!("{}:{}", host_name(), std::process::id())
 }
 
+/// Registers this process in the store's worker registry for `regions`; returns its id.
+pub async fn register_worker(store: &parallax_store::Store, regions: &[String]) -> Result<String, AppError> {
+    let id = worker_id();
+    store
+        .register_worker(parallax_store::WorkerRecord {
+            id: id.clone(),
+            host: host_name(),
+            pid: i64::from(std::process::id()),
+            regions: regions.to_vec(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        })
+        .await?;
+    Ok(id)
+}
+
 /// This machine's name, for the worker registry.
 pub fn host_name() -> String {
     parallax_runner::host_name()

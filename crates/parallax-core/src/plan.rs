@@ -122,7 +122,7 @@ struct LocalCell {
 }
 
 /// Whether every region sends the same messages for the same question and model.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Parity {
     /// (question, model, sample) groups compared across regions.
     pub groups: usize,
@@ -297,14 +297,7 @@ impl Plan {
             name: spec.name.clone(),
             base_job_id,
             identity,
-            parity: Parity {
-                groups: 0,
-                identical: 0,
-                declared_overrides: 0,
-                undeclared: 0,
-                rendered_differently: 0,
-                override_regions: Vec::new(),
-            },
+            parity: Parity::default(),
             spec: spec.clone(),
             cells,
         };
@@ -664,14 +657,7 @@ fn wire_prompt(body: &str) -> Json {
 /// group's items are rendered by their index, one group at a time: time linear in the
 /// plan, memory one request per region (not regions × samples of them).
 fn parity(plan: &Plan) -> Parity {
-    let mut parity = Parity {
-        groups: 0,
-        identical: 0,
-        declared_overrides: 0,
-        undeclared: 0,
-        rendered_differently: 0,
-        override_regions: Vec::new(),
-    };
+    let mut parity = Parity::default();
     let (regions, samples) = (plan.spec.regions.len(), plan.spec.samples as usize);
     let per_question = plan.cells.len() * samples;
     for q in 0..plan.spec.questions.len() {

@@ -83,7 +83,7 @@ pub async fn events(
     q: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     require_read(&state, &headers)?;
-    let Query(q) = q.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
+    let q = crate::api::query(q)?;
     let resume = match headers.get("last-event-id") {
         Some(v) => Some(
             v.to_str()

@@ -11,7 +11,7 @@ use std::time::Duration;
 use parallax_app::{AppError, label, providers};
 use parallax_core::{Catalog, RunPolicy};
 use parallax_runner::{Event, Reporter, RunConfig, RunSummary, Scope, Settled, Stop};
-use parallax_store::{Store, WorkerRecord};
+use parallax_store::Store;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -54,16 +54,7 @@ impl Runner {
             default_policy.concurrency = c;
         }
         let endpoints = providers::region_runtimes(&regions, catalog, catalog_path, default_policy.concurrency)?;
-        let (id, host) = (parallax_app::worker_id(), parallax_app::host_name());
-        store
-            .register_worker(WorkerRecord {
-                id: id.clone(),
-                host,
-                pid: i64::from(std::process::id()),
-                regions: regions.clone(),
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-            })
-            .await?;
+        let id = parallax_app::register_worker(&store, &regions).await?;
         set(&state, RunnerState::Running { worker: id.clone(), regions });
         let (stop, stop_rx) = watch::channel(Stop::Running);
         let answered = Arc::new(Answered::default());

@@ -9,7 +9,6 @@ use std::time::Instant;
 use parallax_app::{label, load, providers};
 use parallax_core::RunPolicy;
 use parallax_runner::{Event, Reporter, RunConfig, Scope, Settled};
-use parallax_store::WorkerRecord;
 
 use crate::cli::{Global, WorkerArgs};
 use crate::exit::{Code, Outcome};
@@ -26,16 +25,7 @@ pub async fn run(global: &Global, args: &WorkerArgs) -> Outcome {
     let endpoints = providers::region_runtimes(&regions, &catalog, &global.config, default_policy.concurrency)?;
     let store = super::open_store(global).await?;
     let hooks = super::run::test_hooks(&store)?;
-    let (id, host) = (parallax_app::worker_id(), parallax_app::host_name());
-    store
-        .register_worker(WorkerRecord {
-            id: id.clone(),
-            host,
-            pid: i64::from(std::process::id()),
-            regions: regions.clone(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-        })
-        .await?;
+    let id = parallax_app::register_worker(&store, &regions).await?;
     if !global.quiet {
         eprintln!(
             "worker {id}: regions {} ({} endpoints) on the {} store{}",
