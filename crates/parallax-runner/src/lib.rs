@@ -465,13 +465,14 @@ impl Scheduler {
             // A worker shares its endpoints' and its jobs' limits with every other worker:
             // the store counts everyone's live leases against them. One job's run keeps its
             // limits in this process (and claims ahead of its calls).
-            let (endpoint_caps, job_cap, endpoint_rates) = if self.worker_mode {
+            let (endpoint_caps, job_cap, endpoint_rates, job_rate) = if self.worker_mode {
                 let wanted = || wants.per_endpoint.iter().map(|(e, _)| e);
                 let caps = wanted().filter_map(|e| self.schedule.concurrency_of(e).map(|c| (e.clone(), c))).collect();
                 let rates = wanted().filter_map(|e| self.schedule.rate_of(e).map(|r| (e.clone(), r))).collect();
-                (caps, Some(slot.policy.concurrency), rates)
+                let pacing = (slot.policy.delay_ms > 0).then(|| 1000.0 / slot.policy.delay_ms as f64);
+                (caps, Some(slot.policy.concurrency), rates, pacing)
             } else {
-                (Vec::new(), None, Vec::new())
+                (Vec::new(), None, Vec::new(), None)
             };
             let batch = self
                 .store
@@ -486,6 +487,7 @@ impl Scheduler {
                     endpoint_caps,
                     job_cap,
                     endpoint_rates,
+                    job_rate,
                 })
                 .await?;
             self.hooks.reached(CrashPoint::AfterClaim, batch.claims.len() as u64);

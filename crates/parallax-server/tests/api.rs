@@ -101,6 +101,7 @@ impl Server {
                 endpoint_caps: vec![],
                 job_cap: None,
                 endpoint_rates: vec![],
+                job_rate: None,
             })
             .await
             .unwrap()

@@ -118,6 +118,9 @@ pub struct ClaimRequest {
     /// takes one token per claim from the endpoint's bucket in the store (bursts of up to
     /// a second's worth, at least one).
     pub endpoint_rates: Vec<(String, f64)>,
+    /// The job's pacing (`run.delay_ms` as calls per second) across every process: one
+    /// bucket in the store holding at most one token, so calls stay spaced whoever makes them.
+    pub job_rate: Option<f64>,
 }
 
 /// One claimed execution with its open attempt, ready to send.

@@ -722,8 +722,12 @@ impl PgStore {
         // Limits shared with other workers: take each limit's lock (in a fixed order, so
         // claims never deadlock), then count the live leases it already has, in the claim's
         // transaction: two workers cannot both see room for the same slot.
-        let capped = req.job_cap.is_some() || !req.endpoint_caps.is_empty() || !req.endpoint_rates.is_empty();
+        let capped = req.job_cap.is_some()
+            || !req.endpoint_caps.is_empty()
+            || !req.endpoint_rates.is_empty()
+            || req.job_rate.is_some();
         let mut buckets: Vec<(String, f64)> = Vec::new();
+        let mut job_bucket: Option<(String, f64)> = None;
         let mut req = std::borrow::Cow::Borrowed(req);
         if capped {
             c.begin().await?;
@@ -736,7 +740,7 @@ impl PgStore {
                 .collect();
             locks.sort();
             locks.dedup();
-            if req.job_cap.is_some() {
+            if req.job_cap.is_some() || req.job_rate.is_some() {
                 locks.push(format!("job/{}", req.job_id));
             }
             locks.sort();
@@ -798,6 +802,25 @@ impl PgStore {
                     }
                 }
                 buckets.push((endpoint.clone(), tokens));
+            }
+            // The job's pacing: one bucket for every process, at most one call's worth in it.
+            if let Some(rate) = req.job_rate {
+                let key = format!("job/{}", req.job_id);
+                let row = c
+                    .query_opt(
+                        with_clock!(
+                            " SELECT r.tokens, r.refilled_at_ms, c.now FROM clock c
+                            LEFT JOIN endpoint_rates r ON r.endpoint = $2"
+                        ),
+                        &[&now, &key],
+                    )
+                    .await?;
+                if let Some(row) = row {
+                    let stored = row.get::<_, Option<f64>>(0).zip(row.get::<_, Option<i64>>(1));
+                    let tokens = crate::sqlite::refilled_within(stored, rate, row.get(2), 1.0);
+                    adjusted.max_total = adjusted.max_total.min(tokens.floor().max(0.0) as usize);
+                    job_bucket = Some((key, tokens));
+                }
             }
             req = std::borrow::Cow::Owned(adjusted);
         }
@@ -883,8 +906,12 @@ impl PgStore {
                 taken[w] += picked;
             }
         }
-        for (endpoint, tokens) in buckets {
-            let taken = batch.claims.iter().filter(|c| c.endpoint == endpoint).count() as f64;
+        let job_bucket = job_bucket.map(|(key, tokens)| (key, tokens, None));
+        let endpoint_buckets = buckets.into_iter().map(|(e, tokens)| (e.clone(), tokens, Some(e)));
+        for (key, tokens, endpoint) in endpoint_buckets.chain(job_bucket) {
+            let taken =
+                batch.claims.iter().filter(|c| endpoint.as_ref().is_none_or(|e| &c.endpoint == e)).count() as f64;
+            let endpoint = key;
             c.execute(
                 with_clock!(
                     " INSERT INTO endpoint_rates (endpoint, tokens, refilled_at_ms) SELECT $2, $3, c.now FROM clock c

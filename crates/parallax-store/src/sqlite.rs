@@ -310,6 +310,20 @@ impl SqliteStore {
             }
             buckets.push((endpoint.clone(), tokens));
         }
+        // The job's pacing: one bucket for every process, at most one call's worth in it.
+        let mut job_bucket: Option<(String, f64)> = None;
+        if let Some(rate) = req.job_rate {
+            let key = format!("job/{}", req.job_id);
+            let stored: Option<(f64, i64)> = tx
+                .query_row("SELECT tokens, refilled_at_ms FROM endpoint_rates WHERE endpoint = ?1", [&key], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+                .at(p)?;
+            let tokens = refilled_within(stored, rate, now, 1.0);
+            max_total = max_total.min(tokens.floor().max(0.0) as usize);
+            job_bucket = Some((key, tokens));
+        }
         let req = &ClaimRequest { wants, max_total, ..req.clone() };
         {
             // Expired leases first (their holders are gone), then due pending rows in plan order.
@@ -451,8 +465,12 @@ impl SqliteStore {
                 }
             }
         }
-        for (endpoint, tokens) in buckets {
-            let taken = batch.claims.iter().filter(|c| c.endpoint == endpoint).count() as f64;
+        let job_bucket = job_bucket.map(|(key, tokens)| (key, tokens, None));
+        let endpoint_buckets = buckets.into_iter().map(|(e, tokens)| (e.clone(), tokens, Some(e)));
+        for (key, tokens, endpoint) in endpoint_buckets.chain(job_bucket) {
+            let taken =
+                batch.claims.iter().filter(|c| endpoint.as_ref().is_none_or(|e| &c.endpoint == e)).count() as f64;
+            let endpoint = key;
             tx.execute(
                 "INSERT INTO endpoint_rates (endpoint, tokens, refilled_at_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT (endpoint) DO UPDATE SET tokens = excluded.tokens, refilled_at_ms = excluded.refilled_at_ms",
@@ -1394,7 +1412,11 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
 /// A shared rate's bucket refilled to `now`: `rate` tokens a second, holding at most a
 /// second's worth (at least one); a new bucket starts with one token, as a local one does.
 pub(crate) fn refilled(stored: Option<(f64, i64)>, rate: f64, now: i64) -> f64 {
-    let capacity = rate.max(1.0);
+    refilled_within(stored, rate, now, rate.max(1.0))
+}
+
+/// Like [`refilled`], holding at most `capacity` tokens.
+pub(crate) fn refilled_within(stored: Option<(f64, i64)>, rate: f64, now: i64, capacity: f64) -> f64 {
     match stored {
         None => capacity.min(1.0),
         Some((tokens, at)) => (tokens + rate * (now - at).max(0) as f64 / 1000.0).min(capacity),

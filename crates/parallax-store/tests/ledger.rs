@@ -225,6 +225,7 @@ on_both_back_ends!(
     pages_events_and_metrics_read_what_was_committed,
     leases_are_listed_by_holder_and_a_gone_holders_end_at_once,
     a_read_only_open_migrates_nothing_and_writes_nothing,
+    a_jobs_pacing_spaces_its_calls_whoever_claims_them,
 );
 
 fn plan(questions: usize) -> Arc<Plan> {
@@ -267,6 +268,7 @@ fn claim_request(job: &str, n: usize) -> ClaimRequest {
         endpoint_caps: vec![],
         job_cap: None,
         endpoint_rates: vec![],
+        job_rate: None,
     }
 }
 
@@ -1460,4 +1462,26 @@ async fn a_read_only_open_migrates_nothing_and_writes_nothing(db: Db) {
     assert!(e.to_string().contains("open it once read-write"), "{e}");
     let left = db.sql("SELECT count(*) FROM schema_migrations WHERE version = 9").await;
     assert_eq!(left[0][0].as_deref(), Some("0"), "nothing was migrated");
+}
+
+/// `run.delay_ms` across workers: one bucket per job holding one call at most, whichever
+/// endpoint and whichever worker.
+async fn a_jobs_pacing_spaces_its_calls_whoever_claims_them(db: Db) {
+    let (store, clock) = db.store().await;
+    let other = Store::open_with_clock(&db.location, clock.clone()).await.unwrap();
+    let job = store.enqueue(plan(20), false).await.unwrap();
+    let paced = |n: usize| ClaimRequest { job_rate: Some(2.0), ..claim_request(&job.id, n) }; // delay_ms 500
+    assert_eq!(store.claim(paced(10)).await.unwrap().claims.len(), 1, "one call, not a burst");
+    assert!(other.claim(paced(10)).await.unwrap().claims.is_empty(), "the other worker waits its turn");
+    clock.advance(Duration::from_millis(499));
+    assert!(other.claim(paced(10)).await.unwrap().claims.is_empty());
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(other.claim(paced(10)).await.unwrap().claims.len(), 1);
+    // Idle for a long while, still one call at a time: the bucket holds one.
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(store.claim(paced(10)).await.unwrap().claims.len(), 1);
+    assert!(other.claim(paced(10)).await.unwrap().claims.is_empty());
+    // Another job is not held back by it.
+    let second = store.enqueue(plan(3), true).await.unwrap();
+    assert_eq!(other.claim(claim_request(&second.id, 2)).await.unwrap().claims.len(), 4);
 }

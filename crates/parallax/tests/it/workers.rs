@@ -306,3 +306,23 @@ async fn two_workers_of_one_region_together_keep_its_rate() {
         assert!(in_a_second <= 11, "{in_a_second} calls within a second of {t}");
     }
 }
+
+#[tokio::test]
+async fn two_workers_together_keep_a_jobs_delay_between_calls() {
+    let Some(pg) = PgSchema::create("two_workers_keep_delay_ms").await else { return };
+    let db = pg.location.as_str();
+    let fleet = Fleet::start(&["us"], |_| StubConfig::default()).await;
+    fleet.catalog(&[("a", "prov-a")], "");
+    // 200 ms between calls: 8 calls take at least 1.4 s, whoever sends them; two workers
+    // pacing themselves alone would take half that.
+    fleet.write("job.yaml", &spec(8, &["a"], &["us"], "run: {delay_ms: 200}\n"));
+    let job = fleet.parallax(&["submit", "job.yaml", "--db", db]).await.stdout.trim().to_owned();
+    two_us_workers_until_idle(&fleet, db).await;
+    let attempts = fleet.parallax(&["results", &job, "--attempts", "--format", "jsonl", "--db", db]).await.json_lines();
+    assert_eq!(attempts.len(), 8);
+    let mut starts: Vec<i64> = attempts.iter().map(|a| a["started_at_ms"].as_i64().unwrap()).collect();
+    starts.sort();
+    for pair in starts.windows(2) {
+        assert!(pair[1] - pair[0] >= 190, "calls {} ms apart under delay_ms 200: {starts:?}", pair[1] - pair[0]);
+    }
+}
