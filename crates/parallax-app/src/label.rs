@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parallax_analysis::classify::{self, CLASSIFIER_NAME, CLASSIFIER_VERSION, Label, judge};
-use parallax_core::{Catalog, EndpointKind};
+use parallax_core::{Catalog, EndpointKind, ItemKey, JobSpec, Mode, Plan, PlanItem, PromptSpec, Question, RunPolicy};
 use parallax_providers::{Provider, SendRequest};
-use parallax_store::{LabelRecord, Store, ToLabel};
+use parallax_runner::{EndpointRuntime, RunConfig, Scope, Silent, Stop};
+use parallax_store::{LabelRecord, ResultFilter, Store, ToLabel};
 
 use crate::{AppError, load, local, providers};
 
@@ -77,6 +78,12 @@ pub struct JudgeSummary {
 /// (every answer with `all`; with `uncertain_only`, only those whose built-in label is
 /// uncertain — the usual case, a fraction of the cost), and stores its labels beside the
 /// built-in ones.
+///
+/// The gradings are a job of their own in the store (`judge-<job>-…`): one execution per
+/// answer graded (its question id `e<execution id>`), claimed, recorded and resumed like any
+/// execution, its attempts and cost in the ledger. The same answers to grade make the same
+/// judge job, so a run stopped half way is continued, not asked again; a complete judge
+/// job whose replies could not all be read is asked again as a new generation.
 pub async fn judge_job(
     store: &Store,
     catalog_path: &Path,
@@ -86,48 +93,101 @@ pub async fn judge_job(
     uncertain_only: bool,
 ) -> Result<JudgeSummary, AppError> {
     let (grader, name) = Grader::open(catalog_path, judge)?;
+    let mut summary = JudgeSummary { name, ..JudgeSummary::default() };
+    // A complete judge job is read first: at most one more round asks again what it could
+    // not read.
+    for round in 0..3 {
+        let todo = to_grade(store, job_id, &summary.name, all, uncertain_only).await?;
+        if todo.is_empty() {
+            break;
+        }
+        let plan = grader.plan(job_id, &summary.name, &todo)?;
+        let mut job = crate::enqueue(store, plan.clone(), &grader.policy(), crate::Enqueue::default()).await?.job;
+        let counts = store.status(&job.id).await?.total.counts;
+        if counts.pending + counts.running == 0 {
+            // Done before: what it answered is stored now; what it could not grade is
+            // asked again, once, as the next generation.
+            let stored = harvest(store, &job.id, &mut summary, false).await?;
+            if stored > 0 || round > 0 {
+                continue;
+            }
+            job = crate::enqueue(store, plan, &grader.policy(), crate::Enqueue { fresh: true, ..Default::default() })
+                .await?
+                .job;
+        }
+        let config = RunConfig {
+            scope: Scope::Job { job_id: job.id.clone(), policy: grader.policy() },
+            worker: crate::worker_id(),
+            endpoints: grader.runtimes(catalog_path)?,
+            hooks: Default::default(),
+        };
+        let (_stop, stop_rx) = tokio::sync::watch::channel(Stop::Running);
+        parallax_runner::run(store.clone(), config, Arc::new(Silent), stop_rx).await?;
+        harvest(store, &job.id, &mut summary, true).await?;
+        break;
+    }
+    Ok(summary)
+}
+
+/// The answers the judge has yet to grade: not blocked, not empty.
+async fn to_grade(
+    store: &Store,
+    job_id: &str,
+    name: &str,
+    all: bool,
+    uncertain_only: bool,
+) -> Result<Vec<ToLabel>, AppError> {
     let version = judge::JUDGE_RUBRIC_VERSION;
     let todo = if uncertain_only {
         // Built-in labels first, so that every answer's uncertainty is known.
         label_job(store, job_id, false).await?;
-        store.to_label_uncertain(job_id, &name, version, all).await?
+        store.to_label_uncertain(job_id, name, version, all).await?
     } else {
-        store.to_label(job_id, &name, version, all, 0, usize::MAX).await?
+        store.to_label(job_id, name, version, all, 0, usize::MAX).await?
     };
-    let mut items = Vec::with_capacity(todo.len());
     // A block or an empty answer has no text to grade: its label is a fact, not a judgement.
     let gradable =
         |t: &ToLabel| t.block.is_none() && !matches!(classify::classify("", &t.response_text).label, Label::Empty);
-    for t in todo.into_iter().filter(gradable) {
-        let body = grader.request(&t.question_text, &t.response_text)?;
-        items.push((t.execution_id, body));
-    }
-    let mut summary = JudgeSummary { name, ..JudgeSummary::default() };
+    Ok(todo.into_iter().filter(gradable).collect())
+}
+
+/// Stores the labels a judge job's replies give, counting them in `summary`; with `last`,
+/// the replies that named no label and the calls that failed are counted too. Returns how
+/// many labels it stored.
+async fn harvest(store: &Store, judge_job: &str, summary: &mut JudgeSummary, last: bool) -> Result<usize, AppError> {
     let mut labels = Vec::new();
-    for (execution_id, body, verdict) in grade(Arc::new(grader), items).await? {
-        match verdict {
-            Graded::Label(label, raw) => {
-                *summary.counts.entry(label).or_insert(0) += 1;
-                labels.push(LabelRecord {
-                    execution_id,
-                    classifier: summary.name.clone(),
-                    version: judge::JUDGE_RUBRIC_VERSION.to_owned(),
-                    label: label.as_str().to_owned(),
-                    evidence: None,
-                    rubric: Some(body),
-                    raw: Some(raw),
-                    confidence: None,
-                    uncertain: None,
-                    doubts: None,
-                });
-            }
-            Graded::Unreadable(_) => summary.unreadable += 1,
-            Graded::Failed(e) => summary.failed.push(e),
+    for row in store.results(judge_job, ResultFilter::default()).await? {
+        let Some(execution_id) = row.question_id.strip_prefix('e').and_then(|id| id.parse::<i64>().ok()) else {
+            continue;
+        };
+        match (row.status.as_str(), row.response_text) {
+            ("succeeded", Some(raw)) => match judge::parse_verdict(&raw) {
+                Some(label) => {
+                    *summary.counts.entry(label).or_insert(0) += 1;
+                    labels.push(LabelRecord {
+                        execution_id,
+                        classifier: summary.name.clone(),
+                        version: judge::JUDGE_RUBRIC_VERSION.to_owned(),
+                        label: label.as_str().to_owned(),
+                        evidence: None,
+                        rubric: Some(row.request_body),
+                        raw: Some(raw),
+                        confidence: None,
+                        uncertain: None,
+                        doubts: None,
+                    });
+                }
+                None if last => summary.unreadable += 1,
+                None => {}
+            },
+            (_, _) if last => summary.failed.push(row.error.unwrap_or_else(|| format!("ended {}", row.status))),
+            _ => {}
         }
     }
-    summary.stored = labels.len();
+    let stored = labels.len();
+    summary.stored += stored;
     store.put_labels(labels).await?;
-    Ok(summary)
+    Ok(stored)
 }
 
 /// What a judge said of one answer.
@@ -195,6 +255,13 @@ pub struct Grader {
         Option<(parallax_core::plan::LocalModel, parallax_core::template::ChatTemplate, parallax_core::template::Date)>,
     /// The provider's model name.
     model: String,
+    /// The judge's model id and region in the catalog.
+    model_id: String,
+    region: String,
+    /// Its plan endpoint (`<region>/<endpoint>`, or `<region>/<endpoint>/<model>` when local)
+    /// and the names the server may answer with.
+    endpoint: String,
+    aliases: Vec<String>,
 }
 
 impl Grader {
@@ -221,6 +288,10 @@ impl Grader {
                     timeout: Duration::from_secs(120),
                     local: None,
                     model: entry.name.clone(),
+                    model_id: model.to_owned(),
+                    region: region.to_owned(),
+                    endpoint: format!("{region}/{}", endpoint.name),
+                    aliases: entry.aliases.clone(),
                 }
             }
             EndpointKind::LocalGguf => Grader::local(&catalog, catalog_path, model, region)?,
@@ -257,12 +328,91 @@ impl Grader {
             concurrency: 1,
             timeout: Duration::from_secs(600),
             model: unit.name.clone(),
+            model_id: model.to_owned(),
+            region: region.to_owned(),
+            endpoint: unit.unit.clone(),
+            aliases: Vec::new(),
             local: Some((unit.info, template, local::today())),
         })
     }
 
     fn kind(&self) -> EndpointKind {
         if self.local.is_some() { EndpointKind::LocalGguf } else { EndpointKind::OpenAiChat }
+    }
+
+    /// The policy a judge job runs under: the judge's concurrency and timeout.
+    fn policy(&self) -> RunPolicy {
+        RunPolicy { concurrency: self.concurrency, timeout_s: self.timeout.as_secs_f64(), ..RunPolicy::default() }
+    }
+
+    /// The spec of a judge job: its name, one question per answer, the judge's model and region.
+    fn spec(&self, job_id: &str, todo: &[ToLabel]) -> JobSpec {
+        JobSpec {
+            name: format!("judge-{job_id}"),
+            questions: todo
+                .iter()
+                .map(|t| Question {
+                    id: format!("e{}", t.execution_id),
+                    text: t.question_text.clone(),
+                    expect: None,
+                    meta: Default::default(),
+                })
+                .collect(),
+            models: vec![self.model_id.clone()],
+            regions: vec![self.region.clone()],
+            prompt: PromptSpec {
+                mode: Mode::Chat,
+                system: None,
+                system_by_region: Default::default(),
+                date: None,
+                parse_special: false,
+            },
+            sampling: Default::default(),
+            samples: 1,
+            run: self.policy(),
+            positions: Default::default(),
+        }
+    }
+
+    /// The judge job for these answers: each grading request rendered once, keyed by the
+    /// answer's execution; named by the job, the judge, the rubric and the answers, so the
+    /// same answers make the same job.
+    fn plan(&self, job_id: &str, name: &str, todo: &[ToLabel]) -> Result<Plan, AppError> {
+        let mut items = Vec::with_capacity(todo.len());
+        for t in todo {
+            let body = self.request(&t.question_text, &t.response_text)?;
+            items.push(PlanItem {
+                key: ItemKey {
+                    question_id: format!("e{}", t.execution_id),
+                    model_id: self.model_id.clone(),
+                    region: self.region.clone(),
+                    sample: 1,
+                },
+                endpoint: self.endpoint.clone(),
+                kind: self.kind(),
+                requested_model: self.model.clone(),
+                model_aliases: self.aliases.clone(),
+                request_sha256: parallax_core::sha256_hex(body.as_bytes()),
+                request_body: body,
+                regional_override: false,
+            });
+        }
+        let identity = serde_json::json!({
+            "judge_of": job_id,
+            "judge": name,
+            "rubric_version": judge::JUDGE_RUBRIC_VERSION,
+            "requests": items.iter().map(|i| [i.key.question_id.clone(), i.request_sha256.clone()]).collect::<Vec<_>>(),
+        });
+        Ok(Plan::of_requests(self.spec(job_id, todo), identity, items))
+    }
+
+    /// The judge's endpoint as the runner drives it.
+    fn runtimes(&self, catalog_path: &Path) -> Result<std::collections::HashMap<String, EndpointRuntime>, AppError> {
+        let catalog = load::catalog(catalog_path)?;
+        let pair = [(self.model_id.clone(), self.region.clone())];
+        let units = if self.local.is_some() { local::units_of(&pair, &catalog, catalog_path)? } else { Vec::new() };
+        let spec = self.spec("", &[]);
+        providers::endpoint_runtimes(&spec, &catalog, catalog_path, &units, self.concurrency)
     }
 
     /// The grading request for one answer, rendered once: what is sent is what is stored.

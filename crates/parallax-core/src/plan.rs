@@ -70,6 +70,8 @@ pub struct Plan {
     spec: JobSpec,
     /// Per (model, region), models outer: where and as what each is sent.
     cells: Vec<ResolvedCell>,
+    /// A plan of requests rendered elsewhere ([`Plan::of_requests`]): its items, as given.
+    fixed: Option<Arc<[PlanItem]>>,
 }
 
 #[derive(Debug, Clone)]
@@ -300,13 +302,34 @@ impl Plan {
             parity: Parity::default(),
             spec: spec.clone(),
             cells,
+            fixed: None,
         };
         plan.parity = parity(&plan);
         Ok(plan)
     }
 
+    /// A plan of requests another part of parallax rendered (a judge's gradings): one
+    /// question per item, each item as given, named `<name>-<12 hex>` by `identity` like any
+    /// plan, so that the same requests make the same job and are executed once. `spec`
+    /// carries the name, the questions (in the items' order), the model and the region.
+    pub fn of_requests(spec: JobSpec, identity: Json, items: Vec<PlanItem>) -> Plan {
+        let hash = sha256_hex(canonical_json(&identity).as_bytes());
+        Plan {
+            name: spec.name.clone(),
+            base_job_id: format!("{}-{}", spec.name, &hash[..12]),
+            identity,
+            parity: Parity::default(),
+            spec,
+            cells: Vec::new(),
+            fixed: Some(items.into()),
+        }
+    }
+
     /// The number of executions: questions × models × regions × samples.
     pub fn len(&self) -> usize {
+        if let Some(items) = &self.fixed {
+            return items.len();
+        }
         self.cells.len() * self.spec.questions.len() * self.spec.samples as usize
     }
 
@@ -326,6 +349,9 @@ impl Plan {
     }
 
     fn item(&self, i: usize) -> PlanItem {
+        if let Some(items) = &self.fixed {
+            return items[i].clone();
+        }
         let spec = &self.spec;
         let samples = spec.samples as usize;
         let per_question = self.cells.len() * samples;

@@ -343,3 +343,85 @@ async fn judge_in_region_jr(fleet: &Fleet) -> parallax_stub::StubHandle {
     );
     judge
 }
+
+/// Gradings are executions of their own: in the ledger with their attempts, retried like
+/// any call, and never asked twice.
+#[tokio::test]
+async fn a_judges_gradings_are_a_job_in_the_ledger_retried_and_asked_once() {
+    let (fleet, job) = divergent_job().await;
+    // A judge whose first answer to every grading is a 503.
+    let judge = parallax_stub::spawn_on_loopback(StubConfig {
+        region: "judge".into(),
+        grader: true,
+        faults: vec![parallax_stub::Fault::Status {
+            status: 503,
+            first_n_attempts: 1,
+            retry_after_s: Some(0),
+            fraction: 1.0,
+        }],
+        ..StubConfig::default()
+    })
+    .await
+    .unwrap();
+    let catalog = std::fs::read_to_string(fleet.dir.path().join("parallax.yaml")).unwrap();
+    fleet.write(
+        "parallax.yaml",
+        &format!("{catalog}  jr:\n    - name: grader\n      kind: openai-chat\n      base_url: {}\n      models:\n        judge-model: grader-v1\n", judge.base_url()),
+    );
+    let out = fleet.parallax(&["classify", &job, "--judge", "judge-model@jr"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("graded 62 answers"), "{out:?}");
+    assert_eq!(judge.stats.total_requests(), 124, "each grading: a 503, then its answer");
+    // The gradings are a job of the store: one execution per answer, two attempts each.
+    let jobs = fleet.parallax(&["status", "--format", "json"]).await.json();
+    let judge_job = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"].as_str().is_some_and(|n| n.starts_with("judge-")))
+        .expect("a judge job in the store");
+    assert_eq!(judge_job["planned"], 62);
+    let id = judge_job["id"].as_str().unwrap();
+    let status = fleet.parallax(&["status", id, "--format", "json"]).await.json();
+    assert_eq!((status["total"]["succeeded"].as_u64(), status["total"]["attempts"].as_u64()), (Some(62), Some(124)));
+    let again = fleet.parallax(&["classify", &job, "--judge", "judge-model@jr"]).await;
+    assert!(again.stderr.contains("graded 0 answers"), "{again:?}");
+    assert_eq!(judge.stats.total_requests(), 124, "nothing is asked twice");
+}
+
+#[tokio::test]
+async fn grading_killed_half_way_is_continued_not_asked_again() {
+    let (fleet, job) = divergent_job().await;
+    let judge = parallax_stub::spawn_on_loopback(StubConfig {
+        region: "judge".into(),
+        grader: true,
+        latency: Duration::from_millis(200),
+        ..StubConfig::default()
+    })
+    .await
+    .unwrap();
+    let catalog = std::fs::read_to_string(fleet.dir.path().join("parallax.yaml")).unwrap();
+    fleet.write(
+        "parallax.yaml",
+        &format!("{catalog}  jr:\n    - name: grader\n      kind: openai-chat\n      base_url: {}\n      concurrency: 4\n      models:\n        judge-model: grader-v1\n", judge.base_url()),
+    );
+    let mut child = fleet.command(&["classify", &job, "--judge", "judge-model@jr"], &[]).spawn().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while judge.stats.total_requests() < 12 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.start_kill().unwrap(); // SIGKILL half way
+    child.wait().await.unwrap();
+    let before = judge.stats.total_requests();
+    assert!(before < 62, "killed half way ({before})");
+    let out = fleet.parallax(&["classify", &job, "--judge", "judge-model@jr"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("graded 62 answers"), "{out:?}");
+    // Only the calls in flight at the kill (4 at most) were asked again.
+    let total = judge.stats.total_requests();
+    assert!((62..=66).contains(&total), "{total} grading calls for 62 answers");
+    let jobs = fleet.parallax(&["status", "--format", "json"]).await.json();
+    let judge_jobs =
+        jobs.as_array().unwrap().iter().filter(|j| j["name"].as_str().unwrap().starts_with("judge-")).count();
+    assert_eq!(judge_jobs, 1, "the same judge job, continued");
+}
