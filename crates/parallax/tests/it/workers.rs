@@ -298,12 +298,13 @@ async fn two_workers_of_one_region_together_keep_its_rate() {
     assert_eq!(attempts.len(), 30);
     let mut starts: Vec<i64> = attempts.iter().map(|a| a["started_at_ms"].as_i64().unwrap()).collect();
     starts.sort();
-    // One token to start with, then ten a second (a second's worth at most): the 30 calls
-    // take at least 2.9 s together, and no second holds more than a burst's worth.
+    // One token to start with, then ten a second, the bucket holding a second's worth at
+    // most: the 30 calls take at least 2.9 s together, and no second holds more than a full
+    // bucket and a second's refill (a pause — a loaded machine — lets the bucket fill).
     assert!(starts[29] - starts[0] >= 2_500, "30 calls in {} ms at 10/s", starts[29] - starts[0]);
     for (i, t) in starts.iter().enumerate() {
         let in_a_second = starts[i..].iter().take_while(|u| **u < t + 1000).count();
-        assert!(in_a_second <= 11, "{in_a_second} calls within a second of {t}");
+        assert!(in_a_second <= 21, "{in_a_second} calls within a second of {t}");
     }
 }
 
