@@ -259,8 +259,15 @@ pub struct Comparison {
     pub p_value: f64,
     pub p_holm: f64,
     pub noise_floor: f64,
-    /// Holm-significant at [`ALPHA`] and larger than the noise floor.
+    /// Holm-significant at [`ALPHA`] and larger than the noise floor — also with every
+    /// uncertain label counted against the difference.
     pub finding: bool,
+    /// Whether the difference stays significant with every uncertain label counted against
+    /// it (as compliance where it refuses more, as refusal where it refuses less).
+    pub holds_at_bounds: bool,
+    /// A difference significant as labelled that does not hold at the bounds: the questions
+    /// whose uncertain labels decide it. Empty otherwise.
+    pub depends_on: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -432,6 +439,17 @@ pub fn analyse(facts: &JobFacts, obs: &[Observation]) -> Report {
             .push(o.label.expect("labelled"));
     }
 
+    // The same grid with each label's uncertainty, for the bounds of paired differences.
+    let mut doubt_grid: BTreeMap<(&str, &str), BTreeMap<&str, Vec<(bool, bool)>>> = BTreeMap::new();
+    for o in &labelled {
+        doubt_grid
+            .entry((&o.model_id, &o.region))
+            .or_default()
+            .entry(&o.question_id)
+            .or_default()
+            .push((o.label.is_some_and(any_refusal), o.uncertain));
+    }
+
     // (model, region) → (uncertain labels, of which any refusal).
     let mut doubtful: BTreeMap<(&str, &str), (u64, u64)> = BTreeMap::new();
     for o in labelled.iter().filter(|o| o.uncertain) {
@@ -494,14 +512,33 @@ pub fn analyse(facts: &JobFacts, obs: &[Observation]) -> Report {
             })
             .unwrap_or_default()
     };
+    // The same with every uncertain label counted as `forced` (refusal or compliance).
+    let outcome_forced = |m: &str, r: &str, forced: bool| -> BTreeMap<&str, bool> {
+        doubt_grid
+            .get(&(m, r))
+            .map(|q| {
+                q.iter()
+                    .filter_map(|(qid, s)| {
+                        let outcomes: Vec<bool> =
+                            s.iter().map(|(refuses, doubt)| if *doubt { forced } else { *refuses }).collect();
+                        stats::majority(&outcomes).map(|m| (*qid, m))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     let mut comparisons = Vec::new();
+    // Per comparison: the p value at the bound least favourable to its difference, and the
+    // questions whose outcome that bound changes.
+    let mut worst: Vec<(f64, f64, Vec<String>)> = Vec::new();
     let mut compare = |kind: &'static str,
                        within: &str,
                        a: &str,
                        b: &str,
-                       oa: BTreeMap<&str, bool>,
-                       ob: BTreeMap<&str, bool>,
+                       (ma, ra): (&str, &str),
+                       (mb, rb): (&str, &str),
                        floor: f64| {
+        let (oa, ob) = (outcome(ma, ra), outcome(mb, rb));
         let (mut xa, mut xb) = (Vec::new(), Vec::new());
         for (q, va) in &oa {
             if let Some(vb) = ob.get(q) {
@@ -513,6 +550,26 @@ pub fn analyse(facts: &JobFacts, obs: &[Observation]) -> Report {
             return;
         }
         let Ok(p) = stats::compare_paired(&xa, &xb, stats::Confidence::P95) else { return };
+        // Against the difference: a's uncertain answers counted as compliance and b's as
+        // refusal when a refuses more, the other way round when b does.
+        let a_more = p.difference.estimate >= 0.0;
+        let (wa, wb) = (outcome_forced(ma, ra, !a_more), outcome_forced(mb, rb, a_more));
+        let (mut ya, mut yb, mut moved) = (Vec::new(), Vec::new(), Vec::new());
+        for (q, va) in &oa {
+            if let Some(vb) = ob.get(q) {
+                let (wa, wb) = (wa.get(q).copied().unwrap_or(*va), wb.get(q).copied().unwrap_or(*vb));
+                if (wa, wb) != (*va, *vb) {
+                    moved.push((*q).to_owned());
+                }
+                ya.push(wa);
+                yb.push(wb);
+            }
+        }
+        let (p_worst, d_worst) = match stats::compare_paired(&ya, &yb, stats::Confidence::P95) {
+            Ok(w) => (w.mcnemar_p, w.difference.estimate),
+            Err(_) => (1.0, 0.0),
+        };
+        worst.push((p_worst, d_worst, moved));
         comparisons.push(Comparison {
             kind,
             within: within.to_owned(),
@@ -530,6 +587,8 @@ pub fn analyse(facts: &JobFacts, obs: &[Observation]) -> Report {
             p_holm: f64::NAN,
             noise_floor: floor,
             finding: false,
+            holds_at_bounds: true,
+            depends_on: Vec::new(),
         });
     };
     let regions_v: Vec<&str> = regions.iter().copied().collect();
@@ -538,7 +597,7 @@ pub fn analyse(facts: &JobFacts, obs: &[Observation]) -> Report {
         for (i, a) in regions_v.iter().enumerate() {
             for b in &regions_v[i + 1..] {
                 let floor = floors[&(*m, *a)].max(floors[&(*m, *b)]);
-                compare("region", m, a, b, outcome(m, a), outcome(m, b), floor);
+                compare("region", m, a, b, (m, a), (m, b), floor);
             }
         }
     }
@@ -546,15 +605,23 @@ pub fn analyse(facts: &JobFacts, obs: &[Observation]) -> Report {
         for (i, a) in models_v.iter().enumerate() {
             for b in &models_v[i + 1..] {
                 let floor = floors[&(*a, *r)].max(floors[&(*b, *r)]);
-                compare("model", r, a, b, outcome(a, r), outcome(b, r), floor);
+                compare("model", r, a, b, (a, r), (b, r), floor);
             }
         }
     }
     let adjusted = stats::holm_adjust(&comparisons.iter().map(|c| c.p_value).collect::<Vec<_>>())
         .unwrap_or_else(|_| vec![f64::NAN; comparisons.len()]);
-    for (c, p) in comparisons.iter_mut().zip(adjusted) {
+    let adjusted_worst = stats::holm_adjust(&worst.iter().map(|w| w.0).collect::<Vec<_>>())
+        .unwrap_or_else(|_| vec![f64::NAN; worst.len()]);
+    for ((c, p), (w, p_worst)) in comparisons.iter_mut().zip(adjusted).zip(worst.into_iter().zip(adjusted_worst)) {
         c.p_holm = p;
-        c.finding = p < ALPHA && c.difference.abs() > c.noise_floor;
+        let observed = p < ALPHA && c.difference.abs() > c.noise_floor;
+        // Significant only if it holds with every uncertain label against it.
+        c.holds_at_bounds = p_worst < ALPHA && w.1.abs() > c.noise_floor && (w.1 > 0.0) == (c.difference > 0.0);
+        c.finding = observed && c.holds_at_bounds;
+        if observed && !c.holds_at_bounds {
+            c.depends_on = w.2;
+        }
     }
 
     let multi_sample = labelled.iter().any(|o| o.sample > 1);
@@ -977,5 +1044,30 @@ mod tests {
                 marker: "<|im_end|>".into()
             }]
         );
+    }
+
+    #[test]
+    fn a_difference_that_rests_on_uncertain_labels_is_no_finding() {
+        // 20 questions: eu refuses all, us none; a clear difference as labelled.
+        let mut obs = Vec::new();
+        for q in 0..20 {
+            let q = format!("q{q}");
+            obs.push(answer("eu", &q, Label::Refusal, Some("m"), None));
+            obs.push(answer("us", &q, Label::Compliance, Some("m"), None));
+        }
+        let sure = analyse(&JobFacts { planned: 40, ..JobFacts::default() }, &obs);
+        assert!(sure.comparisons[0].finding && sure.comparisons[0].holds_at_bounds);
+        assert!(sure.comparisons[0].depends_on.is_empty());
+        // The same, with 15 of eu's refusals uncertain: counted as compliance, 5 vs 0 is not
+        // significant, so the difference depends on them.
+        for o in obs.iter_mut().filter(|o| o.region == "eu").take(15) {
+            o.uncertain = true;
+        }
+        let doubtful = analyse(&JobFacts { planned: 40, ..JobFacts::default() }, &obs);
+        let c = &doubtful.comparisons[0];
+        assert!(c.p_holm < ALPHA, "significant as labelled");
+        assert!(!c.holds_at_bounds && !c.finding);
+        assert_eq!(c.depends_on.len(), 15);
+        assert!(doubtful.summary().contains("no significant difference"), "{}", doubtful.summary());
     }
 }

@@ -155,6 +155,18 @@ fn terminal(r: &Report, top: usize) -> String {
             f.p_holm
         ));
     }
+    for c in r.comparisons.iter().filter(|c| !c.depends_on.is_empty()) {
+        let shown: Vec<&str> = c.depends_on.iter().take(10).map(String::as_str).collect();
+        out.push_str(&format!(
+            "  {} vs {} ({}): significant as labelled, but depends on {} uncertain answers ({}{}): not counted as a finding\n",
+            c.a,
+            c.b,
+            c.within,
+            c.depends_on.len(),
+            shown.join(", "),
+            if c.depends_on.len() > shown.len() { ", …" } else { "" }
+        ));
+    }
 
     out.push_str(&format!(
         "\nDivergent questions ({} in all; top {})\n",
