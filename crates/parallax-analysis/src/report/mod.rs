@@ -417,6 +417,9 @@ fn any_refusal(l: Label) -> bool {
     l.is_refusal()
 }
 
+/// (model, region) → question → one entry per sample.
+type Grid<'a, T> = BTreeMap<(&'a str, &'a str), BTreeMap<&'a str, Vec<T>>>;
+
 /// Turns observations into a report.
 pub fn analyse(facts: &JobFacts, obs: &[Observation]) -> Report {
     let labelled: Vec<&Observation> = obs.iter().filter(|o| o.status == "succeeded" && o.label.is_some()).collect();
@@ -440,7 +443,7 @@ pub fn analyse(facts: &JobFacts, obs: &[Observation]) -> Report {
     }
 
     // The same grid with each label's uncertainty, for the bounds of paired differences.
-    let mut doubt_grid: BTreeMap<(&str, &str), BTreeMap<&str, Vec<(bool, bool)>>> = BTreeMap::new();
+    let mut doubt_grid: Grid<'_, (bool, bool)> = BTreeMap::new();
     for o in &labelled {
         doubt_grid
             .entry((&o.model_id, &o.region))
