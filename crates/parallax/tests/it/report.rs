@@ -332,14 +332,18 @@ async fn uncertain_only_asks_the_judge_about_the_uncertain_answers_alone() {
 
 /// The stub grader as `judge-model` in a region `jr` added to the fleet's catalog.
 async fn judge_in_region_jr(fleet: &Fleet) -> parallax_stub::StubHandle {
+    judge_stub(fleet, StubConfig::default(), "").await
+}
+
+/// A grading stub (`config`, made a grader) added to the catalog as `judge-model@jr`, with
+/// `endpoint_extra` in its endpoint.
+async fn judge_stub(fleet: &Fleet, config: StubConfig, endpoint_extra: &str) -> parallax_stub::StubHandle {
     let judge =
-        parallax_stub::spawn_on_loopback(StubConfig { region: "judge".into(), grader: true, ..StubConfig::default() })
-            .await
-            .unwrap();
+        parallax_stub::spawn_on_loopback(StubConfig { region: "judge".into(), grader: true, ..config }).await.unwrap();
     let catalog = std::fs::read_to_string(fleet.dir.path().join("parallax.yaml")).unwrap();
     fleet.write(
         "parallax.yaml",
-        &format!("{catalog}  jr:\n    - name: grader\n      kind: openai-chat\n      base_url: {}\n      models:\n        judge-model: grader-v1\n", judge.base_url()),
+        &format!("{catalog}  jr:\n    - name: grader\n      kind: openai-chat\n      base_url: {}\n{endpoint_extra}      models:\n        judge-model: grader-v1\n", judge.base_url()),
     );
     judge
 }
@@ -350,24 +354,9 @@ async fn judge_in_region_jr(fleet: &Fleet) -> parallax_stub::StubHandle {
 async fn a_judges_gradings_are_a_job_in_the_ledger_retried_and_asked_once() {
     let (fleet, job) = divergent_job().await;
     // A judge whose first answer to every grading is a 503.
-    let judge = parallax_stub::spawn_on_loopback(StubConfig {
-        region: "judge".into(),
-        grader: true,
-        faults: vec![parallax_stub::Fault::Status {
-            status: 503,
-            first_n_attempts: 1,
-            retry_after_s: Some(0),
-            fraction: 1.0,
-        }],
-        ..StubConfig::default()
-    })
-    .await
-    .unwrap();
-    let catalog = std::fs::read_to_string(fleet.dir.path().join("parallax.yaml")).unwrap();
-    fleet.write(
-        "parallax.yaml",
-        &format!("{catalog}  jr:\n    - name: grader\n      kind: openai-chat\n      base_url: {}\n      models:\n        judge-model: grader-v1\n", judge.base_url()),
-    );
+    let fault =
+        parallax_stub::Fault::Status { status: 503, first_n_attempts: 1, retry_after_s: Some(0), fraction: 1.0 };
+    let judge = judge_stub(&fleet, StubConfig { faults: vec![fault], ..StubConfig::default() }, "").await;
     let out = fleet.parallax(&["classify", &job, "--judge", "judge-model@jr"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stderr.contains("graded 62 answers"), "{out:?}");
@@ -392,19 +381,8 @@ async fn a_judges_gradings_are_a_job_in_the_ledger_retried_and_asked_once() {
 #[tokio::test]
 async fn grading_killed_half_way_is_continued_not_asked_again() {
     let (fleet, job) = divergent_job().await;
-    let judge = parallax_stub::spawn_on_loopback(StubConfig {
-        region: "judge".into(),
-        grader: true,
-        latency: Duration::from_millis(200),
-        ..StubConfig::default()
-    })
-    .await
-    .unwrap();
-    let catalog = std::fs::read_to_string(fleet.dir.path().join("parallax.yaml")).unwrap();
-    fleet.write(
-        "parallax.yaml",
-        &format!("{catalog}  jr:\n    - name: grader\n      kind: openai-chat\n      base_url: {}\n      concurrency: 4\n      models:\n        judge-model: grader-v1\n", judge.base_url()),
-    );
+    let slow = StubConfig { latency: Duration::from_millis(200), ..StubConfig::default() };
+    let judge = judge_stub(&fleet, slow, "      concurrency: 4\n").await;
     let mut child = fleet.command(&["classify", &job, "--judge", "judge-model@jr"], &[]).spawn().unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while judge.stats.total_requests() < 12 && tokio::time::Instant::now() < deadline {
