@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use parallax_analysis::classify::{self, CLASSIFIER_NAME, CLASSIFIER_VERSION, Label, judge};
 use parallax_core::{Catalog, EndpointKind, ItemKey, JobSpec, Mode, Plan, PlanItem, PromptSpec, Question, RunPolicy};
-use parallax_providers::{Provider, SendRequest};
+use parallax_providers::SendRequest;
 use parallax_runner::{EndpointRuntime, RunConfig, Scope, Silent, Stop};
 use parallax_store::{LabelRecord, ResultFilter, Store, ToLabel};
 
@@ -94,6 +94,10 @@ pub async fn judge_job(
 ) -> Result<JudgeSummary, AppError> {
     let (grader, name) = Grader::open(catalog_path, judge)?;
     let mut summary = JudgeSummary { name, ..JudgeSummary::default() };
+    if uncertain_only {
+        // Built-in labels first, so that every answer's uncertainty is known.
+        label_job(store, job_id, false).await?;
+    }
     // A complete judge job is read first: at most one more round asks again what it could
     // not read.
     for round in 0..3 {
@@ -118,7 +122,7 @@ pub async fn judge_job(
         let config = RunConfig {
             scope: Scope::Job { job_id: job.id.clone(), policy: grader.policy() },
             worker: crate::worker_id(),
-            endpoints: grader.runtimes(catalog_path)?,
+            endpoints: grader.runtimes(),
             hooks: Default::default(),
         };
         let (_stop, stop_rx) = tokio::sync::watch::channel(Stop::Running);
@@ -139,8 +143,6 @@ async fn to_grade(
 ) -> Result<Vec<ToLabel>, AppError> {
     let version = judge::JUDGE_RUBRIC_VERSION;
     let todo = if uncertain_only {
-        // Built-in labels first, so that every answer's uncertainty is known.
-        label_job(store, job_id, false).await?;
         store.to_label_uncertain(job_id, name, version, all).await?
     } else {
         store.to_label(job_id, name, version, all, 0, usize::MAX).await?
@@ -215,6 +217,7 @@ pub async fn grade<K: Send + 'static>(
             let _permit = limit.acquire_owned().await;
             let idempotency_key = parallax_core::sha256_hex(body.as_bytes());
             let reply = grader
+                .runtime
                 .provider
                 .send(SendRequest {
                     kind: grader.kind(),
@@ -243,9 +246,10 @@ pub async fn grade<K: Send + 'static>(
     Ok(out)
 }
 
-/// A judge: its provider, and how to write its requests.
+/// A judge: its endpoint's runtime, and how to write its requests.
 pub struct Grader {
-    provider: Arc<dyn Provider>,
+    /// Built once: the gradings' job and `classify --input` send through it.
+    runtime: EndpointRuntime,
     concurrency: usize,
     /// Per grading. A local judge's first grading also loads the model, which on a large
     /// file and a slow disk takes a while.
@@ -281,9 +285,8 @@ impl Grader {
         let grader = match endpoint.kind {
             EndpointKind::OpenAiChat => {
                 let concurrency = endpoint.concurrency.unwrap_or(8).max(1);
-                let provider = providers::http_provider(endpoint, region, catalog_path, concurrency)?;
                 Grader {
-                    provider: Arc::new(provider),
+                    runtime: providers::http_runtime(endpoint, region, catalog_path, concurrency)?,
                     concurrency,
                     timeout: Duration::from_secs(120),
                     local: None,
@@ -322,9 +325,8 @@ impl Grader {
         let template = parallax_core::template::ChatTemplate::new(source).map_err(|e| {
             AppError::input(format!("the chat template of the judge `{model}@{region}` does not compile: {e}"))
         })?;
-        let runtime = local::runtime(&unit)?;
         Ok(Grader {
-            provider: runtime.provider,
+            runtime: local::runtime(&unit)?,
             concurrency: 1,
             timeout: Duration::from_secs(600),
             model: unit.name.clone(),
@@ -407,12 +409,8 @@ impl Grader {
     }
 
     /// The judge's endpoint as the runner drives it.
-    fn runtimes(&self, catalog_path: &Path) -> Result<std::collections::HashMap<String, EndpointRuntime>, AppError> {
-        let catalog = load::catalog(catalog_path)?;
-        let pair = [(self.model_id.clone(), self.region.clone())];
-        let units = if self.local.is_some() { local::units_of(&pair, &catalog, catalog_path)? } else { Vec::new() };
-        let spec = self.spec("", &[]);
-        providers::endpoint_runtimes(&spec, &catalog, catalog_path, &units, self.concurrency)
+    fn runtimes(&self) -> std::collections::HashMap<String, EndpointRuntime> {
+        std::collections::HashMap::from([(self.endpoint.clone(), self.runtime.clone())])
     }
 
     /// The grading request for one answer, rendered once: what is sent is what is stored.

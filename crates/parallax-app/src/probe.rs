@@ -68,14 +68,14 @@ pub async fn run(
     stop: watch::Receiver<Stop>,
 ) -> Result<ProbeReport, AppError> {
     let regions = if regions.is_empty() { regions_serving(catalog, model) } else { regions.to_vec() };
-    if regions.len() < 2 {
+    let served_in = match regions.as_slice() {
+        [] => Some("no region".to_owned()),
+        [one] => Some(format!("region `{one}` only")),
+        _ => None,
+    };
+    if let Some(served_in) = served_in {
         return Err(AppError::input(format!(
-            "model `{model}` is served in {} of `{}`; a probe compares two regions or more",
-            match regions.as_slice() {
-                [] => "no region".to_owned(),
-                [one] => format!("region `{one}` only"),
-                _ => unreachable!(),
-            },
+            "model `{model}` is served in {served_in} of `{}`; a probe compares two regions or more",
             catalog_path.display()
         )));
     }

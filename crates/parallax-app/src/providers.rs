@@ -47,7 +47,7 @@ pub fn endpoint_runtimes(
 
 /// The runtime of an HTTP endpoint: its client, limited by the endpoint's concurrency and
 /// rate (its connections by `default_concurrency` where it names no concurrency).
-fn http_runtime(
+pub(crate) fn http_runtime(
     endpoint: &Endpoint,
     region: &str,
     catalog_path: &Path,

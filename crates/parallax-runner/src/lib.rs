@@ -40,6 +40,7 @@ use crate::schedule::Schedule;
 use crate::writer::Tally;
 
 /// How one endpoint is reached and limited.
+#[derive(Clone)]
 pub struct EndpointRuntime {
     pub provider: Arc<dyn Provider>,
     pub concurrency: Option<usize>,

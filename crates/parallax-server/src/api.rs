@@ -1,7 +1,6 @@
 //! The JSON API under `/api/v1`. Its types are its own (the store's rows stay the store's):
 //! what a client sees changes only when this file says so.
 
-use std::collections::BTreeMap;
 use std::path::Path as FsPath;
 
 use axum::Json;
@@ -17,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 
 /// Rows per page unless `limit` says otherwise, and the most it may say.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -584,13 +583,4 @@ pub async fn get_report(
         Some("html") => Ok(crate::portal::with_csp(Html(parallax_app::html::report(&report)).into_response())),
         Some(other) => Err(ApiError::bad_request(format!("unknown format `{other}`: `json` or `html`"))),
     }
-}
-
-/// Problems of a spec for a form: by line, for showing beside the text.
-pub fn problems_by_line(problems: &[Problem]) -> BTreeMap<usize, Vec<&Problem>> {
-    let mut by_line: BTreeMap<usize, Vec<&Problem>> = BTreeMap::new();
-    for p in problems {
-        by_line.entry(p.line).or_default().push(p);
-    }
-    by_line
 }

@@ -548,7 +548,11 @@ fn submit_page(
     }
     if !problems.is_empty() {
         // The text with each problem beside its line.
-        let by_line = api::problems_by_line(problems);
+        // Each problem beside its line (0: no single place).
+        let mut by_line: BTreeMap<usize, Vec<&crate::error::Problem>> = BTreeMap::new();
+        for p in problems {
+            by_line.entry(p.line).or_default().push(p);
+        }
         h.push_str("<ol class=\"spec-lines\">");
         for (i, line) in text.lines().enumerate() {
             let n = i + 1;

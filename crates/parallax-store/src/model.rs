@@ -446,6 +446,24 @@ pub struct WorkerRow {
     pub stopped_at_ms: Option<i64>,
 }
 
+/// What each shared rate bucket holds after a claim batch: an endpoint's bucket pays for
+/// that endpoint's claims, the job's (`job/<id>`, from `ClaimRequest::job_rate`) for all.
+pub(crate) fn buckets_after(
+    endpoint_buckets: Vec<(String, f64)>,
+    job_bucket: Option<(String, f64)>,
+    claims: &[Claim],
+) -> Vec<(String, f64)> {
+    let mut left: Vec<(String, f64)> = endpoint_buckets
+        .into_iter()
+        .map(|(endpoint, tokens)| {
+            let taken = claims.iter().filter(|c| c.endpoint == endpoint).count() as f64;
+            (endpoint, tokens - taken)
+        })
+        .collect();
+    left.extend(job_bucket.map(|(key, tokens)| (key, tokens - claims.len() as f64)));
+    left
+}
+
 /// Upper bounds (ms) of the upstream latency histogram's buckets.
 pub const LATENCY_BUCKETS_MS: [i64; 10] = [50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000];
 

@@ -465,16 +465,11 @@ impl SqliteStore {
                 }
             }
         }
-        let job_bucket = job_bucket.map(|(key, tokens)| (key, tokens, None));
-        let endpoint_buckets = buckets.into_iter().map(|(e, tokens)| (e.clone(), tokens, Some(e)));
-        for (key, tokens, endpoint) in endpoint_buckets.chain(job_bucket) {
-            let taken =
-                batch.claims.iter().filter(|c| endpoint.as_ref().is_none_or(|e| &c.endpoint == e)).count() as f64;
-            let endpoint = key;
+        for (key, left) in crate::model::buckets_after(buckets, job_bucket, &batch.claims) {
             tx.execute(
                 "INSERT INTO endpoint_rates (endpoint, tokens, refilled_at_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT (endpoint) DO UPDATE SET tokens = excluded.tokens, refilled_at_ms = excluded.refilled_at_ms",
-                params![endpoint, tokens - taken, now],
+                params![key, left, now],
             )
             .at(p)?;
         }

@@ -113,10 +113,10 @@ impl Report {
         let columns: Vec<String> = self.cells.iter().map(|c| format!("{} in {}", c.model_id, c.region)).collect();
         let compared = format!("{} on {} questions", columns.join(", "), self.questions.len());
         let n = self.comparisons.len();
-        if n == 0 {
-            return format!("Asked {compared}: one column, nothing to compare.");
-        }
         let by_gap = |a: &&Comparison, b: &&Comparison| a.difference.abs().total_cmp(&b.difference.abs());
+        let Some(largest) = self.comparisons.iter().max_by(by_gap) else {
+            return format!("Asked {compared}: one column, nothing to compare.");
+        };
         let holm = format!("Holm-corrected over {n} comparison{}", if n == 1 { "" } else { "s" });
         match self.comparisons.iter().filter(|c| c.finding).max_by(by_gap) {
             Some(c) => format!(
@@ -131,7 +131,7 @@ impl Report {
                 c.p_holm
             ),
             None => {
-                let c = self.comparisons.iter().max_by(by_gap).expect("n > 0");
+                let c = largest;
                 format!(
                     "Compared {compared}: no significant difference ({holm}); the largest gap, {} {} vs {} {}, rests on {} question{} where they disagree.",
                     c.a,
