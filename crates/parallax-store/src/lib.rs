@@ -24,6 +24,7 @@
 
 mod clock;
 mod model;
+mod pg_tls;
 mod postgres;
 pub mod raw;
 mod sqlite;

@@ -19,7 +19,7 @@
 //!
 //! A small fixed pool (four connections per handle, opened on demand) serves the calls; a
 //! connection that saw an error, a cancelled call or an open transaction is closed, never reused.
-//! TLS is not supported yet (`NoTls`): use a local socket, a tunnel or a sidecar.
+//! TLS follows libpq's `sslmode`, `sslrootcert`, `sslcert` and `sslkey` (see `pg_tls`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::error::Error as _;
@@ -31,7 +31,8 @@ use futures_util::future::try_join_all;
 use parallax_core::{EndpointKind, ItemKey, Plan, idempotency_key};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls, Row, Statement};
+use tokio_postgres::{Client, Row, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::model::{LIVE_WORKER_MS, LeaseHolder, Metrics, ProbeRecord};
 use crate::{
@@ -291,6 +292,8 @@ struct Inner {
     /// Where the store is, password redacted: the only form that appears in errors.
     location: String,
     config: tokio_postgres::Config,
+    /// TLS as the connection string's `sslmode` asks (`disable` never uses it).
+    tls: MakeRustlsConnect,
     /// A test's clock; `None`: the database's.
     clock: Option<Arc<dyn Clock>>,
     idle: Mutex<Vec<Conn>>,
@@ -470,7 +473,7 @@ impl Inner {
     }
 
     async fn connect(&self) -> Result<Conn> {
-        let (client, connection) = self.config.connect(NoTls).await.map_err(|e| self.err(e))?;
+        let (client, connection) = self.config.connect(self.tls.clone()).await.map_err(|e| self.err(e))?;
         // The connection's I/O runs beside the client; its errors reach the client's calls.
         tokio::spawn(async move {
             let _ = connection.await;
@@ -502,9 +505,12 @@ impl PgStore {
     /// only (`default_transaction_read_only`) and nothing is migrated: a store of another
     /// schema than this build's is refused, as SQLite's read-only open does.
     pub async fn open(url: &str, location: String, clock: Option<Arc<dyn Clock>>, read_only: bool) -> Result<PgStore> {
+        let (url, tls) = crate::pg_tls::split(url).map_err(|e| StoreError::Location(format!("{location}: {e}")))?;
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e: tokio_postgres::Error| StoreError::Backend { store: location.clone(), source: Box::new(e) })?;
+        config.ssl_mode(tls.driver_mode());
+        let tls = crate::pg_tls::connector(&tls).map_err(|e| StoreError::Location(format!("{location}: {e}")))?;
         if config.get_connect_timeout().is_none() {
             // A host that drops packets would otherwise hold an open for the OS's TCP timeout.
             config.connect_timeout(Duration::from_secs(10));
@@ -519,6 +525,7 @@ impl PgStore {
         let inner = Inner {
             location,
             config,
+            tls,
             clock,
             idle: Mutex::new(Vec::new()),
             slots: Semaphore::new(POOL_SIZE),

@@ -17,4 +17,5 @@ mod report;
 mod run;
 mod serve;
 mod served;
+mod tls;
 mod workers;

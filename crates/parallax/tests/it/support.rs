@@ -240,13 +240,27 @@ impl Drop for PgSchema {
 pub struct Cluster {
     dir: TempDir,
     pub port: u16,
+    /// Server settings beyond the defaults (`-c name=value`).
+    settings: Vec<String>,
 }
 
 impl Cluster {
     pub fn start(test: &str) -> Option<Cluster> {
+        Cluster::start_with(test, None, |_| Vec::new())
+    }
+
+    /// As `start`, with a `pg_hba.conf` of its own (`hba`), and server settings returned by
+    /// `prepare`, which first writes what they name into the cluster's directory (it gets
+    /// that directory; the files become the server's).
+    pub fn start_with(
+        test: &str,
+        hba: Option<&str>,
+        prepare: impl FnOnce(&std::path::Path) -> Vec<String>,
+    ) -> Option<Cluster> {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
-        let cluster = Cluster { dir, port };
+        let settings = prepare(dir.path());
+        let cluster = Cluster { dir, port, settings };
         if std::process::Command::new("chown").args(["-R", "postgres", &cluster.path()]).status().is_err()
             || !cluster.tool("initdb", &["-D", &cluster.data(), "-A", "trust", "-U", "postgres", "--no-sync"])
         {
@@ -258,6 +272,9 @@ impl Cluster {
             let _ = writeln!(std::io::stderr(), "\n!!!!!!!! {message} !!!!!!!!\n");
             return None;
         }
+        if let Some(hba) = hba {
+            std::fs::write(format!("{}/pg_hba.conf", cluster.data()), hba).expect("write pg_hba.conf");
+        }
         assert!(cluster.pg_ctl("start"), "the throwaway cluster starts");
         Some(cluster)
     }
@@ -268,7 +285,10 @@ impl Cluster {
 
     /// `pg_ctl stop -m fast` (connections are cut) or `start`; waits until done.
     pub fn pg_ctl(&self, action: &str) -> bool {
-        let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.path());
+        let mut options = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.path());
+        for setting in &self.settings {
+            options.push_str(&format!(" -c {setting}"));
+        }
         let log = format!("{}/log", self.path());
         match action {
             "stop" => self.tool("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "stop"]),
@@ -276,7 +296,7 @@ impl Cluster {
         }
     }
 
-    fn path(&self) -> String {
+    pub fn path(&self) -> String {
         self.dir.path().display().to_string()
     }
 
