@@ -383,7 +383,17 @@ impl Scheduler {
         if self.calls.running == 0 && !self.worker_mode && self.jobs.iter().all(JobSlot::limit_reached) {
             return Ok(Step::Done);
         }
-        let Some(sleep) = self.next_wait().await? else { return Ok(Step::Done) };
+        // A worker's claims count the store's live leases, and a call's lease lives until its
+        // outcome commits: while some of its own wait for the writer, a returned call frees
+        // nothing the store can see, so it waits for the commit (or, for other workers'
+        // leases, a short look again) instead of claiming nothing once per returned call.
+        let wait_for_commit = self.worker_mode && self.uncommitted.load(Ordering::SeqCst) > 0;
+        let sleep = if wait_for_commit {
+            Duration::from_millis(20)
+        } else {
+            let Some(sleep) = self.next_wait().await? else { return Ok(Step::Done) };
+            sleep
+        };
         let backlog_full = self.uncommitted.load(Ordering::SeqCst) >= self.max_uncommitted;
         let sleep = if backlog_full { sleep.min(Duration::from_millis(1)) } else { sleep };
         self.schedule.waited();
@@ -394,7 +404,7 @@ impl Scheduler {
             }
         };
         tokio::select! {
-            Some((lane, job)) = self.calls.freed.recv() => self.freed(lane, job),
+            Some((lane, job)) = self.calls.freed.recv(), if !wait_for_commit => self.freed(lane, job),
             _ = self.in_flight.committed.notified() => {}
             result = &mut self.writer, if self.writer_result.is_none() => {
                 self.writer_result = Some(result);
