@@ -69,6 +69,10 @@ const ENQUEUE_LOCK: i32 = 0x7078_0002;
 /// Advisory locks (with a key per limit) that serialize claims under a shared limit.
 const CLAIM_LOCK: i32 = 0x7078_0003;
 
+/// The locks of a claim's shared limits, `$2` in order (callers sort them: no deadlocks).
+const CLAIM_LOCKS: &str = "SELECT pg_advisory_xact_lock($1, hashtext(current_schema() || '/' || k.l))
+     FROM unnest($2::text[]) WITH ORDINALITY AS k(l, ord) ORDER BY k.ord";
+
 type Result<T> = std::result::Result<T, StoreError>;
 
 /// The columns of a [`ResultRow`] (read by [`result_row`]), for the executions `$key`
@@ -116,18 +120,30 @@ macro_rules! with_clock {
 
 /// One endpoint's share of a claim: reap, pick, lease, open attempts. `$2` job, `$3` endpoint,
 /// `$4` at most this many rows, `$5` lease ms, `$6` worker, `$7` park possibly billed,
-/// `$8` attempt budget, `$9` fresh lease tokens (at least `$4` of them).
+/// `$8` attempt budget, `$9` fresh lease tokens (at least `$4` of them), `$10` the
+/// endpoint's concurrency across workers and `$11` the job's (NULL: none): live leases are
+/// counted here, after the claim's lock and the transaction's earlier statements, so no
+/// round trip is spent counting them first.
 ///
 /// Expired leases come first (their holders are gone), then due pending rows in plan order,
 /// n in all, as in SQLite. Returns one row of counts (`picked`, `lost`, `parked`, `failed`)
 /// joined to each claim taken, or to NULLs when none was.
 const CLAIM: &str = with_clock!(
     ",
+room AS (
+    SELECT greatest(least(
+        $4::bigint,
+        CASE WHEN $10::bigint IS NULL THEN $4::bigint ELSE $10::bigint - (SELECT count(*) FROM executions e, clock c
+            WHERE e.endpoint = $3 AND e.status = 'running' AND e.lease_until_ms >= c.now) END,
+        CASE WHEN $11::bigint IS NULL THEN $4::bigint ELSE $11::bigint - (SELECT count(*) FROM executions e, clock c
+            WHERE e.job_id = $2 AND e.status = 'running' AND e.lease_until_ms >= c.now) END
+    ), 0) AS n
+),
 expired AS (
     SELECT e.id, e.attempts, e.attempts_base, e.lease_until_ms FROM executions e
     WHERE e.job_id = $2 AND e.endpoint = $3 AND e.status = 'running' AND e.lease_until_ms < (SELECT now FROM clock)
       AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = $2 AND j.cancelled_at_ms IS NOT NULL)
-    ORDER BY e.lease_until_ms, e.id LIMIT $4 FOR UPDATE SKIP LOCKED
+    ORDER BY e.lease_until_ms, e.id LIMIT (SELECT n FROM room) FOR UPDATE SKIP LOCKED
 ),
 due AS (
     SELECT e.id FROM executions e
@@ -135,7 +151,7 @@ due AS (
       AND (e.not_before_ms IS NULL OR e.not_before_ms <= (SELECT now FROM clock))
       AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = $2 AND j.cancelled_at_ms IS NOT NULL)
     -- `id + 0`: the order of the partial index, not of the primary key (see migration 0003).
-    ORDER BY e.id + 0 LIMIT greatest($4 - (SELECT count(*) FROM expired), 0) FOR UPDATE SKIP LOCKED
+    ORDER BY e.id + 0 LIMIT greatest((SELECT n FROM room) - (SELECT count(*) FROM expired), 0) FOR UPDATE SKIP LOCKED
 ),
 lost AS (
     UPDATE attempts a SET outcome = 'lost', possibly_billed = true, finished_at_ms = (SELECT now FROM clock),
@@ -307,6 +323,9 @@ struct Inner {
     round_trips: AtomicU64,
     /// How far the event stream may be read (see `event_horizon`).
     horizon: tokio::sync::Mutex<Horizon>,
+    /// Held by `heartbeat` and `finish`: both update the rows of this handle's leases, on
+    /// two connections, and would otherwise lock them in different orders and deadlock.
+    lease_writes: tokio::sync::Mutex<()>,
 }
 
 /// Event numbers come from a sequence, in call order rather than commit order. `safe`: every
@@ -532,6 +551,7 @@ impl PgStore {
             finishes_before_read_only: AtomicI64::new(i64::MAX),
             read_only: AtomicBool::new(false),
             horizon: tokio::sync::Mutex::new(Horizon::default()),
+            lease_writes: tokio::sync::Mutex::new(()),
             offset_ms: AtomicI64::new(0),
             round_trips: AtomicU64::new(0),
         };
@@ -727,67 +747,36 @@ impl PgStore {
         let mut c = self.0.lease().await?;
         let claim = c.statement(CLAIM).await?;
         // Limits shared with other workers: take each limit's lock (in a fixed order, so
-        // claims never deadlock), then count the live leases it already has, in the claim's
-        // transaction: two workers cannot both see room for the same slot.
+        // claims never deadlock); each claim statement then counts the live leases against
+        // them in the claim's transaction: two workers cannot both see room for the same slot.
         let capped = req.job_cap.is_some()
             || !req.endpoint_caps.is_empty()
             || !req.endpoint_rates.is_empty()
             || req.job_rate.is_some();
+        let rated = !req.endpoint_rates.is_empty() || req.job_rate.is_some();
+        let mut locks: Vec<String> = req
+            .endpoint_caps
+            .iter()
+            .map(|(e, _)| e)
+            .chain(req.endpoint_rates.iter().map(|(e, _)| e))
+            .map(|e| format!("endpoint/{e}"))
+            .collect();
+        if req.job_cap.is_some() || req.job_rate.is_some() {
+            locks.push(format!("job/{}", req.job_id));
+        }
+        locks.sort();
+        locks.dedup();
         let mut buckets: Vec<(String, f64)> = Vec::new();
         let mut job_bucket: Option<(String, f64)> = None;
         let mut req = std::borrow::Cow::Borrowed(req);
-        if capped {
+        let lock = c.statement(CLAIM_LOCKS).await?;
+        if rated {
+            // Rates are read before claiming (they bound what each endpoint may ask for):
+            // the transaction and its locks come first, one round trip each.
             c.begin().await?;
-            let mut locks: Vec<String> = req
-                .endpoint_caps
-                .iter()
-                .map(|(e, _)| e)
-                .chain(req.endpoint_rates.iter().map(|(e, _)| e))
-                .map(|e| format!("endpoint/{e}"))
-                .collect();
-            locks.sort();
-            locks.dedup();
-            if req.job_cap.is_some() || req.job_rate.is_some() {
-                locks.push(format!("job/{}", req.job_id));
-            }
-            locks.sort();
-            let endpoints: Vec<&str> = req.endpoint_caps.iter().map(|(e, _)| e.as_str()).collect();
-            c.query(
-                "SELECT pg_advisory_xact_lock($1, hashtext(current_schema() || '/' || k.l))
-                 FROM unnest($2::text[]) WITH ORDINALITY AS k(l, ord) ORDER BY k.ord",
-                &[&CLAIM_LOCK, &locks],
-            )
-            .await?;
-            let rows = c
-                .query(
-                    with_clock!(
-                        "
-                        SELECT e.endpoint, count(*)
-                        FROM clock c, unnest($2::text[]) AS w(endpoint)
-                        JOIN executions e ON e.endpoint = w.endpoint AND e.status = 'running'
-                        WHERE e.lease_until_ms >= c.now
-                        GROUP BY e.endpoint
-                        UNION ALL
-                        SELECT '', count(*) FROM executions e, clock c
-                        WHERE $4::boolean AND e.job_id = $3 AND e.status = 'running' AND e.lease_until_ms >= c.now"
-                    ),
-                    &[&now, &endpoints, &req.job_id, &req.job_cap.is_some()],
-                )
-                .await?;
-            let held: HashMap<String, usize> =
-                rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1).max(0) as usize)).collect();
+            let answer = c.send().query(&lock, &[&CLAIM_LOCK, &locks]).await;
+            c.settle(answer)?;
             let mut adjusted = req.as_ref().clone();
-            if let Some(cap) = adjusted.job_cap {
-                adjusted.max_total = adjusted.max_total.min(cap.saturating_sub(held.get("").copied().unwrap_or(0)));
-            }
-            for (endpoint, cap) in &req.endpoint_caps {
-                let room = cap.saturating_sub(held.get(endpoint).copied().unwrap_or(0));
-                for (e, n) in adjusted.wants.iter_mut() {
-                    if e == endpoint {
-                        *n = (*n).min(room);
-                    }
-                }
-            }
             // Shared rates: each endpoint's bucket, refilled to now, bounds what it may claim.
             for (endpoint, rate) in &req.endpoint_rates {
                 let row = c
@@ -831,6 +820,9 @@ impl PgStore {
             }
             req = std::borrow::Cow::Owned(adjusted);
         }
+        let job_cap = req.job_cap.map(|c| c as i64);
+        let endpoint_cap =
+            |endpoint: &str| req.endpoint_caps.iter().find(|(e, _)| e == endpoint).map(|(_, c)| *c as i64);
         let req = req.as_ref();
         let share = req.max_total.div_ceil(req.wants.len());
         let mut taken = vec![0usize; req.wants.len()];
@@ -846,17 +838,26 @@ impl PgStore {
                 first.push((w, n, n as i64, (0..n).map(|_| new_token()).collect()));
             }
         }
+        // One round trip: BEGIN, the limits' locks and every endpoint's claim go out together
+        // (a pipeline runs in order on the connection; each statement is prepared already).
         c.in_tx = true;
         let client = c.send();
-        let (begun, rows) = tokio::join!(
+        let (begun, locked, rows) = tokio::join!(
             async {
-                match capped {
+                match rated {
                     true => Ok(()),
                     false => client.batch_execute("BEGIN").await,
                 }
             },
+            async {
+                match capped && !rated {
+                    true => client.query(&lock, &[&CLAIM_LOCK, &locks]).await.map(drop),
+                    false => Ok(()),
+                }
+            },
             try_join_all(first.iter().map(|(w, _, n, tokens)| {
                 let (endpoint, claim) = (&req.wants[*w].0, &claim);
+                let cap = endpoint_cap(endpoint);
                 async move {
                     client
                         .query(
@@ -871,6 +872,8 @@ impl PgStore {
                                 &req.park_possibly_billed,
                                 &max_attempts,
                                 tokens,
+                                &cap,
+                                &job_cap,
                             ],
                         )
                         .await
@@ -878,6 +881,7 @@ impl PgStore {
             }))
         );
         c.settle(begun)?;
+        c.settle(locked)?;
         let rows = c.settle(rows)?;
         for ((w, n, _, _), rows) in first.iter().zip(rows) {
             let picked = take_rows(rows, &mut batch)?;
@@ -892,6 +896,7 @@ impl PgStore {
                     continue;
                 }
                 let tokens: Vec<String> = (0..n).map(|_| new_token()).collect();
+                let cap = endpoint_cap(endpoint);
                 let rows = c
                     .query(
                         CLAIM,
@@ -905,6 +910,8 @@ impl PgStore {
                             &req.park_possibly_billed,
                             &max_attempts,
                             &tokens,
+                            &cap,
+                            &job_cap,
                         ],
                     )
                     .await?;
@@ -934,6 +941,7 @@ impl PgStore {
         let ids: Vec<i64> = held.iter().map(|h| h.0).collect();
         let tokens: Vec<&str> = held.iter().map(|h| h.1.as_str()).collect();
         let lease_ms = lease.as_millis().min(i64::MAX as u128) as i64;
+        let _writing = self.0.lease_writes.lock().await;
         let mut c = self.0.lease().await?;
         let rows = c.query(HEARTBEAT, &[&self.0.now_param(), &ids, &tokens, &lease_ms]).await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
@@ -960,6 +968,7 @@ impl PgStore {
         }
         let now = self.0.now_param();
         let mut applied = vec![Applied::Stale; outcomes.len()];
+        let _writing = self.0.lease_writes.lock().await;
         let mut c = self.0.lease().await?;
         if rounds.len() > 1 {
             c.begin().await?;
