@@ -485,6 +485,7 @@ impl Scheduler {
             } else {
                 (Vec::new(), None, Vec::new(), None)
             };
+            let asked = std::time::Instant::now();
             let batch = self
                 .store
                 .claim(ClaimRequest {
@@ -501,6 +502,9 @@ impl Scheduler {
                     job_rate,
                 })
                 .await?;
+            // `RUST_LOG=parallax_runner::claim=debug`: one line per claim (bench/workers.py
+            // reads its latency from them).
+            tracing::debug!(target: "parallax_runner::claim", elapsed_us = asked.elapsed().as_micros() as u64, claimed = batch.claims.len(), "claim");
             self.hooks.reached(CrashPoint::AfterClaim, batch.claims.len() as u64);
             self.summary.lost_found += batch.lost_attempts;
             self.summary.parked += batch.parked;
