@@ -273,6 +273,19 @@ impl Browser {
         self.call(reqwest::Method::POST, "/url", json!({"url": url})).await;
     }
 
+    /// Waits (up to 10 s) until the page's address no longer contains `part`: a click that
+    /// submits a form returns before the next page has loaded.
+    async fn wait_until_left(&self, part: &str) {
+        for _ in 0..200 {
+            let url = self.call(reqwest::Method::GET, "/url", json!({})).await;
+            if !url.as_str().unwrap_or_default().contains(part) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the browser stayed on a page whose address contains {part}");
+    }
+
     async fn find(&self, css: &str) -> String {
         let v = self.call(reqwest::Method::POST, "/element", json!({"using": "css selector", "value": css})).await;
         v.as_object().unwrap().values().next().unwrap().as_str().unwrap().to_owned()
@@ -340,6 +353,8 @@ async fn a_browser_submits_a_job_watches_it_finish_live_and_sees_hostile_answers
     browser.goto(&format!("{}/login", served.url)).await;
     browser.type_into("input[name=token]", TOKEN).await;
     browser.click("form.login button").await;
+    // The session cookie comes with the login's answer: go on only once it has arrived.
+    browser.wait_until_left("/login").await;
     // Submit a job through the form; the stub echoes each question, so its answers carry
     // the hostile markup.
     browser.goto(&format!("{}/jobs/new", served.url)).await;
@@ -352,6 +367,7 @@ async fn a_browser_submits_a_job_watches_it_finish_live_and_sees_hostile_answers
     spec.push_str("models: [m]\nregions: [us, eu]\n");
     browser.type_into("textarea[name=spec]", &spec).await;
     browser.click("form.submit button").await;
+    browser.wait_until_left("/jobs/new").await;
     let url = browser.eval("return location.pathname").await;
     assert!(url.as_str().unwrap().starts_with("/jobs/portal-"), "the form leads to the job page: {url}");
     browser.eval("window.__same_page = true").await;
