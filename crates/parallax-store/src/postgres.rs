@@ -463,6 +463,21 @@ fn new_token() -> String {
     hex::encode(bytes)
 }
 
+/// A shared rate bucket as stored (`None` if never used) and the store's clock, in the
+/// claim's transaction; `None` when the clock row itself is missing (never, in practice).
+async fn bucket(c: &mut Lease<'_>, now: Option<i64>, key: &str) -> Result<Option<(Option<(f64, i64)>, i64)>> {
+    let row = c
+        .query_opt(
+            with_clock!(
+                " SELECT r.tokens, r.refilled_at_ms, c.now FROM clock c
+                LEFT JOIN endpoint_rates r ON r.endpoint = $2"
+            ),
+            &[&now, &key],
+        )
+        .await?;
+    Ok(row.map(|row| (row.get::<_, Option<f64>>(0).zip(row.get::<_, Option<i64>>(1)), row.get(2))))
+}
+
 fn json(text: Option<String>) -> Option<serde_json::Value> {
     text.and_then(|t| serde_json::from_str(&t).ok())
 }
@@ -749,10 +764,7 @@ impl PgStore {
         // Limits shared with other workers: take each limit's lock (in a fixed order, so
         // claims never deadlock); each claim statement then counts the live leases against
         // them in the claim's transaction: two workers cannot both see room for the same slot.
-        let capped = req.job_cap.is_some()
-            || !req.endpoint_caps.is_empty()
-            || !req.endpoint_rates.is_empty()
-            || req.job_rate.is_some();
+        let capped = req.job_cap.is_some() || !req.endpoint_caps.is_empty();
         let rated = !req.endpoint_rates.is_empty() || req.job_rate.is_some();
         let mut locks: Vec<String> = req
             .endpoint_caps
@@ -779,18 +791,7 @@ impl PgStore {
             let mut adjusted = req.as_ref().clone();
             // Shared rates: each endpoint's bucket, refilled to now, bounds what it may claim.
             for (endpoint, rate) in &req.endpoint_rates {
-                let row = c
-                    .query_opt(
-                        with_clock!(
-                            " SELECT r.tokens, r.refilled_at_ms, c.now FROM clock c
-                            LEFT JOIN endpoint_rates r ON r.endpoint = $2"
-                        ),
-                        &[&now, endpoint],
-                    )
-                    .await?;
-                let Some(row) = row else { continue };
-                let stored = row.get::<_, Option<f64>>(0).zip(row.get::<_, Option<i64>>(1));
-                let db_now: i64 = row.get(2);
+                let Some((stored, db_now)) = bucket(&mut c, now, endpoint).await? else { continue };
                 let tokens = crate::sqlite::refilled(stored, *rate, db_now);
                 for (e, n) in adjusted.wants.iter_mut() {
                     if e == endpoint {
@@ -802,18 +803,8 @@ impl PgStore {
             // The job's pacing: one bucket for every process, at most one call's worth in it.
             if let Some(rate) = req.job_rate {
                 let key = format!("job/{}", req.job_id);
-                let row = c
-                    .query_opt(
-                        with_clock!(
-                            " SELECT r.tokens, r.refilled_at_ms, c.now FROM clock c
-                            LEFT JOIN endpoint_rates r ON r.endpoint = $2"
-                        ),
-                        &[&now, &key],
-                    )
-                    .await?;
-                if let Some(row) = row {
-                    let stored = row.get::<_, Option<f64>>(0).zip(row.get::<_, Option<i64>>(1));
-                    let tokens = crate::sqlite::refilled_within(stored, rate, row.get(2), 1.0);
+                if let Some((stored, db_now)) = bucket(&mut c, now, &key).await? {
+                    let tokens = crate::sqlite::refilled_within(stored, rate, db_now, 1.0);
                     adjusted.max_total = adjusted.max_total.min(tokens.floor().max(0.0) as usize);
                     job_bucket = Some((key, tokens));
                 }
@@ -850,6 +841,7 @@ impl PgStore {
                 }
             },
             async {
+                // A rated claim took its locks above, before reading its buckets.
                 match capped && !rated {
                     true => client.query(&lock, &[&CLAIM_LOCK, &locks]).await.map(drop),
                     false => Ok(()),
