@@ -15,9 +15,11 @@ DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test), made and dropped
 `psql`. Only the standard library is used.
 
 Each worker runs under `/usr/bin/time` (its peak RSS) with
-`RUST_LOG=parallax_runner::claim=debug`, which logs every claim's latency (the store call,
-from asking to the batch in hand); the table gives p50/p99 over all workers' claims, the
-claims that took nothing among them, and the largest worker's peak memory. The
+`RUST_LOG=parallax_runner::claim=debug,parallax_runner::write=debug`, which logs every
+claim's latency (the store call, from asking to the batch in hand) and every committed
+batch of outcomes (its latency and size); the table gives p50/p99 over all workers'
+claims, the claims that took nothing among them, the commits with their p50 latency and
+size, and the largest worker's peak memory. The
 connection string is used as given: add `?sslmode=disable` to compare without TLS on
 localhost (libpq's default, `prefer`, encrypts when the server offers it).
 
@@ -80,6 +82,7 @@ def verify(parallax: Path, env: dict, job: str, executions: int, stub: Stub) -> 
 
 
 CLAIM_LINE = re.compile(r"elapsed_us=(\d+) claimed=(\d+)")
+WRITE_LINE = re.compile(r"elapsed_us=(\d+) outcomes=(\d+)")
 
 
 def percentile(xs: list[float], q: float) -> float:
@@ -128,7 +131,7 @@ def main() -> int:
                     t0 = time.monotonic()
                     job = subprocess.run([str(parallax), "-q", "submit", str(spec)], env=env, check=True, capture_output=True, text=True).stdout.strip()
                     procs = []
-                    wenv = dict(env, RUST_LOG="parallax_runner::claim=debug", NO_COLOR="1")
+                    wenv = dict(env, RUST_LOG="parallax_runner::claim=debug,parallax_runner::write=debug", NO_COLOR="1")
                     for i, regions in enumerate(LAYOUTS[n]):
                         argv = ["/usr/bin/time", "-f", "maxrss_kb=%M", "-o", str(d / f"rss{i}"),
                                 str(parallax), "worker", "--exit-when-idle"]
@@ -143,11 +146,15 @@ def main() -> int:
                             print(f"worker {i} exited {code}:\n" + (d / f"worker{i}.log").read_text()[-3000:], file=sys.stderr)
                     assert codes == [0] * len(procs), f"worker exit codes {codes}"
                     verify(parallax, env, job, executions, stub)
-                    claims = [(int(a), int(b)) for i in range(len(procs)) for a, b in CLAIM_LINE.findall((d / f"worker{i}.log").read_text())]
+                    logs = [(d / f"worker{i}.log").read_text() for i in range(len(procs))]
+                    claims = [(int(a), int(b)) for log in logs for a, b in CLAIM_LINE.findall(log)]
+                    writes = [(int(a), int(b)) for log in logs for a, b in WRITE_LINE.findall(log)]
                     rss = max(int(re.search(r"maxrss_kb=(\d+)", (d / f"rss{i}").read_text()).group(1)) for i in range(len(procs)))
                     lat = [a / 1000 for a, _ in claims]
                     extra = {"claims": len(claims), "empty": sum(1 for _, b in claims if b == 0),
-                             "p50": percentile(lat, 0.5), "p99": percentile(lat, 0.99), "rss": rss / 1024}
+                             "p50": percentile(lat, 0.5), "p99": percentile(lat, 0.99), "rss": rss / 1024,
+                             "writes": len(writes), "write_p50": percentile([a / 1000 for a, _ in writes], 0.5),
+                             "write_rows": percentile([b for _, b in writes], 0.5)}
                     rows.append((f"PostgreSQL, `submit` + {n} worker{'s' if n > 1 else ''} ({' / '.join('+'.join(l) for l in LAYOUTS[n])})", wall, extra))
                 finally:
                     psql(base_url, f"DROP SCHEMA {schema} CASCADE")
@@ -155,11 +162,12 @@ def main() -> int:
             stub.stop()
     sqlite_eps = executions / rows[0][1]
     print(f"{executions} executions, zero latency, job and endpoint concurrency {args.concurrency}, {os.cpu_count()} cores\n")
-    print("| store and processes | wall s | executions/s | vs SQLite | claims (empty) | claim p50 / p99 ms | peak RSS per worker |")
-    print("|---|---|---|---|---|---|---|")
+    print("| store and processes | wall s | executions/s | vs SQLite | claims (empty) | claim p50 / p99 ms | commits, p50 ms, p50 outcomes | peak RSS per worker |")
+    print("|---|---|---|---|---|---|---|---|")
     for label, wall, x in rows:
         eps = executions / wall
-        more = f"{x['claims']:,} ({x['empty']:,}) | {x['p50']:.2f} / {x['p99']:.2f} | {x['rss']:.1f} MiB" if x else "— | — | —"
+        more = (f"{x['claims']:,} ({x['empty']:,}) | {x['p50']:.2f} / {x['p99']:.2f} | "
+                f"{x['writes']:,}, {x['write_p50']:.2f}, {x['write_rows']} | {x['rss']:.1f} MiB") if x else "— | — | — | —"
         print(f"| {label} | {wall:.2f} | {eps:,.0f} | {eps / sqlite_eps:.2f}x | {more} |")
     return 0
 

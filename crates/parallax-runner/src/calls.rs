@@ -89,8 +89,10 @@ impl Calls {
                 job_id: job.job_id.clone(),
                 key: claim.key.clone(),
                 sent: sent.clone(),
+                returned: false,
             },
         );
+        let (in_flight, execution_id) = (self.in_flight.clone(), claim.execution_id);
         let (done, freed, uncommitted) = (self.done.clone(), self.freed_tx.clone(), self.uncommitted.clone());
         let (send, stopping, hooks) = (job.permits.clone(), self.stopping.clone(), self.hooks.clone());
         let (policy, job_id) = (job.policy.clone(), job.job_id.clone());
@@ -122,6 +124,9 @@ impl Calls {
                 }
             };
             hooks.reached(CrashPoint::AfterSend, 1);
+            if let Some(held) = in_flight.lock().get_mut(&execution_id) {
+                held.returned = true;
+            }
             uncommitted.fetch_add(1, Ordering::SeqCst);
             let _ = done.send(d);
             let _ = freed.send((lane, job_index));

@@ -383,17 +383,7 @@ impl Scheduler {
         if self.calls.running == 0 && !self.worker_mode && self.jobs.iter().all(JobSlot::limit_reached) {
             return Ok(Step::Done);
         }
-        // A worker's claims count the store's live leases, and a call's lease lives until its
-        // outcome commits: while some of its own wait for the writer, a returned call frees
-        // nothing the store can see, so it waits for the commit (or, for other workers'
-        // leases, a short look again) instead of claiming nothing once per returned call.
-        let wait_for_commit = self.worker_mode && self.uncommitted.load(Ordering::SeqCst) > 0;
-        let sleep = if wait_for_commit {
-            Duration::from_millis(20)
-        } else {
-            let Some(sleep) = self.next_wait().await? else { return Ok(Step::Done) };
-            sleep
-        };
+        let Some(sleep) = self.next_wait().await? else { return Ok(Step::Done) };
         let backlog_full = self.uncommitted.load(Ordering::SeqCst) >= self.max_uncommitted;
         let sleep = if backlog_full { sleep.min(Duration::from_millis(1)) } else { sleep };
         self.schedule.waited();
@@ -404,7 +394,7 @@ impl Scheduler {
             }
         };
         tokio::select! {
-            Some((lane, job)) = self.calls.freed.recv(), if !wait_for_commit => self.freed(lane, job),
+            Some((lane, job)) = self.calls.freed.recv() => self.freed(lane, job),
             _ = self.in_flight.committed.notified() => {}
             result = &mut self.writer, if self.writer_result.is_none() => {
                 self.writer_result = Some(result);
@@ -474,8 +464,10 @@ impl Scheduler {
             }
             let slot = &self.jobs[j];
             // A worker shares its endpoints' and its jobs' limits with every other worker:
-            // the store counts everyone's live leases against them. One job's run keeps its
-            // limits in this process (and claims ahead of its calls).
+            // the store counts everyone's live leases against them, less this worker's own
+            // whose call has returned. One job's run keeps its limits in this process (and
+            // claims ahead of its calls).
+            let returned = if self.worker_mode { self.in_flight.returned() } else { Vec::new() };
             let (endpoint_caps, job_cap, endpoint_rates, job_rate) = if self.worker_mode {
                 let wanted = || wants.per_endpoint.iter().map(|(e, _)| e);
                 let caps = wanted().filter_map(|e| self.schedule.concurrency_of(e).map(|c| (e.clone(), c))).collect();
@@ -498,6 +490,7 @@ impl Scheduler {
                     park_possibly_billed: slot.policy.on_possibly_billed == OnPossiblyBilled::Park,
                     endpoint_caps,
                     job_cap,
+                    returned,
                     endpoint_rates,
                     job_rate,
                 })

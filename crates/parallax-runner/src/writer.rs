@@ -56,7 +56,10 @@ pub(crate) async fn writer(
             .map(|d| (d.outcome.execution_id, d))
             .map(|(id, d)| (d.outcome, (id, d.job_id, d.key, d.settled)))
             .unzip();
+        let (asked, size) = (std::time::Instant::now(), outcomes.len());
         let applied = finish_through_outages(&store, outcomes).await?;
+        // `RUST_LOG=parallax_runner::write=debug`: one line per committed batch (bench/workers.py).
+        tracing::debug!(target: "parallax_runner::write", elapsed_us = asked.elapsed().as_micros() as u64, outcomes = size, "finish");
         hooks.reached(CrashPoint::AfterFinish, applied.len() as u64);
         let mut held = in_flight.lock();
         for ((execution_id, job_id, key, settled), applied) in reports.into_iter().zip(applied) {

@@ -100,6 +100,7 @@ impl Server {
                 park_possibly_billed: false,
                 endpoint_caps: vec![],
                 job_cap: None,
+                returned: vec![],
                 endpoint_rates: vec![],
                 job_rate: None,
             })

@@ -114,6 +114,11 @@ pub struct ClaimRequest {
     pub endpoint_caps: Vec<(String, usize)>,
     /// Likewise for the job: at most this many of its executions under live leases.
     pub job_cap: Option<usize>,
+    /// The claimer's leases whose call has returned, their outcomes waiting to be written:
+    /// they hold no request open at any endpoint, so neither cap counts them. Without this
+    /// a worker's write latency would cap its throughput (a cap of c allows c executions
+    /// per claim-call-commit cycle, not c calls at once).
+    pub returned: Vec<i64>,
     /// Rates that hold across every process sharing the store: `(endpoint, per second)`
     /// takes one token per claim from the endpoint's bucket in the store (bursts of up to
     /// a second's worth, at least one).

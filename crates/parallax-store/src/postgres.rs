@@ -121,9 +121,10 @@ macro_rules! with_clock {
 /// One endpoint's share of a claim: reap, pick, lease, open attempts. `$2` job, `$3` endpoint,
 /// `$4` at most this many rows, `$5` lease ms, `$6` worker, `$7` park possibly billed,
 /// `$8` attempt budget, `$9` fresh lease tokens (at least `$4` of them), `$10` the
-/// endpoint's concurrency across workers and `$11` the job's (NULL: none): live leases are
-/// counted here, after the claim's lock and the transaction's earlier statements, so no
-/// round trip is spent counting them first.
+/// endpoint's concurrency across workers and `$11` the job's (NULL: none), `$12` the
+/// claimer's leases whose call has returned (counted by neither): live leases are counted
+/// here, after the claim's lock and the transaction's earlier statements, so no round trip
+/// is spent counting them first.
 ///
 /// Expired leases come first (their holders are gone), then due pending rows in plan order,
 /// n in all, as in SQLite. Returns one row of counts (`picked`, `lost`, `parked`, `failed`)
@@ -134,9 +135,9 @@ room AS (
     SELECT greatest(least(
         $4::bigint,
         CASE WHEN $10::bigint IS NULL THEN $4::bigint ELSE $10::bigint - (SELECT count(*) FROM executions e, clock c
-            WHERE e.endpoint = $3 AND e.status = 'running' AND e.lease_until_ms >= c.now) END,
+            WHERE e.endpoint = $3 AND e.status = 'running' AND e.lease_until_ms >= c.now AND e.id <> ALL ($12::bigint[])) END,
         CASE WHEN $11::bigint IS NULL THEN $4::bigint ELSE $11::bigint - (SELECT count(*) FROM executions e, clock c
-            WHERE e.job_id = $2 AND e.status = 'running' AND e.lease_until_ms >= c.now) END
+            WHERE e.job_id = $2 AND e.status = 'running' AND e.lease_until_ms >= c.now AND e.id <> ALL ($12::bigint[])) END
     ), 0) AS n
 ),
 expired AS (
@@ -866,6 +867,7 @@ impl PgStore {
                                 tokens,
                                 &cap,
                                 &job_cap,
+                                &req.returned,
                             ],
                         )
                         .await
@@ -904,6 +906,7 @@ impl PgStore {
                             &tokens,
                             &cap,
                             &job_cap,
+                            &req.returned,
                         ],
                     )
                     .await?;

@@ -269,14 +269,17 @@ impl SqliteStore {
         if cancelled {
             return Ok(batch);
         }
-        // Limits shared with other processes: live leases count, whoever holds them.
+        // Limits shared with other processes: live leases count, whoever holds them, except
+        // the claimer's own whose call has returned (`?3`, a JSON array of execution ids).
+        let returned = format!("[{}]", req.returned.iter().map(i64::to_string).collect::<Vec<_>>().join(","));
         let live = |sql: &str, key: &str| -> Result<usize> {
-            tx.query_row(sql, params![key, now], |r| r.get::<_, i64>(0)).map(|n| n.max(0) as usize).at(p)
+            tx.query_row(sql, params![key, now, returned], |r| r.get::<_, i64>(0)).map(|n| n.max(0) as usize).at(p)
         };
         let mut max_total = req.max_total;
         if let Some(cap) = req.job_cap {
             let held = live(
-                "SELECT count(*) FROM executions WHERE job_id = ?1 AND status = 'running' AND lease_until_ms >= ?2",
+                "SELECT count(*) FROM executions WHERE job_id = ?1 AND status = 'running' AND lease_until_ms >= ?2
+                 AND id NOT IN (SELECT value FROM json_each(?3))",
                 &req.job_id,
             )?;
             max_total = max_total.min(cap.saturating_sub(held));
@@ -284,7 +287,8 @@ impl SqliteStore {
         let mut wants = req.wants.clone();
         for (endpoint, cap) in &req.endpoint_caps {
             let held = live(
-                "SELECT count(*) FROM executions WHERE endpoint = ?1 AND status = 'running' AND lease_until_ms >= ?2",
+                "SELECT count(*) FROM executions WHERE endpoint = ?1 AND status = 'running' AND lease_until_ms >= ?2
+                 AND id NOT IN (SELECT value FROM json_each(?3))",
                 endpoint,
             )?;
             for (e, n) in wants.iter_mut() {

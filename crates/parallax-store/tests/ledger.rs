@@ -220,6 +220,7 @@ on_both_back_ends!(
     workers_register_beat_and_stop,
     a_notice_wakes_a_listening_worker,
     shared_limits_count_live_leases_of_every_holder,
+    a_lease_whose_call_returned_holds_no_slot,
     a_shared_rate_is_one_bucket_for_every_worker,
     a_block_and_what_came_back_are_kept,
     pages_events_and_metrics_read_what_was_committed,
@@ -1299,6 +1300,35 @@ async fn shared_limits_count_live_leases_of_every_holder(db: Db) {
     let job_capped = |n: usize| ClaimRequest { job_cap: Some(3), ..claim_request(&c.id, n) };
     assert_eq!(store.claim(job_capped(2)).await.unwrap().claims.len(), 3);
     assert!(other.claim(job_capped(2)).await.unwrap().claims.is_empty());
+}
+
+async fn a_lease_whose_call_returned_holds_no_slot(db: Db) {
+    let (store, _) = db.store().await;
+    let (other, _) = db.store().await;
+    let job = store.enqueue(plan(8), false).await.unwrap();
+    let capped = |n: usize, returned: Vec<i64>| ClaimRequest {
+        wants: vec![("r1/e1".into(), n)],
+        endpoint_caps: vec![("r1/e1".into(), 2)],
+        job_cap: Some(3),
+        returned,
+        ..claim_request(&job.id, n)
+    };
+    let held = store.claim(capped(5, vec![])).await.unwrap().claims;
+    assert_eq!(held.len(), 2, "the endpoint's cap");
+    assert!(store.claim(capped(5, vec![])).await.unwrap().claims.is_empty());
+    // One call came back; its outcome waits for the writer, its lease still lives. The
+    // claimer says so, and that slot is free again: for the claimer, under both caps.
+    let more = store.claim(capped(5, vec![held[0].execution_id])).await.unwrap().claims;
+    assert_eq!(more.len(), 1);
+    // Another worker cannot name someone else's leases: it sees three live ones.
+    assert!(other.claim(capped(5, vec![])).await.unwrap().claims.is_empty());
+    // The second call came back too: one call out on the endpoint, room for one more.
+    let returned = vec![held[0].execution_id, held[1].execution_id];
+    assert_eq!(store.claim(capped(5, returned.clone())).await.unwrap().claims.len(), 1);
+    // Two calls out of the job's three: one more on another endpoint, then none.
+    let elsewhere = || ClaimRequest { wants: vec![("r2/e2".into(), 5)], ..capped(5, returned.clone()) };
+    assert_eq!(store.claim(elsewhere()).await.unwrap().claims.len(), 1);
+    assert!(store.claim(elsewhere()).await.unwrap().claims.is_empty(), "the job's cap: 3 calls out");
 }
 
 async fn a_shared_rate_is_one_bucket_for_every_worker(db: Db) {
