@@ -22,11 +22,14 @@ pub async fn label_job(store: &Store, job_id: &str, all: bool) -> Result<BTreeMa
     let mut after = 0;
     // Page through the answers so memory stays flat however large the job.
     loop {
+        let asked = std::time::Instant::now();
         let todo = store.to_label(job_id, CLASSIFIER_NAME, CLASSIFIER_VERSION, all, after, PAGE).await?;
+        let read_us = asked.elapsed().as_micros() as u64;
         let Some(last) = todo.last() else { break };
         after = last.execution_id;
-        let full = todo.len() == PAGE;
+        let (full, n) = (todo.len() == PAGE, todo.len());
         label_page(store, todo, &mut counts).await?;
+        tracing::debug!(target: "parallax_app::label", read_us, elapsed_us = asked.elapsed().as_micros() as u64, labels = n, "label page");
         if !full {
             break;
         }

@@ -31,6 +31,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "served", include_str!("../migrations/sqlite/0007_served.sql")),
     (8, "events", include_str!("../migrations/sqlite/0008_events.sql")),
     (9, "probes", include_str!("../migrations/sqlite/0009_probes.sql")),
+    (10, "label_events_per_statement", include_str!("../migrations/sqlite/0010_label_events_per_statement.sql")),
 ];
 
 /// Read connections beside the writer.

@@ -268,6 +268,7 @@ fn claim_request(job: &str, n: usize) -> ClaimRequest {
         park_possibly_billed: false,
         endpoint_caps: vec![],
         job_cap: None,
+        returned: vec![],
         endpoint_rates: vec![],
         job_rate: None,
     }
@@ -735,7 +736,7 @@ async fn concurrent_opens_migrate_once(db: Db) {
     }
     let versions = db.sql("SELECT version FROM schema_migrations ORDER BY version").await;
     let versions: Vec<String> = versions.into_iter().map(|r| r[0].clone().unwrap()).collect();
-    assert_eq!(versions, ["1", "2", "3", "4", "5", "6", "7", "8", "9"]);
+    assert_eq!(versions, ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10"]);
 }
 
 async fn a_changed_migration_or_a_newer_schema_is_refused(db: Db) {
@@ -750,9 +751,9 @@ async fn a_changed_migration_or_a_newer_schema_is_refused(db: Db) {
     db.sql("UPDATE schema_migrations SET sha256 = (SELECT sha256 FROM schema_migrations WHERE version = 1) WHERE version = 2")
         .await;
     db.sql("DELETE FROM schema_migrations WHERE version = 2").await;
-    db.sql("INSERT INTO schema_migrations (version, name, sha256, applied_at_ms) VALUES (10, 'future', 'x', 0)").await;
+    db.sql("INSERT INTO schema_migrations (version, name, sha256, applied_at_ms) VALUES (11, 'future', 'x', 0)").await;
     match Store::open(&db.location).await {
-        Err(StoreError::SchemaTooNew { found: 10, known: 9 }) => {}
+        Err(StoreError::SchemaTooNew { found: 11, known: 10 }) => {}
         Err(e) => panic!("{e:?}"),
         Ok(_) => panic!("a newer schema was accepted"),
     }
@@ -1487,10 +1488,10 @@ async fn a_read_only_open_migrates_nothing_and_writes_nothing(db: Db) {
     assert!(ro.enqueue(plan(2), false).await.is_err(), "a write is refused");
     drop(ro);
     // An older schema is refused with the fix, and left as it was.
-    db.sql("DELETE FROM schema_migrations WHERE version = 9").await;
+    db.sql("DELETE FROM schema_migrations WHERE version = 10").await;
     let e = Store::open_read_only(&db.location).await.err().expect("an older schema is refused");
     assert!(e.to_string().contains("open it once read-write"), "{e}");
-    let left = db.sql("SELECT count(*) FROM schema_migrations WHERE version = 9").await;
+    let left = db.sql("SELECT count(*) FROM schema_migrations WHERE version = 10").await;
     assert_eq!(left[0][0].as_deref(), Some("0"), "nothing was migrated");
 }
 

@@ -1,0 +1,3 @@
+-- Nothing changes here. On PostgreSQL this version numbers a built-in label's events once
+-- per statement instead of once per row; SQLite's row triggers run in-process and cost
+-- little. The version is kept so that one version means one schema on both back ends.
