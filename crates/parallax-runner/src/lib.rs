@@ -166,14 +166,17 @@ pub async fn run(
     mut stop: watch::Receiver<Stop>,
 ) -> Result<RunSummary, RunError> {
     // Claims run ahead of the calls (see `JobSlot::claim_ahead`); under `park` nothing is
-    // claimed ahead. The endpoints' caps allow for it unless every job parks.
+    // claimed ahead. The endpoints' caps allow for it unless every job parks. A worker's
+    // claims never run ahead: the store counts its leases against limits shared with other
+    // workers, so a lease claimed ahead would take another worker's slot (and a claim for
+    // more than the limit allows costs a round trip that takes nothing).
     let (jobs, worker_mode, exit_when_idle, claim_ahead, default_policy) = match &config.scope {
         Scope::Job { job_id, policy } => {
-            let slot = JobSlot::new(job_id.clone(), policy.clone(), false);
+            let slot = JobSlot::new(job_id.clone(), policy.clone(), false, true);
             (vec![slot], false, true, policy.on_possibly_billed != OnPossiblyBilled::Park, policy.clone())
         }
         Scope::Worker { default_policy, exit_when_idle } => {
-            (Vec::new(), true, *exit_when_idle, true, default_policy.clone())
+            (Vec::new(), true, *exit_when_idle, false, default_policy.clone())
         }
     };
     let lease = lease_of(&default_policy);
@@ -267,7 +270,7 @@ struct JobSlot {
 }
 
 impl JobSlot {
-    fn new(id: String, mut policy: RunPolicy, cancelled: bool) -> JobSlot {
+    fn new(id: String, mut policy: RunPolicy, cancelled: bool, ahead: bool) -> JobSlot {
         // A stored policy was checked when it was submitted; a zero would stall the job.
         policy.concurrency = policy.concurrency.max(1);
         JobSlot {
@@ -278,7 +281,11 @@ impl JobSlot {
                 policy: Arc::new(policy.clone()),
             },
             lease: lease_of(&policy),
-            claim_ahead: if policy.on_possibly_billed == OnPossiblyBilled::Park { 0 } else { policy.concurrency },
+            claim_ahead: if !ahead || policy.on_possibly_billed == OnPossiblyBilled::Park {
+                0
+            } else {
+                policy.concurrency
+            },
             pacing: (policy.delay_ms > 0).then(|| TokenBucket::with_capacity(1000.0 / policy.delay_ms as f64, 1.0)),
             running: 0,
             claimed_ids: HashSet::new(),
@@ -433,7 +440,7 @@ impl Scheduler {
                         .unwrap_or_else(|| self.default_policy.clone());
                     // `limit` caps one run of one job, never a worker's share of it.
                     let policy = RunPolicy { limit: None, ..policy };
-                    self.jobs.push(JobSlot::new(job.id.clone(), policy, job.cancelled));
+                    self.jobs.push(JobSlot::new(job.id.clone(), policy, job.cancelled, false));
                 }
             }
         }
@@ -478,6 +485,7 @@ impl Scheduler {
                 (Vec::new(), None, Vec::new(), None)
             };
             let asked = std::time::Instant::now();
+            let (max_total, n_returned) = (wants.max_total, returned.len());
             let batch = self
                 .store
                 .claim(ClaimRequest {
@@ -497,7 +505,7 @@ impl Scheduler {
                 .await?;
             // `RUST_LOG=parallax_runner::claim=debug`: one line per claim (bench/workers.py
             // reads its latency from them).
-            tracing::debug!(target: "parallax_runner::claim", elapsed_us = asked.elapsed().as_micros() as u64, claimed = batch.claims.len(), "claim");
+            tracing::debug!(target: "parallax_runner::claim", elapsed_us = asked.elapsed().as_micros() as u64, claimed = batch.claims.len(), max_total, returned = n_returned, "claim");
             self.hooks.reached(CrashPoint::AfterClaim, batch.claims.len() as u64);
             self.summary.lost_found += batch.lost_attempts;
             self.summary.parked += batch.parked;

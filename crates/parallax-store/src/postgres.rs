@@ -249,7 +249,9 @@ closed AS (
         raw_response = o.raw_response, response_headers_json = o.response_headers_json,
         system_fingerprint = o.system_fingerprint
     FROM o LEFT JOIN settled s ON s.id = o.execution_id, clock c
-    WHERE a.id = o.attempt_id AND a.outcome IN ('open', 'lost')
+    -- `= ANY ($3)`: found by the primary key, whatever the planner's statistics say (taken
+    -- while the table was empty, they made it scan every attempt once per batch).
+    WHERE a.id = ANY ($3::bigint[]) AND a.id = o.attempt_id AND a.outcome IN ('open', 'lost')
     RETURNING a.id
 ),
 kept AS (
