@@ -1447,7 +1447,13 @@ FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::te
      AS l(execution_id, classifier, version, label, evidence, rubric, raw, confidence, uncertain, doubts), clock c
 ON CONFLICT (execution_id, classifier) DO UPDATE SET version = excluded.version, label = excluded.label,
     evidence = excluded.evidence, rubric = excluded.rubric, raw = excluded.raw, created_at_ms = excluded.created_at_ms,
-    confidence = excluded.confidence, uncertain = excluded.uncertain, doubts = excluded.doubts"
+    confidence = excluded.confidence, uncertain = excluded.uncertain, doubts = excluded.doubts
+-- The same label again (two workers labelling one job as they exit) rewrites nothing: no
+-- new row version, no event for live views.
+WHERE (labels.version, labels.label, labels.evidence, labels.rubric, labels.raw, labels.confidence,
+       labels.uncertain, labels.doubts)
+  IS DISTINCT FROM (excluded.version, excluded.label, excluded.evidence, excluded.rubric, excluded.raw,
+       excluded.confidence, excluded.uncertain, excluded.doubts)"
             ),
             &[
                 &self.0.now_param(),

@@ -967,7 +967,12 @@ impl SqliteStore {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                      ON CONFLICT (execution_id, classifier) DO UPDATE SET version = excluded.version, label = excluded.label,
                          evidence = excluded.evidence, rubric = excluded.rubric, raw = excluded.raw, created_at_ms = excluded.created_at_ms,
-                         confidence = excluded.confidence, uncertain = excluded.uncertain, doubts = excluded.doubts",
+                         confidence = excluded.confidence, uncertain = excluded.uncertain, doubts = excluded.doubts
+                     -- The same label again rewrites nothing (and gives live views no event), as on PostgreSQL.
+                     WHERE (labels.version, labels.label, labels.evidence, labels.rubric, labels.raw, labels.confidence,
+                            labels.uncertain, labels.doubts)
+                       IS NOT (excluded.version, excluded.label, excluded.evidence, excluded.rubric, excluded.raw,
+                            excluded.confidence, excluded.uncertain, excluded.doubts)",
                 )
                 .at(p)?;
             for l in labels {

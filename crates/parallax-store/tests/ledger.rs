@@ -680,6 +680,14 @@ async fn labels_replace_their_own_classifier_only(db: Db) {
     assert_eq!((sure.confidence, sure.uncertain), (Some(0.875), Some(true)));
     assert_eq!(sure.doubts.as_deref(), Some(&["moralising".to_owned(), "truncated".to_owned()][..]));
     assert!(results.iter().filter(|r| r.classifier.is_none()).all(|r| r.confidence.is_none() && r.doubts.is_none()));
+    // The same label again changes nothing, not even the live views' event number; a
+    // different one is news.
+    let seq = |rows: Vec<parallax_store::ResultRow>| rows.iter().find(|r| r.classifier.is_some()).unwrap().event_seq;
+    let before = seq(store.results(&job.id, ResultFilter::default()).await.unwrap());
+    store.put_labels(vec![label(first, "builtin", "1", "compliance")]).await.unwrap();
+    assert_eq!(seq(store.results(&job.id, ResultFilter::default()).await.unwrap()), before);
+    store.put_labels(vec![label(first, "builtin", "1", "partial")]).await.unwrap();
+    assert!(seq(store.results(&job.id, ResultFilter::default()).await.unwrap()) > before);
     // A label outside the classifier's vocabulary is refused by the schema.
     assert!(store.put_labels(vec![label(first, "builtin", "1", "maybe")]).await.is_err());
 }
