@@ -1,8 +1,8 @@
 -- A built-in label gives its execution a new event number (migration 0008), once per
 -- statement rather than once per row: a row trigger ran a PL/pgSQL call and an UPDATE
--- for each label, half of a 30,000-answer job's time on PostgreSQL. The transaction's id
--- is still taken before any number (`Store::event_horizon` relies on it). PostgreSQL
--- allows transition tables on single-event triggers only, hence one trigger per event.
+-- for each label. The transaction's id is still taken before any number
+-- (`Store::event_horizon` relies on it). PostgreSQL allows transition tables on
+-- single-event triggers only, hence one trigger per event.
 DROP TRIGGER label_event ON labels;
 DROP FUNCTION label_event();
 
