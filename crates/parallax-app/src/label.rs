@@ -19,27 +19,35 @@ use crate::{AppError, load, local, providers};
 pub async fn label_job(store: &Store, job_id: &str, all: bool) -> Result<BTreeMap<Label, u64>, AppError> {
     const PAGE: usize = 2000;
     let mut counts = BTreeMap::new();
-    let mut after = 0;
-    // Page through the answers so memory stays flat however large the job.
-    loop {
-        let asked = std::time::Instant::now();
-        let todo = store.to_label(job_id, CLASSIFIER_NAME, CLASSIFIER_VERSION, all, after, PAGE).await?;
-        let read_us = asked.elapsed().as_micros() as u64;
-        let Some(last) = todo.last() else { break };
-        after = last.execution_id;
-        let (full, n) = (todo.len() == PAGE, todo.len());
-        label_page(store, todo, &mut counts).await?;
-        tracing::debug!(target: "parallax_app::label", read_us, elapsed_us = asked.elapsed().as_micros() as u64, labels = n, "label page");
-        if !full {
-            break;
+    let page_after = |after: i64| store.to_label(job_id, CLASSIFIER_NAME, CLASSIFIER_VERSION, all, after, PAGE);
+    // Page through the answers so memory stays flat however large the job. While one
+    // page's labels are written, the next page is read and classified (its rows lie past
+    // this page's: nothing the write changes).
+    let first = page_after(0).await?;
+    let mut page = (first.len() == PAGE, label_page(first, &mut counts));
+    while let (full, labels) = page
+        && let Some(last) = labels.last()
+    {
+        let (asked, n, after) = (std::time::Instant::now(), labels.len(), last.execution_id);
+        let mut next_counts = BTreeMap::new();
+        let next = async {
+            let todo = if full { page_after(after).await? } else { Vec::new() };
+            Ok::<_, AppError>((todo.len() == PAGE, label_page(todo, &mut next_counts)))
+        };
+        let (written, next) = tokio::join!(store.put_labels(labels), next);
+        written?;
+        page = next?;
+        for (label, n) in next_counts {
+            *counts.entry(label).or_insert(0) += n;
         }
+        tracing::debug!(target: "parallax_app::label", elapsed_us = asked.elapsed().as_micros() as u64, labels = n, "label page");
     }
     Ok(counts)
 }
 
-async fn label_page(store: &Store, todo: Vec<ToLabel>, counts: &mut BTreeMap<Label, u64>) -> Result<(), AppError> {
-    let labels: Vec<LabelRecord> = todo
-        .into_iter()
+/// The built-in classifier's labels of a page of answers, counted in `counts`.
+fn label_page(todo: Vec<ToLabel>, counts: &mut BTreeMap<Label, u64>) -> Vec<LabelRecord> {
+    todo.into_iter()
         .map(|t| {
             let block = t.block.as_ref().map(|b| format!("{}: {}", b.code, b.message));
             let verdict = classify::classify_served(&t.question_text, Some(&t.response_text), block.as_deref());
@@ -57,11 +65,7 @@ async fn label_page(store: &Store, todo: Vec<ToLabel>, counts: &mut BTreeMap<Lab
                 raw: None,
             }
         })
-        .collect();
-    if !labels.is_empty() {
-        store.put_labels(labels).await?;
-    }
-    Ok(())
+        .collect()
 }
 
 /// What one judge run did.
