@@ -362,13 +362,7 @@ async fn a_judges_gradings_are_a_job_in_the_ledger_retried_and_asked_once() {
     assert!(out.stderr.contains("graded 62 answers"), "{out:?}");
     assert_eq!(judge.stats.total_requests(), 124, "each grading: a 503, then its answer");
     // The gradings are a job of the store: one execution per answer, two attempts each.
-    let jobs = fleet.parallax(&["status", "--format", "json"]).await.json();
-    let judge_job = jobs
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["name"].as_str().is_some_and(|n| n.starts_with("judge-")))
-        .expect("a judge job in the store");
+    let judge_job = judge_job(&fleet).await;
     assert_eq!(judge_job["planned"], 62);
     let id = judge_job["id"].as_str().unwrap();
     let status = fleet.parallax(&["status", id, "--format", "json"]).await.json();
@@ -376,6 +370,13 @@ async fn a_judges_gradings_are_a_job_in_the_ledger_retried_and_asked_once() {
     let again = fleet.parallax(&["classify", &job, "--judge", "judge-model@jr"]).await;
     assert!(again.stderr.contains("graded 0 answers"), "{again:?}");
     assert_eq!(judge.stats.total_requests(), 124, "nothing is asked twice");
+}
+
+/// The judge's job in the store (`status --format json`'s entry for it).
+async fn judge_job(fleet: &Fleet) -> serde_json::Value {
+    let jobs = fleet.parallax(&["status", "--format", "json"]).await.json();
+    let found = jobs.as_array().unwrap().iter().find(|j| j["name"].as_str().is_some_and(|n| n.starts_with("judge-")));
+    found.expect("a judge job in the store").clone()
 }
 
 #[tokio::test]
@@ -396,16 +397,7 @@ async fn grading_killed_half_way_is_continued_not_asked_again() {
     assert!(before < 62, "killed half way ({before})");
     // What the ledger holds after the kill: the gradings that committed. The rest (calls in
     // flight, and answers that had come back but not yet reached the writer) are lost.
-    let jobs = fleet.parallax(&["status", "--format", "json"]).await.json();
-    let judge_job = jobs
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["name"].as_str().is_some_and(|n| n.starts_with("judge-")))
-        .expect("a judge job in the store")["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let judge_job = judge_job(&fleet).await["id"].as_str().unwrap().to_owned();
     let status = fleet.parallax(&["status", &judge_job, "--format", "json"]).await.json();
     let recorded = status["total"]["succeeded"].as_u64().unwrap();
     assert!(recorded > 0 && recorded <= before, "{recorded} recorded of {before} asked");
