@@ -24,7 +24,10 @@ connection string is used as given: add `?sslmode=disable` to compare without TL
 localhost (libpq's default, `prefer`, encrypts when the server offers it).
 
     cargo build --release -p parallax --no-default-features -p parallax-stub
-    python3 bench/workers.py [--questions 100] [--samples 10] [--repeat 1]
+    python3 bench/workers.py [--questions 100] [--samples 10] [--latency-ms 0] [--layouts 1,2,4]
+
+With `--latency-ms`, the stub answers each call after that long, and each line is also given
+as a fraction of the ideal schedule (executions x latency / concurrency: every slot busy).
 """
 
 from __future__ import annotations
@@ -96,6 +99,7 @@ def main() -> int:
     ap.add_argument("--questions", type=int, default=100)
     ap.add_argument("--samples", type=int, default=10)
     ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--latency-ms", type=int, default=0, help="the stub's latency per call")
     ap.add_argument("--layouts", default="1,2,4")
     args = ap.parse_args()
     parallax, stub_bin = (args.bin_dir / "parallax").resolve(), (args.bin_dir / "parallax-stub").resolve()
@@ -104,7 +108,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="parallax-workers-bench-") as tmp:
         d = Path(tmp)
-        stub = Stub(stub_bin, 0, d)
+        stub = Stub(stub_bin, args.latency_ms, d)
         try:
             spec, catalog = write_files(d, args.questions, args.samples, args.concurrency, stub.addrs)
             env = dict(os.environ, PARALLAX_CONFIG=str(catalog), PARALLAX_NO_PROGRESS="1")
@@ -161,14 +165,22 @@ def main() -> int:
         finally:
             stub.stop()
     sqlite_eps = executions / rows[0][1]
-    print(f"{executions} executions, zero latency, job and endpoint concurrency {args.concurrency}, {os.cpu_count()} cores\n")
-    print("| store and processes | wall s | executions/s | vs SQLite | claims (empty) | claim p50 / p99 ms | commits, p50 ms, p50 outcomes | peak RSS per worker |")
-    print("|---|---|---|---|---|---|---|---|")
+    latency = f"{args.latency_ms} ms latency" if args.latency_ms else "zero latency"
+    print(f"{executions} executions, {latency}, job and endpoint concurrency {args.concurrency}, {os.cpu_count()} cores")
+    if args.latency_ms:
+        # The ideal schedule: every slot busy from the first call to the last.
+        ideal = executions * args.latency_ms / 1000 / args.concurrency
+        print(f"ideal schedule (executions x latency / concurrency): {ideal:.2f} s")
+    print()
+    ideal = executions * args.latency_ms / 1000 / args.concurrency
+    print("| store and processes | wall s | executions/s | vs SQLite | vs ideal | claims (empty) | claim p50 / p99 ms | commits, p50 ms, p50 outcomes | peak RSS per worker |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for label, wall, x in rows:
         eps = executions / wall
         more = (f"{x['claims']:,} ({x['empty']:,}) | {x['p50']:.2f} / {x['p99']:.2f} | "
                 f"{x['writes']:,}, {x['write_p50']:.2f}, {x['write_rows']} | {x['rss']:.1f} MiB") if x else "— | — | — | —"
-        print(f"| {label} | {wall:.2f} | {eps:,.0f} | {eps / sqlite_eps:.2f}x | {more} |")
+        vs_ideal = f"{ideal / wall:.2f}x" if ideal else "—"
+        print(f"| {label} | {wall:.2f} | {eps:,.0f} | {eps / sqlite_eps:.2f}x | {vs_ideal} | {more} |")
     return 0
 
 
