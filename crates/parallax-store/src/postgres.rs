@@ -123,7 +123,8 @@ macro_rules! with_clock {
 /// `$4` at most this many rows, `$5` lease ms, `$6` worker, `$7` park possibly billed,
 /// `$8` attempt budget, `$9` fresh lease tokens (at least `$4` of them), `$10` the
 /// endpoint's concurrency across workers and `$11` the job's (NULL: none), `$12` the
-/// claimer's leases whose call has returned (counted by neither): live leases are counted
+/// claimer's leases whose call has returned (counted by neither; a hashed `NOT IN`, not
+/// `<> ALL`, which compares every lease with every id): live leases are counted
 /// here, after the claim's lock and the transaction's earlier statements, so no round trip
 /// is spent counting them first.
 ///
@@ -136,9 +137,9 @@ room AS (
     SELECT greatest(least(
         $4::bigint,
         CASE WHEN $10::bigint IS NULL THEN $4::bigint ELSE $10::bigint - (SELECT count(*) FROM executions e, clock c
-            WHERE e.endpoint = $3 AND e.status = 'running' AND e.lease_until_ms >= c.now AND e.id <> ALL ($12::bigint[])) END,
+            WHERE e.endpoint = $3 AND e.status = 'running' AND e.lease_until_ms >= c.now AND e.id NOT IN (SELECT unnest($12::bigint[]))) END,
         CASE WHEN $11::bigint IS NULL THEN $4::bigint ELSE $11::bigint - (SELECT count(*) FROM executions e, clock c
-            WHERE e.job_id = $2 AND e.status = 'running' AND e.lease_until_ms >= c.now AND e.id <> ALL ($12::bigint[])) END
+            WHERE e.job_id = $2 AND e.status = 'running' AND e.lease_until_ms >= c.now AND e.id NOT IN (SELECT unnest($12::bigint[]))) END
     ), 0) AS n
 ),
 expired AS (
