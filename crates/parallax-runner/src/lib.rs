@@ -668,3 +668,29 @@ pub async fn cancel(store: &Store, job_id: &str) -> Result<(bool, parallax_store
     let endpoints = store.job_endpoints(job_id).await?;
     Ok((newly, store.settle_cancelled(job_id, endpoints).await?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(concurrency: usize, on_possibly_billed: OnPossiblyBilled) -> RunPolicy {
+        RunPolicy { concurrency, on_possibly_billed, ..RunPolicy::default() }
+    }
+
+    #[test]
+    fn one_jobs_run_claims_ahead_of_its_calls_but_a_worker_never_does() {
+        // `run`: twice the concurrency, so a freed slot is refilled at once.
+        let mut run = JobSlot::new("j".into(), policy(4, OnPossiblyBilled::Retry), false, true);
+        assert_eq!(run.free(), 8);
+        run.running = 5;
+        assert_eq!(run.free(), 3);
+        // Under `park`, an item claimed and never sent would be parked after a crash.
+        assert_eq!(JobSlot::new("j".into(), policy(4, OnPossiblyBilled::Park), false, true).free(), 4);
+        // A worker asks for no more than the job's limit allows: the store counts its leases
+        // against limits shared with other workers, and would give it nothing more.
+        let mut worker = JobSlot::new("j".into(), policy(4, OnPossiblyBilled::Retry), false, false);
+        assert_eq!(worker.free(), 4);
+        worker.running = 4;
+        assert_eq!(worker.free(), 0);
+    }
+}
