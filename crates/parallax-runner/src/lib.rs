@@ -458,6 +458,10 @@ impl Scheduler {
         let backlog_full = self.uncommitted.load(Ordering::SeqCst) >= self.max_uncommitted;
         let busy = self.schedule.resident_busy();
         let (mut claimed_any, mut claimed_resident) = (false, false);
+        // A worker's calls that are back (outcomes waiting for the writer) hold no slot under
+        // the shared limits: read once a round (one that comes back meanwhile still counts,
+        // which errs on the safe side).
+        let returned = if self.worker_mode { self.in_flight.returned() } else { Vec::new() };
         let n = self.jobs.len();
         for k in 0..n {
             let j = (self.job_rotate + k) % n;
@@ -474,7 +478,6 @@ impl Scheduler {
             // the store counts everyone's live leases against them, less this worker's own
             // whose call has returned. One job's run keeps its limits in this process (and
             // claims ahead of its calls).
-            let returned = if self.worker_mode { self.in_flight.returned() } else { Vec::new() };
             let (endpoint_caps, job_cap, endpoint_rates, job_rate) = if self.worker_mode {
                 let wanted = || wants.per_endpoint.iter().map(|(e, _)| e);
                 let caps = wanted().filter_map(|e| self.schedule.concurrency_of(e).map(|c| (e.clone(), c))).collect();
@@ -498,7 +501,7 @@ impl Scheduler {
                     park_possibly_billed: slot.policy.on_possibly_billed == OnPossiblyBilled::Park,
                     endpoint_caps,
                     job_cap,
-                    returned,
+                    returned: returned.clone(),
                     endpoint_rates,
                     job_rate,
                 })
