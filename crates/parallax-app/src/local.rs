@@ -25,6 +25,8 @@ pub struct LocalUnit {
     pub name: String,
     pub file: PathBuf,
     pub threads: Option<usize>,
+    /// The endpoint's `concurrency`: generations at once (default: as many as fit the cores).
+    pub concurrency: Option<usize>,
     pub info: LocalModel,
 }
 
@@ -192,6 +194,7 @@ pub fn units_of(
             name: entry.name.clone(),
             file,
             threads: local.threads,
+            concurrency: endpoint.concurrency,
             info,
         });
     }
@@ -218,14 +221,17 @@ pub fn today() -> parallax_core::template::Date {
     parallax_core::template::Date::from_days_since_epoch(days).unwrap_or_else(|| PlanContext::default().date)
 }
 
-/// The runtime of a local unit: its provider (one model, in-process), one generation at a
-/// time, and its file as residency so the runner loads each model once.
+/// The runtime of a local unit: its provider (one model, in-process), as many generations at
+/// once as the endpoint's `concurrency` says (default: as many as the engine runs side by
+/// side, every core busy), and its file as residency so the runner loads each model once.
 #[cfg(feature = "local")]
 pub fn runtime(unit: &LocalUnit) -> Result<parallax_runner::EndpointRuntime, AppError> {
     let files = HashMap::from([(unit.name.clone(), (unit.file.clone(), unit.info.gguf_sha256.clone()))]);
     Ok(parallax_runner::EndpointRuntime {
         provider: std::sync::Arc::new(parallax_local::LocalProvider::new(files, unit.threads)),
-        concurrency: Some(1),
+        concurrency: Some(unit.concurrency.unwrap_or_else(|| {
+            parallax_local::Engine::side_by_side(unit.threads.unwrap_or_else(parallax_local::Engine::default_threads))
+        })),
         rate_per_s: None,
         residency: Some(unit.file.display().to_string()),
     })

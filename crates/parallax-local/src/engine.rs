@@ -1,9 +1,10 @@
-//! The llama.cpp engine: one backend per process, one resident model at a time.
+//! The llama.cpp engine: one backend per process, one resident model at a time, its
+//! generations side by side while their threads fit the machine's cores.
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use llama_cpp_2::context::params::LlamaContextParams;
@@ -135,12 +136,60 @@ struct Resident {
     model: LlamaModel,
 }
 
-/// The process's llama.cpp engine. At most one model is resident: asking for another
-/// frees the first before loading the next. Generations run one at a time.
+/// The process's llama.cpp engine. At most one model is resident: asking for another waits
+/// until the resident one's generations end, then frees it before loading the next.
+/// Generations of the resident model run side by side while their threads fit this
+/// machine's cores (one that needs more than all of them runs alone). Each has a context of
+/// its own over the shared weights, so an answer is the one it would be alone.
 pub struct Engine {
-    resident: Mutex<Option<Resident>>,
+    state: Mutex<State>,
+    /// Signalled whenever a generation ends or a model is loaded.
+    changed: Condvar,
+    /// The threads generations may use at once.
+    cores: usize,
     /// How many times a model was loaded (tests and the bench check grouping with it).
-    loads: std::sync::atomic::AtomicU64,
+    loads: AtomicU64,
+    /// The most generations that ran at once (tests check side-by-side running with it).
+    most_at_once: AtomicUsize,
+}
+
+#[derive(Default)]
+struct State {
+    resident: Option<Arc<Resident>>,
+    /// Generations and tokenizations holding the resident model, and their threads.
+    users: usize,
+    threads: usize,
+    /// Callers waiting to load another model. While any waits, the resident model takes
+    /// no new users, or a steady stream of them would keep the other from its turn.
+    swaps_waiting: usize,
+}
+
+/// The resident model, held by one generation or tokenization: it stays resident until
+/// every holder is done.
+struct Held<'e> {
+    engine: &'e Engine,
+    resident: Option<Arc<Resident>>,
+    threads: usize,
+}
+
+impl std::ops::Deref for Held<'_> {
+    type Target = Resident;
+    fn deref(&self) -> &Resident {
+        self.resident.as_ref().expect("held until dropped")
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        // The model goes with the last `Arc`: drop ours before the count says we are done,
+        // so a swap that follows frees the weights itself (and returns their heap at once).
+        drop(self.resident.take());
+        let mut s = self.engine.lock();
+        s.users -= 1;
+        s.threads -= self.threads;
+        drop(s);
+        self.engine.changed.notify_all();
+    }
 }
 
 static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
@@ -165,12 +214,28 @@ impl Engine {
 
     /// The engine of this process (llama.cpp's backend can be initialised only once).
     pub fn global() -> &'static Engine {
-        ENGINE.get_or_init(|| Engine { resident: Mutex::new(None), loads: Default::default() })
+        ENGINE.get_or_init(|| Engine {
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+            cores: Engine::default_threads(),
+            loads: AtomicU64::new(0),
+            most_at_once: AtomicUsize::new(0),
+        })
     }
 
     /// Models loaded so far by this process.
     pub fn loads(&self) -> u64 {
         self.loads.load(Ordering::SeqCst)
+    }
+
+    /// The most generations this process has run at once.
+    pub fn most_at_once(&self) -> usize {
+        self.most_at_once.load(Ordering::SeqCst)
+    }
+
+    /// How many generations of `threads` threads each this engine runs side by side.
+    pub fn side_by_side(threads: usize) -> usize {
+        (Engine::default_threads() / threads.max(1)).max(1)
     }
 
     /// The token ids a text becomes on `file`'s vocabulary, as a generation would feed them.
@@ -193,41 +258,76 @@ impl Engine {
         parse_special: bool,
         plain: &[(usize, usize)],
     ) -> Result<Vec<i32>, EngineError> {
-        let backend = backend()?;
-        let mut resident = self.resident.lock().unwrap_or_else(|p| p.into_inner());
-        let r = self.load(backend, &mut resident, file, None)?;
+        let r = self.hold(backend()?, file, None, 0)?;
         Ok(prompt_tokens(&r.model, text, add_bos, parse_special, plain).iter().map(|t| t.0).collect())
     }
 
-    /// Makes `file` the resident model, freeing any other first.
-    fn load<'r>(
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Holds `file` as the resident model for a caller that computes on `threads` threads:
+    /// at once if it is resident and the threads fit, else once they do or, for another
+    /// model, once the resident one's holders are done (it is freed, then `file` loaded).
+    fn hold(
         &self,
         backend: &LlamaBackend,
-        resident: &'r mut Option<Resident>,
         file: &Path,
         known_sha256: Option<&str>,
-    ) -> Result<&'r Resident, EngineError> {
-        // Free the old weights before mapping the new ones: one model resident at a time.
-        if resident.take_if(|r| r.file != file).is_some() {
-            return_freed_memory();
-        }
-        match resident {
-            Some(r) => Ok(r),
-            None => {
-                let sha256 = match known_sha256 {
-                    Some(s) => s.to_owned(),
-                    None => sha256_file(file)?,
-                };
-                let model = LlamaModel::load_from_file(backend, file, &LlamaModelParams::default())
-                    .map_err(|_| EngineError::Load { path: file.to_owned() })?;
-                self.loads.fetch_add(1, Ordering::SeqCst);
-                Ok(resident.insert(Resident { file: file.to_owned(), sha256, model }))
+        threads: usize,
+    ) -> Result<Held<'_>, EngineError> {
+        let mut s = self.lock();
+        let mut waits_to_swap = false;
+        loop {
+            let here = s.resident.as_ref().is_some_and(|r| r.file == file);
+            if here && waits_to_swap {
+                // Another caller loaded this model meanwhile: wait as one of its users.
+                waits_to_swap = false;
+                s.swaps_waiting -= 1;
+                self.changed.notify_all();
             }
+            let fits = s.users == 0 || s.threads + threads <= self.cores;
+            if here && fits && s.swaps_waiting == 0 {
+                break;
+            }
+            if !here && s.users == 0 {
+                // Free the old weights before mapping the new ones: one model resident at a time.
+                if s.resident.take().is_some() {
+                    return_freed_memory();
+                }
+                let loaded = self.load(backend, file, known_sha256);
+                if waits_to_swap {
+                    s.swaps_waiting -= 1;
+                }
+                self.changed.notify_all();
+                s.resident = Some(Arc::new(loaded?));
+                break;
+            }
+            if !here && !waits_to_swap {
+                waits_to_swap = true;
+                s.swaps_waiting += 1;
+            }
+            s = self.changed.wait(s).unwrap_or_else(PoisonError::into_inner);
         }
+        s.users += 1;
+        s.threads += threads;
+        self.most_at_once.fetch_max(s.users, Ordering::SeqCst);
+        Ok(Held { engine: self, resident: s.resident.clone(), threads })
+    }
+
+    fn load(&self, backend: &LlamaBackend, file: &Path, known_sha256: Option<&str>) -> Result<Resident, EngineError> {
+        let sha256 = match known_sha256 {
+            Some(s) => s.to_owned(),
+            None => sha256_file(file)?,
+        };
+        let model = LlamaModel::load_from_file(backend, file, &LlamaModelParams::default())
+            .map_err(|_| EngineError::Load { path: file.to_owned() })?;
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        Ok(Resident { file: file.to_owned(), sha256, model })
     }
 
     /// Runs one generation, loading its model first if another is resident. The timeout
-    /// counts from when the engine is free; it and `cancel` are checked between tokens.
+    /// counts from when the engine is free for it; it and `cancel` are checked between tokens.
     pub fn generate(
         &self,
         g: &Generation<'_>,
@@ -235,9 +335,9 @@ impl Engine {
         cancel: &AtomicBool,
     ) -> Result<Generated, EngineError> {
         let backend = backend()?;
-        let mut resident = self.resident.lock().unwrap_or_else(|p| p.into_inner());
+        let threads = g.threads.max(1);
+        let r = self.hold(backend, g.file, g.file_sha256, threads)?;
         let deadline = timeout.map(|t| Instant::now() + t);
-        let r = self.load(backend, &mut resident, g.file, g.file_sha256)?;
         if r.sha256 != g.gguf_sha256 {
             return Err(EngineError::FileChanged {
                 path: g.file.to_owned(),

@@ -7,8 +7,9 @@
 //! SHA-256, the GGUF's and template's SHA-256, the llama.cpp build and the thread count —
 //! what a remote endpoint cannot prove.
 //!
-//! One model is resident per process ([`Engine::global`]); the runner groups local work by
-//! model so that each is loaded once.
+//! One model is resident per process ([`Engine::global`]), its generations side by side while
+//! their threads fit the cores; the runner groups local work by model so that each is loaded
+//! once.
 
 mod engine;
 
@@ -175,7 +176,7 @@ impl Provider for LocalProvider {
                         sampling: req.sampling.clone(),
                         threads,
                     };
-                    // The timeout counts from when the engine is free: one generation at a time.
+                    // The timeout counts from when the engine has room for this generation.
                     Engine::global().generate(&g, Some(timeout), &cancel)
                 })
             };

@@ -177,6 +177,44 @@ fn the_engine_on_the_real_models() {
     assert!(!r.text.is_empty() && r.completion_tokens <= 6, "{r:?}");
     assert_eq!(engine.tokenize(&gemma, "hi", true, false).unwrap()[0], 2, "Gemma's BOS id is 2");
     assert_eq!(engine.loads(), 2);
+
+    // Generations of the resident model run side by side while their threads fit the cores,
+    // each on a context of its own: every answer is the one it gives alone.
+    let gemma1 = Generation { sampling: greedy(48), threads: 1, ..raw.clone() };
+    let gemma_alone = engine.generate(&gemma1, None, &never).unwrap();
+    let together = |gens: &[&Generation<'_>]| -> Vec<String> {
+        let start = std::sync::Barrier::new(gens.len());
+        std::thread::scope(|s| {
+            let running: Vec<_> = gens
+                .iter()
+                .map(|generation| {
+                    let start = &start;
+                    s.spawn(move || {
+                        start.wait();
+                        engine.generate(generation, None, &AtomicBool::new(false)).unwrap().text
+                    })
+                })
+                .collect();
+            running.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    };
+    assert_eq!(together(&[&gemma1, &gemma1]), [gemma_alone.text.clone(), gemma_alone.text.clone()]);
+    if Engine::side_by_side(1) >= 2 {
+        assert!(
+            engine.most_at_once() >= 2,
+            "two one-thread generations on {} cores ran one at a time",
+            Engine::default_threads()
+        );
+    }
+    assert_eq!(engine.loads(), 2, "no load for generations of the resident model");
+
+    // One of another model waits for them, then frees theirs and loads its own; each model
+    // still answers as alone.
+    let smol1 = Generation { sampling: greedy(24), threads: 1, ..g.clone() };
+    let smol_alone = engine.generate(&smol1, None, &never).unwrap();
+    let mixed = together(&[&smol1, &gemma1, &smol1, &gemma1]);
+    let (s, m) = (smol_alone.text, gemma_alone.text);
+    assert_eq!(mixed, [s.clone(), m.clone(), s, m]);
 }
 
 use parallax_local::Generated;
