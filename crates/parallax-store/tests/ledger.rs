@@ -210,6 +210,7 @@ on_both_back_ends!(
     released_and_aborted_calls_go_back_to_pending,
     fair_shares_leave_room_for_every_endpoint,
     labels_replace_their_own_classifier_only,
+    pages_to_label_are_full_until_the_last_and_cover_each_answer_once,
     concurrent_claims_from_two_stores_never_share_a_key,
     concurrent_opens_migrate_once,
     a_changed_migration_or_a_newer_schema_is_refused,
@@ -690,6 +691,53 @@ async fn labels_replace_their_own_classifier_only(db: Db) {
     assert!(seq(store.results(&job.id, ResultFilter::default()).await.unwrap()) > before);
     // A label outside the classifier's vocabulary is refused by the schema.
     assert!(store.put_labels(vec![label(first, "builtin", "1", "maybe")]).await.is_err());
+}
+
+async fn pages_to_label_are_full_until_the_last_and_cover_each_answer_once(db: Db) {
+    let (store, _) = db.store().await;
+    let job = store.enqueue(plan(15), false).await.unwrap();
+    let claims = store.claim(claim_request(&job.id, 15)).await.unwrap().claims;
+    assert_eq!(claims.len(), 30);
+    // Every fifth call failed (nothing to label); every third answer is labelled already.
+    let outcomes = claims
+        .iter()
+        .enumerate()
+        .map(|(i, c)| if i % 5 == 0 { ended(c, Next::Failed) } else { success(c, "fine") })
+        .collect();
+    store.finish(outcomes).await.unwrap();
+    let all = store.to_label(&job.id, "builtin", "1", false, 0, 100).await.unwrap();
+    assert_eq!(all.len(), 24);
+    let labelled: Vec<LabelRecord> = all
+        .iter()
+        .step_by(3)
+        .map(|t| LabelRecord {
+            execution_id: t.execution_id,
+            classifier: "builtin".into(),
+            version: "1".into(),
+            label: "compliance".into(),
+            evidence: None,
+            rubric: None,
+            raw: None,
+            confidence: Some(1.0),
+            uncertain: Some(false),
+            doubts: None,
+        })
+        .collect();
+    store.put_labels(labelled).await.unwrap();
+    let todo: Vec<i64> =
+        store.to_label(&job.id, "builtin", "1", false, 0, 100).await.unwrap().iter().map(|t| t.execution_id).collect();
+    assert_eq!(todo.len(), 16);
+    // Pages of 3: each full but the last, in order, every answer to label exactly once.
+    let (mut paged, mut after) = (Vec::new(), 0);
+    loop {
+        let page = store.to_label(&job.id, "builtin", "1", false, after, 3).await.unwrap();
+        paged.extend(page.iter().map(|t| t.execution_id));
+        if page.len() < 3 {
+            break;
+        }
+        after = page[2].execution_id;
+    }
+    assert_eq!(paged, todo);
 }
 
 async fn concurrent_claims_from_two_stores_never_share_a_key(db: Db) {
