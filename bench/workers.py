@@ -19,7 +19,9 @@ Each worker runs under `/usr/bin/time` (its peak RSS) with
 claim's latency (the store call, from asking to the batch in hand) and every committed
 batch of outcomes (its latency and size); the table gives p50/p99 over all workers'
 claims, the claims that took nothing among them, the commits with their p50 latency and
-size, and the largest worker's peak memory. The
+size, and the largest worker's peak memory; and the wall time split into `submit`, the calls (to
+the last committed outcome, from the write lines' timestamps) and the rest (labelling and
+exit). The
 connection string is used as given: add `?sslmode=disable` to compare without TLS on
 localhost (libpq's default, `prefer`, encrypts when the server offers it).
 
@@ -41,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -86,6 +89,7 @@ def verify(parallax: Path, env: dict, job: str, executions: int, stub: Stub) -> 
 
 CLAIM_LINE = re.compile(r"elapsed_us=(\d+) claimed=(\d+)")
 WRITE_LINE = re.compile(r"elapsed_us=(\d+) outcomes=(\d+)")
+WRITE_TIME = re.compile(r"^(\S+Z)\s.*elapsed_us=\d+ outcomes=", re.M)
 
 
 def percentile(xs: list[float], q: float) -> float:
@@ -132,8 +136,9 @@ def main() -> int:
                     env["PARALLAX_DB"] = f"{base_url}{sep}options=-c%20search_path%3D{schema}"
                     # The timed part includes creating the tables in the fresh schema (the
                     # read verbs no longer migrate): a fraction of a second.
-                    t0 = time.monotonic()
+                    t0, t0_wall = time.monotonic(), time.time()
                     job = subprocess.run([str(parallax), "-q", "submit", str(spec)], env=env, check=True, capture_output=True, text=True).stdout.strip()
+                    submitted = time.monotonic() - t0
                     procs = []
                     wenv = dict(env, RUST_LOG="parallax_runner::claim=debug,parallax_runner::write=debug", NO_COLOR="1")
                     for i, regions in enumerate(LAYOUTS[n]):
@@ -155,7 +160,12 @@ def main() -> int:
                     writes = [(int(a), int(b)) for log in logs for a, b in WRITE_LINE.findall(log)]
                     rss = max(int(re.search(r"maxrss_kb=(\d+)", (d / f"rss{i}").read_text()).group(1)) for i in range(len(procs)))
                     lat = [a / 1000 for a, _ in claims]
-                    extra = {"claims": len(claims), "empty": sum(1 for _, b in claims if b == 0),
+                    # Phases: submit; calls (to the last committed outcome, read off the write
+                    # lines' timestamps); the rest (labelling and exit).
+                    last_write = max(datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp()
+                                     for log in logs for t in WRITE_TIME.findall(log))
+                    calls = last_write - t0_wall - submitted
+                    extra = {"phases": (submitted, calls, wall - submitted - calls), "claims": len(claims), "empty": sum(1 for _, b in claims if b == 0),
                              "p50": percentile(lat, 0.5), "p99": percentile(lat, 0.99), "rss": rss / 1024,
                              "writes": len(writes), "write_p50": percentile([a / 1000 for a, _ in writes], 0.5),
                              "write_rows": percentile([b for _, b in writes], 0.5)}
@@ -173,14 +183,15 @@ def main() -> int:
         print(f"ideal schedule (executions x latency / concurrency): {ideal:.2f} s")
     print()
     ideal = executions * args.latency_ms / 1000 / args.concurrency
-    print("| store and processes | wall s | executions/s | vs SQLite | vs ideal | claims (empty) | claim p50 / p99 ms | commits, p50 ms, p50 outcomes | peak RSS per worker |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| store and processes | wall s | submit / calls / labels s | executions/s | vs SQLite | vs ideal | claims (empty) | claim p50 / p99 ms | commits, p50 ms, p50 outcomes | peak RSS per worker |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for label, wall, x in rows:
         eps = executions / wall
         more = (f"{x['claims']:,} ({x['empty']:,}) | {x['p50']:.2f} / {x['p99']:.2f} | "
                 f"{x['writes']:,}, {x['write_p50']:.2f}, {x['write_rows']} | {x['rss']:.1f} MiB") if x else "— | — | — | —"
         vs_ideal = f"{ideal / wall:.2f}x" if ideal else "—"
-        print(f"| {label} | {wall:.2f} | {eps:,.0f} | {eps / sqlite_eps:.2f}x | {vs_ideal} | {more} |")
+        phases = " / ".join(f"{p:.2f}" for p in x["phases"]) if x else "—"
+        print(f"| {label} | {wall:.2f} | {phases} | {eps:,.0f} | {eps / sqlite_eps:.2f}x | {vs_ideal} | {more} |")
     return 0
 
 
