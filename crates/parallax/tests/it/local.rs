@@ -324,11 +324,11 @@ async fn one_model_behind_two_kinds_of_endpoint_is_compared_on_its_messages() {
     assert!(table.contains("2 of the identical groups are encoded differently by endpoint kind"), "{table}");
 }
 
-/// The quickstart's main job, end to end on the real model: two deployments of SmolLM2,
-/// one with a declared restrictive system prompt, compared with a paired test.
+/// The quickstart's jobs, end to end on the real models: two deployments of SmolLM2, one
+/// with a declared restrictive system prompt, compared with a paired test; and Gemma 3 raw.
 #[tokio::test]
 async fn the_quickstart_job_compares_two_deployments() {
-    let Some(dir) = quickstart_models(&["SmolLM2-135M-Instruct.Q4_1.gguf"]) else { return };
+    let Some(dir) = quickstart_models(&["SmolLM2-135M-Instruct.Q4_1.gguf", "gemma-3-270m-q4_k_m.gguf"]) else { return };
     let fleet = Fleet::start(&[], |_| StubConfig::default()).await;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     let (spec, catalog) = (root.join("quickstart.yaml"), root.join("local.yaml"));
@@ -351,4 +351,10 @@ async fn the_quickstart_job_compares_two_deployments() {
     assert!(report.stdout.contains("Holm-corrected over 1 comparison"), "{report:?}");
     let again = fleet.parallax_env(&["run", spec, "--config", catalog], &env).await;
     assert!(again.stderr.contains("complete, nothing to do"), "{again:?}");
+
+    // Its second job: Gemma 3, a base model, in raw mode.
+    let raw = root.join("quickstart-raw.yaml");
+    let raw = fleet.parallax_env(&["run", raw.to_str().unwrap(), "--config", catalog], &env).await;
+    assert_eq!(raw.code, 0, "{raw:?}");
+    assert!(raw.stderr.contains("3 succeeded, 0 failed, 0 parked, 0 pending of 3"), "{raw:?}");
 }
