@@ -297,6 +297,22 @@ fn success(claim: &parallax_store::Claim, text: &str) -> Outcome {
     }
 }
 
+/// The built-in classifier's label (version 1), sure of itself.
+fn builtin_label(execution_id: i64, label: &str, confidence: f64) -> LabelRecord {
+    LabelRecord {
+        execution_id,
+        classifier: "builtin".into(),
+        version: "1".into(),
+        label: label.into(),
+        evidence: None,
+        rubric: None,
+        raw: None,
+        confidence: Some(confidence),
+        uncertain: Some(false),
+        doubts: None,
+    }
+}
+
 fn ended(claim: &parallax_store::Claim, next: Next) -> Outcome {
     Outcome { next, http_status: None, error: Some("it ended so".into()), ..success(claim, "") }
 }
@@ -707,22 +723,8 @@ async fn pages_to_label_are_full_until_the_last_and_cover_each_answer_once(db: D
     store.finish(outcomes).await.unwrap();
     let all = store.to_label(&job.id, "builtin", "1", false, 0, 100).await.unwrap();
     assert_eq!(all.len(), 24);
-    let labelled: Vec<LabelRecord> = all
-        .iter()
-        .step_by(3)
-        .map(|t| LabelRecord {
-            execution_id: t.execution_id,
-            classifier: "builtin".into(),
-            version: "1".into(),
-            label: "compliance".into(),
-            evidence: None,
-            rubric: None,
-            raw: None,
-            confidence: Some(1.0),
-            uncertain: Some(false),
-            doubts: None,
-        })
-        .collect();
+    let labelled: Vec<LabelRecord> =
+        all.iter().step_by(3).map(|t| builtin_label(t.execution_id, "compliance", 1.0)).collect();
     store.put_labels(labelled).await.unwrap();
     let todo: Vec<i64> =
         store.to_label(&job.id, "builtin", "1", false, 0, 100).await.unwrap().iter().map(|t| t.execution_id).collect();
@@ -1442,21 +1444,7 @@ async fn pages_events_and_metrics_read_what_was_committed(db: Db) {
     let (horizon1, events) = events_until(&store, &job.id, horizon0, 2).await;
     assert_eq!(events.len(), 2);
     assert!(events.iter().all(|r| r.status == "succeeded" && r.label.is_none()));
-    store
-        .put_labels(vec![LabelRecord {
-            execution_id: claims[0].execution_id,
-            classifier: "builtin".into(),
-            version: "1".into(),
-            label: "compliance".into(),
-            evidence: None,
-            rubric: None,
-            raw: None,
-            confidence: Some(0.9),
-            uncertain: Some(false),
-            doubts: None,
-        }])
-        .await
-        .unwrap();
+    store.put_labels(vec![builtin_label(claims[0].execution_id, "compliance", 0.9)]).await.unwrap();
     let (horizon2, events) = events_until(&store, &job.id, horizon1, 1).await;
     assert_eq!(events.len(), 1, "the label is an event of its execution");
     assert_eq!(events[0].execution_id, claims[0].execution_id);
