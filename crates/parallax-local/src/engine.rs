@@ -291,14 +291,16 @@ impl Engine {
                 break;
             }
             if !here && s.users == 0 {
+                // No longer waiting (taken back first: a load that panics must not leave a
+                // swap counted that nobody waits for, holding back every later caller).
+                if waits_to_swap {
+                    s.swaps_waiting -= 1;
+                }
                 // Free the old weights before mapping the new ones: one model resident at a time.
                 if s.resident.take().is_some() {
                     return_freed_memory();
                 }
                 let loaded = self.load(backend, file, known_sha256);
-                if waits_to_swap {
-                    s.swaps_waiting -= 1;
-                }
                 self.changed.notify_all();
                 s.resident = Some(Arc::new(loaded?));
                 break;

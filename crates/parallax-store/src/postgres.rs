@@ -411,6 +411,7 @@ impl Lease<'_> {
     /// plan is fixed after five executions, from the table's size then.
     async fn query_custom(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
         let statement = self.statement(sql).await?;
+        debug_assert_eq!(params.len(), statement.params().len(), "one value per parameter of {sql}");
         let typed: Vec<(&(dyn ToSql + Sync), Type)> =
             params.iter().copied().zip(statement.params().iter().cloned()).collect();
         let answer = self.send().query_typed(sql, &typed).await;
@@ -1411,21 +1412,29 @@ impl PgStore {
                     WHERE l.execution_id = e.id AND l.classifier = $2 AND l.version = $3))
                AND (NOT $7::boolean OR EXISTS (SELECT 1 FROM labels b
                     WHERE b.execution_id = e.id AND b.classifier = 'builtin' AND b.uncertain))
-             ORDER BY e.id";
+             ORDER BY e.id LIMIT $8";
         let mut c = self.0.lease().await?;
         if c.query_opt(JOB, &[&job_id]).await?.is_none() {
             return Err(StoreError::NoSuchJob(job_id.to_owned()));
         }
-        let mut rows = Vec::new();
+        // Windows of a whole page each, however few rows the page still lacks: a job whose
+        // tail needs no labels is crossed in a few round trips, not one per missing row.
+        let window = limit.min(i64::MAX as usize) as i64;
+        let mut rows: Vec<Row> = Vec::new();
         let mut after = after_id;
         while rows.len() < limit {
-            let window = (limit - rows.len()).min(i64::MAX as usize) as i64;
+            let wanted = (limit - rows.len()).min(i64::MAX as usize) as i64;
             let end = c.query_custom(WINDOW_END, &[&job_id, &after, &window]).await?;
             let Some(end) = end.first().and_then(|r| r.get::<_, Option<i64>>(0)) else { break };
-            let params: [&(dyn ToSql + Sync); 7] =
-                [&job_id, &classifier, &version, &all, &after, &end, &uncertain_only];
-            rows.extend(c.query_custom(IN_WINDOW, &params).await?);
-            after = end;
+            let params: [&(dyn ToSql + Sync); 8] =
+                [&job_id, &classifier, &version, &all, &after, &end, &uncertain_only, &wanted];
+            let found = c.query_custom(IN_WINDOW, &params).await?;
+            // A window that filled the page may hold more: the next page starts after its last.
+            after = match found.last() {
+                Some(last) if found.len() as i64 == wanted => last.get(0),
+                _ => end,
+            };
+            rows.extend(found);
         }
         Ok(rows
             .iter()
