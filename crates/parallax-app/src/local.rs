@@ -227,11 +227,11 @@ pub fn today() -> parallax_core::template::Date {
 #[cfg(feature = "local")]
 pub fn runtime(unit: &LocalUnit) -> Result<parallax_runner::EndpointRuntime, AppError> {
     let files = HashMap::from([(unit.name.clone(), (unit.file.clone(), unit.info.gguf_sha256.clone()))]);
+    let provider = parallax_local::LocalProvider::new(files, unit.threads);
+    let concurrency = unit.concurrency.unwrap_or_else(|| parallax_local::Engine::side_by_side(provider.threads()));
     Ok(parallax_runner::EndpointRuntime {
-        provider: std::sync::Arc::new(parallax_local::LocalProvider::new(files, unit.threads)),
-        concurrency: Some(unit.concurrency.unwrap_or_else(|| {
-            parallax_local::Engine::side_by_side(unit.threads.unwrap_or_else(parallax_local::Engine::default_threads))
-        })),
+        provider: std::sync::Arc::new(provider),
+        concurrency: Some(concurrency),
         rate_per_s: None,
         residency: Some(unit.file.display().to_string()),
     })

@@ -167,23 +167,28 @@ struct State {
 /// The resident model, held by one generation or tokenization: it stays resident until
 /// every holder is done.
 struct Held<'e> {
+    // Fields drop in order: the model goes with the last `Arc`, so ours goes before the
+    // count says we are done, and a swap that follows frees the weights itself (and returns
+    // their heap at once).
+    resident: Arc<Resident>,
+    _slot: Slot<'e>,
+}
+
+/// A holder's place in the engine's count of users and threads, given back when dropped.
+struct Slot<'e> {
     engine: &'e Engine,
-    resident: Option<Arc<Resident>>,
     threads: usize,
 }
 
 impl std::ops::Deref for Held<'_> {
     type Target = Resident;
     fn deref(&self) -> &Resident {
-        self.resident.as_ref().expect("held until dropped")
+        &self.resident
     }
 }
 
-impl Drop for Held<'_> {
+impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        // The model goes with the last `Arc`: drop ours before the count says we are done,
-        // so a swap that follows frees the weights itself (and returns their heap at once).
-        drop(self.resident.take());
         let mut s = self.engine.lock();
         s.users -= 1;
         s.threads -= self.threads;
@@ -278,43 +283,46 @@ impl Engine {
     ) -> Result<Held<'_>, EngineError> {
         let mut s = self.lock();
         let mut waits_to_swap = false;
-        loop {
-            let here = s.resident.as_ref().is_some_and(|r| r.file == file);
-            if here && waits_to_swap {
+        let resident = loop {
+            let here = s.resident.as_ref().filter(|r| r.file == file).cloned();
+            if here.is_some() && waits_to_swap {
                 // Another caller loaded this model meanwhile: wait as one of its users.
                 waits_to_swap = false;
                 s.swaps_waiting -= 1;
                 self.changed.notify_all();
             }
             let fits = s.users == 0 || s.threads + threads <= self.cores;
-            if here && fits && s.swaps_waiting == 0 {
-                break;
-            }
-            if !here && s.users == 0 {
-                // No longer waiting (taken back first: a load that panics must not leave a
-                // swap counted that nobody waits for, holding back every later caller).
-                if waits_to_swap {
-                    s.swaps_waiting -= 1;
+            match here {
+                Some(resident) if fits && s.swaps_waiting == 0 => break resident,
+                Some(_) => {}
+                None if s.users == 0 => {
+                    // No longer waiting (taken back first: a load that panics must not leave
+                    // a swap counted that nobody waits for, holding back every later caller).
+                    if waits_to_swap {
+                        s.swaps_waiting -= 1;
+                    }
+                    // Free the old weights before mapping the new ones: one model resident at a time.
+                    if s.resident.take().is_some() {
+                        return_freed_memory();
+                    }
+                    let loaded = self.load(backend, file, known_sha256);
+                    self.changed.notify_all();
+                    let resident = Arc::new(loaded?);
+                    s.resident = Some(resident.clone());
+                    break resident;
                 }
-                // Free the old weights before mapping the new ones: one model resident at a time.
-                if s.resident.take().is_some() {
-                    return_freed_memory();
+                None if !waits_to_swap => {
+                    waits_to_swap = true;
+                    s.swaps_waiting += 1;
                 }
-                let loaded = self.load(backend, file, known_sha256);
-                self.changed.notify_all();
-                s.resident = Some(Arc::new(loaded?));
-                break;
-            }
-            if !here && !waits_to_swap {
-                waits_to_swap = true;
-                s.swaps_waiting += 1;
+                None => {}
             }
             s = self.changed.wait(s).unwrap_or_else(PoisonError::into_inner);
-        }
+        };
         s.users += 1;
         s.threads += threads;
         self.most_at_once.fetch_max(s.users, Ordering::SeqCst);
-        Ok(Held { engine: self, resident: s.resident.clone(), threads })
+        Ok(Held { resident, _slot: Slot { engine: self, threads } })
     }
 
     fn load(&self, backend: &LlamaBackend, file: &Path, known_sha256: Option<&str>) -> Result<Resident, EngineError> {
