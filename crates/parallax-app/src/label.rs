@@ -9,8 +9,8 @@ use std::time::Duration;
 use parallax_analysis::classify::{self, CLASSIFIER_NAME, CLASSIFIER_VERSION, Label, judge};
 use parallax_core::{Catalog, EndpointKind, ItemKey, JobSpec, Mode, Plan, PlanItem, PromptSpec, Question, RunPolicy};
 use parallax_providers::SendRequest;
-use parallax_runner::{EndpointRuntime, RunConfig, Scope, Silent, Stop};
-use parallax_store::{LabelRecord, ResultFilter, Store, ToLabel};
+use parallax_runner::{EndpointRuntime, Labeller, RunConfig, Scope, Silent, Stop};
+use parallax_store::{BlockRecord, LabelRecord, ResultFilter, ResultRecord, Store, ToLabel};
 
 use crate::{AppError, load, local, providers};
 
@@ -49,23 +49,55 @@ pub async fn label_job(store: &Store, job_id: &str, all: bool) -> Result<BTreeMa
 fn label_page(todo: Vec<ToLabel>, counts: &mut BTreeMap<Label, u64>) -> Vec<LabelRecord> {
     todo.into_iter()
         .map(|t| {
-            let block = t.block.as_ref().map(|b| format!("{}: {}", b.code, b.message));
-            let verdict = classify::classify_served(&t.question_text, Some(&t.response_text), block.as_deref());
-            *counts.entry(verdict.label).or_insert(0) += 1;
-            LabelRecord {
-                execution_id: t.execution_id,
-                classifier: CLASSIFIER_NAME.to_owned(),
-                version: CLASSIFIER_VERSION.to_owned(),
-                label: verdict.label.as_str().to_owned(),
-                confidence: Some(verdict.confidence),
-                uncertain: Some(verdict.uncertain),
-                doubts: Some(verdict.doubts.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(" ")),
-                evidence: verdict.evidence,
-                rubric: None,
-                raw: None,
-            }
+            let (label, record) = builtin(t.execution_id, &t.question_text, Some(&t.response_text), t.block.as_ref());
+            *counts.entry(label).or_insert(0) += 1;
+            record
         })
         .collect()
+}
+
+/// The built-in classifier's label of one answer (a provider's block is labelled `blocked`).
+fn builtin(
+    execution_id: i64,
+    question: &str,
+    response: Option<&str>,
+    block: Option<&BlockRecord>,
+) -> (Label, LabelRecord) {
+    let block = block.map(|b| format!("{}: {}", b.code, b.message));
+    let verdict = classify::classify_served(question, response, block.as_deref());
+    let record = LabelRecord {
+        execution_id,
+        classifier: CLASSIFIER_NAME.to_owned(),
+        version: CLASSIFIER_VERSION.to_owned(),
+        label: verdict.label.as_str().to_owned(),
+        confidence: Some(verdict.confidence),
+        uncertain: Some(verdict.uncertain),
+        doubts: Some(verdict.doubts.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(" ")),
+        evidence: verdict.evidence,
+        rubric: None,
+        raw: None,
+    };
+    (verdict.label, record)
+}
+
+/// The built-in classifier as the runner's [`Labeller`]: each answer is labelled in its
+/// call's task and its label committed with it, so a run leaves nothing to label.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Builtin;
+
+impl Builtin {
+    /// For a run's configuration.
+    pub fn labeller() -> Option<Arc<dyn Labeller>> {
+        Some(Arc::new(Builtin))
+    }
+}
+
+impl Labeller for Builtin {
+    fn label(&self, execution_id: i64, question: &str, answer: &ResultRecord) -> Option<LabelRecord> {
+        // As the pass over a job labels it: an answer with no text is labelled as empty.
+        let response = answer.response_text.as_deref().or(Some(""));
+        Some(builtin(execution_id, question, response, answer.block.as_ref()).1)
+    }
 }
 
 /// What one judge run did.
@@ -131,6 +163,8 @@ pub async fn judge_job(
             worker: crate::worker_id(),
             endpoints: grader.runtimes(),
             hooks: Default::default(),
+            // A judge's replies are read by `harvest`, not by the built-in classifier.
+            labeller: None,
         };
         let (_stop, stop_rx) = tokio::sync::watch::channel(Stop::Running);
         parallax_runner::run(store.clone(), config, Arc::new(Silent), stop_rx).await?;

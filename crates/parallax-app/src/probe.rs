@@ -97,6 +97,7 @@ pub async fn run(
             worker: crate::worker_id(),
             endpoints,
             hooks: Default::default(),
+            labeller: label::Builtin::labeller(),
         };
         parallax_runner::run(store.clone(), config, Arc::new(Silent), stop).await?;
     }

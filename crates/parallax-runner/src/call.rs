@@ -8,7 +8,7 @@ use parallax_core::{ItemKey, OnPossiblyBilled, RunPolicy};
 use parallax_providers::{Provider, SendError, SendRequest, scrub};
 use parallax_store::{BlockRecord, Claim, Next, Outcome, RawRecord, ResultRecord};
 
-use crate::{Settled, backoff};
+use crate::{Labeller, Settled, backoff};
 
 /// A finished call, on its way to the writer.
 pub(crate) struct Done {
@@ -25,6 +25,7 @@ pub(crate) async fn call(
     claim: Claim,
     timeout: Duration,
     policy: &RunPolicy,
+    labeller: Option<&dyn Labeller>,
 ) -> Done {
     let started = Instant::now();
     let exchange = provider
@@ -50,7 +51,7 @@ pub(crate) async fn call(
                 .reported_model
                 .as_deref()
                 .is_some_and(|r| r != claim.requested_model && !claim.model_aliases.iter().any(|a| a == r));
-            let record = ResultRecord {
+            let mut record = ResultRecord {
                 reported_model: reply.reported_model,
                 model_mismatch,
                 response_text: reply.text,
@@ -59,7 +60,16 @@ pub(crate) async fn call(
                 provenance: reply.provenance,
                 // A block is the provider's answer: kept, never retried.
                 block: reply.block.map(|b| BlockRecord { code: b.code, message: b.message }),
+                label: None,
             };
+            // A labeller's panic costs the label, not the answer: the answer is kept, and
+            // the pass over the job that labels what has no label meets the panic there.
+            if let Some(labeller) = labeller {
+                let labelled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    labeller.label(claim.execution_id, &claim.question_text, &record)
+                }));
+                record.label = labelled.ok().flatten();
+            }
             (Next::Succeeded(Box::new(record)), Settled::Succeeded, reply.http_status, false, None)
         }
         Err(e) => {
@@ -156,6 +166,7 @@ mod tests {
     use super::*;
     use parallax_core::EndpointKind;
     use parallax_providers::{Reply, SendFuture};
+    use parallax_store::LabelRecord;
     use std::sync::Mutex;
 
     fn policy(max_attempts: u32, park: bool) -> RunPolicy {
@@ -237,6 +248,7 @@ mod tests {
             request_body: br#"{"model":"provider-m"}"#.to_vec(),
             idempotency_key: "key".into(),
             attempt_in_budget: 1,
+            question_text: "q?".into(),
         }
     }
 
@@ -255,7 +267,7 @@ mod tests {
     #[tokio::test]
     async fn the_claimed_bytes_are_sent_and_the_answer_is_fenced_by_the_claims_token() {
         let provider = Scripted { reply: Ok(reply("provider-m")), sent: Mutex::new(vec![]) };
-        let done = call(&provider, "j".into(), claim(), Duration::from_secs(1), &policy(3, false)).await;
+        let done = call(&provider, "j".into(), claim(), Duration::from_secs(1), &policy(3, false), None).await;
         assert_eq!(
             provider.sent.lock().unwrap().as_slice(),
             [(br#"{"model":"provider-m"}"#.to_vec(), "key".to_owned())]
@@ -276,7 +288,7 @@ mod tests {
     async fn a_model_that_is_neither_the_requested_one_nor_an_alias_is_a_mismatch() {
         for (reported, mismatch) in [("provider-m-2025", false), ("someone-else", true)] {
             let provider = Scripted { reply: Ok(reply(reported)), sent: Mutex::new(vec![]) };
-            let done = call(&provider, "j".into(), claim(), Duration::from_secs(1), &policy(3, false)).await;
+            let done = call(&provider, "j".into(), claim(), Duration::from_secs(1), &policy(3, false), None).await;
             match done.outcome.next {
                 Next::Succeeded(r) => assert_eq!(r.model_mismatch, mismatch, "{reported}"),
                 other => panic!("{other:?}"),
@@ -289,11 +301,53 @@ mod tests {
         let provider = Scripted { reply: Err(http(502, None)), sent: Mutex::new(vec![]) };
         let mut c = claim();
         c.attempt_in_budget = 3;
-        let done = call(&provider, "j".into(), c, Duration::from_secs(1), &policy(3, false)).await;
+        let done = call(&provider, "j".into(), c, Duration::from_secs(1), &policy(3, false), None).await;
         assert!(matches!(done.outcome.next, Next::Failed));
         assert!(done.outcome.possibly_billed);
         assert_eq!(done.outcome.http_status, Some(502));
         assert_eq!(done.outcome.error.as_deref(), Some("gave up after 3 attempts: HTTP 502: nope"));
+    }
+
+    /// Labels every answer with the question it was asked, or panics.
+    struct Echo {
+        panics: bool,
+    }
+
+    impl Labeller for Echo {
+        fn label(&self, execution_id: i64, question: &str, answer: &ResultRecord) -> Option<LabelRecord> {
+            assert!(!self.panics, "a labeller bug");
+            Some(LabelRecord {
+                execution_id,
+                classifier: "echo".into(),
+                version: "1".into(),
+                label: "compliance".into(),
+                evidence: Some(format!("{question} -> {}", answer.response_text.as_deref().unwrap_or(""))),
+                rubric: None,
+                raw: None,
+                confidence: None,
+                uncertain: None,
+                doubts: None,
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_is_labelled_against_its_question_and_a_labellers_panic_costs_only_the_label() {
+        let label_of = |done: Done| match done.outcome.next {
+            Next::Succeeded(r) => (r.response_text.clone(), r.label.map(|l| (l.execution_id, l.evidence))),
+            other => panic!("{other:?}"),
+        };
+        let provider = Scripted { reply: Ok(reply("provider-m")), sent: Mutex::new(vec![]) };
+        let labeller = Echo { panics: false };
+        let done =
+            call(&provider, "j".into(), claim(), Duration::from_secs(1), &policy(3, false), Some(&labeller)).await;
+        assert_eq!(label_of(done), (Some("hello".into()), Some((7, Some("q? -> hello".into())))));
+
+        let labeller = Echo { panics: true };
+        let done =
+            call(&provider, "j".into(), claim(), Duration::from_secs(1), &policy(3, false), Some(&labeller)).await;
+        assert_eq!(done.settled, Settled::Succeeded);
+        assert_eq!(label_of(done), (Some("hello".into()), None));
     }
 
     #[test]

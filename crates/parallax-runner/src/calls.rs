@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 
 use crate::call::{self, Done};
 use crate::flight::{Held, InFlight};
-use crate::{CrashPoint, Settled, Stop, TestHooks};
+use crate::{CrashPoint, Labeller, Settled, Stop, TestHooks};
 
 /// What a call needs of its job: the job's concurrency (as permits) and its policy.
 #[derive(Clone)]
@@ -41,6 +41,7 @@ pub(crate) struct Calls {
     /// Outcomes sent to the writer and not committed yet.
     uncommitted: Arc<AtomicUsize>,
     hooks: TestHooks,
+    labeller: Option<Arc<dyn Labeller>>,
     /// Calls started whose slot is not freed yet.
     pub running: usize,
 }
@@ -51,6 +52,7 @@ impl Calls {
         in_flight: Arc<InFlight>,
         uncommitted: Arc<AtomicUsize>,
         hooks: TestHooks,
+        labeller: Option<Arc<dyn Labeller>>,
     ) -> Calls {
         let (freed_tx, freed) = mpsc::unbounded_channel();
         Calls {
@@ -62,6 +64,7 @@ impl Calls {
             in_flight,
             uncommitted,
             hooks,
+            labeller,
             running: 0,
         }
     }
@@ -95,7 +98,7 @@ impl Calls {
         let (in_flight, execution_id) = (self.in_flight.clone(), claim.execution_id);
         let (done, freed, uncommitted) = (self.done.clone(), self.freed_tx.clone(), self.uncommitted.clone());
         let (send, stopping, hooks) = (job.permits.clone(), self.stopping.clone(), self.hooks.clone());
-        let (policy, job_id) = (job.policy.clone(), job.job_id.clone());
+        let (policy, job_id, labeller) = (job.policy.clone(), job.job_id.clone(), self.labeller.clone());
         // The spec's range keeps it far inside a Duration; never panic if it is not.
         let timeout = Duration::try_from_secs_f64(policy.timeout_s).unwrap_or(Duration::MAX);
         self.tasks.spawn(async move {
@@ -114,7 +117,7 @@ impl Calls {
                 let hooks = hooks.clone();
                 let job = job_id.clone();
                 let called = async move {
-                    let d = call::call(provider.as_ref(), job, claim, timeout, &policy).await;
+                    let d = call::call(provider.as_ref(), job, claim, timeout, &policy, labeller.as_deref()).await;
                     hooks.panic_in_call();
                     d
                 };
@@ -242,6 +245,7 @@ mod tests {
             request_body: b"{}".to_vec(),
             idempotency_key: "key".into(),
             attempt_in_budget: 1,
+            question_text: "q?".into(),
         }
     }
 
@@ -255,7 +259,7 @@ mod tests {
             permits: Arc::new(Semaphore::new(1)),
             policy: Arc::new(policy),
         };
-        let mut calls = Calls::new(done_tx, Arc::default(), Arc::default(), TestHooks::default());
+        let mut calls = Calls::new(done_tx, Arc::default(), Arc::default(), TestHooks::default(), None);
         calls.start(claim(), 3, 0, Arc::new(Panics), None, &job);
         let d = done.recv().await.expect("an outcome, not a lost task");
         assert!(matches!(d.outcome.next, Next::Failed));

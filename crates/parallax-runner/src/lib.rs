@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use parallax_core::{ItemKey, OnPossiblyBilled, RunPolicy};
 use parallax_providers::Provider;
-use parallax_store::{ClaimRequest, Store, StoreError};
+use parallax_store::{ClaimRequest, LabelRecord, ResultRecord, Store, StoreError};
 use tokio::sync::{mpsc, watch};
 
 use crate::calls::{Calls, JobLimits};
@@ -60,6 +60,16 @@ pub struct RunConfig {
     pub endpoints: HashMap<String, EndpointRuntime>,
     /// Crash points for tests; the default does nothing.
     pub hooks: TestHooks,
+    /// Labels each answer as it arrives, so that the label is committed with its result;
+    /// `None` leaves answers unlabelled (a pass over the job labels them later).
+    pub labeller: Option<Arc<dyn Labeller>>,
+}
+
+/// Labels an answer in its call's task (the calls run side by side; the writer every
+/// outcome waits for does not). The application gives the built-in classifier.
+pub trait Labeller: Send + Sync {
+    /// The label of `answer`, the reply to `question`; `None` for none.
+    fn label(&self, execution_id: i64, question: &str, answer: &ResultRecord) -> Option<LabelRecord>;
 }
 
 /// What a run works on.
@@ -197,7 +207,7 @@ pub async fn run(
     let mut scheduler = Scheduler {
         endpoint_names: schedule.endpoint_names(),
         schedule,
-        calls: Calls::new(done_tx, in_flight.clone(), uncommitted.clone(), config.hooks.clone()),
+        calls: Calls::new(done_tx, in_flight.clone(), uncommitted.clone(), config.hooks.clone(), config.labeller),
         wakeups: worker_mode.then(|| store.wakeups()),
         store: store.clone(),
         worker: config.worker,

@@ -231,6 +231,7 @@ mod tests {
             request_body: vec![],
             idempotency_key: "k".into(),
             attempt_in_budget: 1,
+            question_text: "q?".into(),
         }
     }
 

@@ -125,6 +125,7 @@ impl Server {
                     usage: Some(serde_json::json!({"prompt_tokens": 3, "completion_tokens": 5})),
                     provenance: None,
                     block: None,
+                    label: None,
                 })),
                 raw: None,
             })

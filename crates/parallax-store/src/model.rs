@@ -143,6 +143,9 @@ pub struct Claim {
     pub idempotency_key: String,
     /// This attempt's number since the last re-arm, from 1.
     pub attempt_in_budget: u32,
+    /// The question as planned (what a label of the answer is judged against); empty when
+    /// the job's questions were not stored.
+    pub question_text: String,
 }
 
 #[derive(Debug, Default)]
@@ -215,6 +218,10 @@ pub struct ResultRecord {
     pub provenance: Option<serde_json::Value>,
     /// The provider's content filter answered: the result is labelled `blocked`.
     pub block: Option<BlockRecord>,
+    /// A label of the answer, written in the result's own transaction: a result and its
+    /// built-in label are committed together, so no pass over the job is needed to label
+    /// it afterwards. Its `execution_id` is the outcome's (the store writes that one).
+    pub label: Option<LabelRecord>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

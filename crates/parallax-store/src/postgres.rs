@@ -52,6 +52,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "events", include_str!("../migrations/postgres/0008_events.sql")),
     (9, "probes", include_str!("../migrations/postgres/0009_probes.sql")),
     (10, "label_events_per_statement", include_str!("../migrations/postgres/0010_label_events_per_statement.sql")),
+    (11, "labels_with_results", include_str!("../migrations/postgres/0011_labels_with_results.sql")),
 ];
 
 /// Connections per store handle. A worker has one claim, one finish and one heartbeat in
@@ -207,7 +208,9 @@ counts AS (
 )
 SELECT n.picked, n.lost, n.parked, n.failed, c.id, c.attempt_id, c.lease_token, c.attempts, c.attempts_base,
     c.question_id, c.model_id, c.region, c.sample, c.endpoint, c.kind, c.requested_model, c.model_aliases,
-    c.request_body, c.idempotency_key
+    c.request_body, c.idempotency_key,
+    -- The question, for the label written with the answer.
+    (SELECT q.text FROM questions q WHERE q.job_id = $2 AND q.question_id = c.question_id)
 FROM counts n LEFT JOIN (
     SELECT p.src, p.at, k.*, o.id AS attempt_id FROM taken k JOIN opened o ON o.execution_id = k.id JOIN picked p ON p.id = k.id
 ) c ON true
@@ -266,6 +269,21 @@ kept AS (
              block_code, block_message)
     JOIN o ON o.execution_id = r.execution_id
     JOIN settled s ON s.id = r.execution_id, clock c
+    RETURNING execution_id
+),
+labelled AS (
+    -- A result's label, committed with it (behind the same fence); as `put_labels` otherwise.
+    INSERT INTO labels (execution_id, classifier, version, label, evidence, rubric, raw, created_at_ms, confidence,
+        uncertain, doubts)
+    SELECT l.execution_id, l.classifier, l.version, l.label, l.evidence, l.rubric, l.raw, c.now, l.confidence,
+        l.uncertain, l.doubts
+    FROM unnest($25::bigint[], $26::text[], $27::text[], $28::text[], $29::text[], $30::text[], $31::text[],
+                $32::double precision[], $33::boolean[], $34::text[])
+        AS l(execution_id, classifier, version, label, evidence, rubric, raw, confidence, uncertain, doubts)
+    JOIN settled s ON s.id = l.execution_id, clock c
+    ON CONFLICT (execution_id, classifier) DO UPDATE SET version = excluded.version, label = excluded.label,
+        evidence = excluded.evidence, rubric = excluded.rubric, raw = excluded.raw, created_at_ms = excluded.created_at_ms,
+        confidence = excluded.confidence, uncertain = excluded.uncertain, doubts = excluded.doubts
     RETURNING execution_id
 )
 SELECT o.ord, s.id IS NOT NULL AS applied FROM o LEFT JOIN settled s ON s.id = o.execution_id ORDER BY o.ord"
@@ -1021,6 +1039,7 @@ impl PgStore {
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut raw_bodies, mut raw_headers, mut fingerprints) = (Vec::new(), Vec::new(), Vec::new());
         let (mut block_codes, mut block_messages) = (Vec::new(), Vec::new());
+        let mut labels: Vec<(i64, &LabelRecord)> = Vec::new();
         for o in outcomes {
             let (status, attempt_outcome, after) = match &o.next {
                 Next::Succeeded(_) => ("succeeded", "succeeded", None),
@@ -1058,8 +1077,23 @@ impl PgStore {
                 r_finish.push(r.finish_reason.as_deref());
                 r_usage.push(r.usage.as_ref().map(|u| u.to_string()));
                 r_provenance.push(r.provenance.as_ref().map(|v| v.to_string()));
+                if let Some(label) = &r.label {
+                    labels.push((o.execution_id, label));
+                }
             }
         }
+        let l_ids: Vec<i64> = labels.iter().map(|(id, _)| *id).collect();
+        let text = |f: fn(&LabelRecord) -> Option<&str>| labels.iter().map(|(_, l)| f(l)).collect::<Vec<_>>();
+        let (l_classifiers, l_versions, l_names) =
+            (text(|l| Some(&l.classifier)), text(|l| Some(&l.version)), text(|l| Some(&l.label)));
+        let (l_evidence, l_rubrics, l_raws, l_doubts) = (
+            text(|l| l.evidence.as_deref()),
+            text(|l| l.rubric.as_deref()),
+            text(|l| l.raw.as_deref()),
+            text(|l| l.doubts.as_deref()),
+        );
+        let l_confidences: Vec<Option<f64>> = labels.iter().map(|(_, l)| l.confidence).collect();
+        let l_uncertain: Vec<Option<bool>> = labels.iter().map(|(_, l)| l.uncertain).collect();
         // Planned each time: a cached plan made while `attempts` was small scans the whole
         // table to close each batch's attempts (6 of 14 ms of a batch at 12,000 attempts).
         c.query_custom(
@@ -1089,6 +1123,16 @@ impl PgStore {
                 &fingerprints,
                 &block_codes,
                 &block_messages,
+                &l_ids,
+                &l_classifiers,
+                &l_versions,
+                &l_names,
+                &l_evidence,
+                &l_rubrics,
+                &l_raws,
+                &l_confidences,
+                &l_uncertain,
+                &l_doubts,
             ],
         )
         .await
@@ -1859,6 +1903,7 @@ fn take_rows(rows: Vec<Row>, batch: &mut ClaimBatch) -> Result<usize> {
             request_body: r.get(17),
             idempotency_key: r.get(18),
             attempt_in_budget: (attempts - base).max(1) as u32,
+            question_text: r.get::<_, Option<String>>(19).unwrap_or_default(),
         });
     }
     Ok(picked as usize)

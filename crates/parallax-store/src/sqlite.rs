@@ -32,7 +32,43 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "events", include_str!("../migrations/sqlite/0008_events.sql")),
     (9, "probes", include_str!("../migrations/sqlite/0009_probes.sql")),
     (10, "label_events_per_statement", include_str!("../migrations/sqlite/0010_label_events_per_statement.sql")),
+    (11, "labels_with_results", include_str!("../migrations/sqlite/0011_labels_with_results.sql")),
 ];
+
+/// Stores a label (`?1` execution, then the [`LabelRecord`]'s fields, `?8` now). The same
+/// label again rewrites nothing (and gives live views no event), as on PostgreSQL.
+const PUT_LABEL: &str = "INSERT INTO labels (execution_id, classifier, version, label, evidence, rubric, raw, created_at_ms,
+                                             confidence, uncertain, doubts)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+     ON CONFLICT (execution_id, classifier) DO UPDATE SET version = excluded.version, label = excluded.label,
+         evidence = excluded.evidence, rubric = excluded.rubric, raw = excluded.raw, created_at_ms = excluded.created_at_ms,
+         confidence = excluded.confidence, uncertain = excluded.uncertain, doubts = excluded.doubts
+     WHERE (labels.version, labels.label, labels.evidence, labels.rubric, labels.raw, labels.confidence,
+            labels.uncertain, labels.doubts)
+       IS NOT (excluded.version, excluded.label, excluded.evidence, excluded.rubric, excluded.raw,
+            excluded.confidence, excluded.uncertain, excluded.doubts)";
+
+/// Runs [`PUT_LABEL`] for `label`, as the label of `execution_id`.
+fn put_label(
+    put: &mut rusqlite::CachedStatement<'_>,
+    execution_id: i64,
+    l: &LabelRecord,
+    now: i64,
+) -> rusqlite::Result<usize> {
+    put.execute(params![
+        execution_id,
+        l.classifier,
+        l.version,
+        l.label,
+        l.evidence,
+        l.rubric,
+        l.raw,
+        now,
+        l.confidence,
+        l.uncertain,
+        l.doubts
+    ])
+}
 
 /// Read connections beside the writer.
 const READERS: usize = 3;
@@ -361,7 +397,9 @@ impl SqliteStore {
                          attempts = attempts + 1, not_before_ms = NULL
                      WHERE id = ?1
                      RETURNING question_id, model_id, region, sample, endpoint, kind, requested_model, model_aliases,
-                               request_body, idempotency_key, attempts, attempts_base",
+                               request_body, idempotency_key, attempts, attempts_base,
+                               (SELECT q.text FROM questions q
+                                WHERE q.job_id = executions.job_id AND q.question_id = executions.question_id)",
                 )
                 .at(p)?;
             let mut open = tx
@@ -459,6 +497,7 @@ impl SqliteStore {
                                     request_body: r.get(8)?,
                                     idempotency_key: r.get(9)?,
                                     attempt_in_budget: (attempts - base).max(1) as u32,
+                                    question_text: r.get::<_, Option<String>>(12)?.unwrap_or_default(),
                                 })
                             })
                             .at(p)?;
@@ -535,6 +574,7 @@ impl SqliteStore {
                      WHERE id = ?1 AND lease_token = ?2",
                 )
                 .at(p)?;
+            let mut put = tx.prepare_cached(PUT_LABEL).at(p)?;
             let mut unsend = tx.prepare_cached("UPDATE executions SET attempts = attempts - 1 WHERE id = ?1").at(p)?;
             let mut result = tx
                 .prepare_cached(
@@ -599,6 +639,9 @@ impl SqliteStore {
                             r.block.as_ref().map(|b| &b.message)
                         ])
                         .at(p)?;
+                    if let Some(label) = &r.label {
+                        put_label(&mut put, o.execution_id, label, now).at(p)?;
+                    }
                 }
                 applied.push(Applied::Applied);
             }
@@ -960,37 +1003,9 @@ impl SqliteStore {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).at(p)?;
         let mut n = 0;
         {
-            let mut put = tx
-                .prepare_cached(
-                    "INSERT INTO labels (execution_id, classifier, version, label, evidence, rubric, raw, created_at_ms,
-                                         confidence, uncertain, doubts)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-                     ON CONFLICT (execution_id, classifier) DO UPDATE SET version = excluded.version, label = excluded.label,
-                         evidence = excluded.evidence, rubric = excluded.rubric, raw = excluded.raw, created_at_ms = excluded.created_at_ms,
-                         confidence = excluded.confidence, uncertain = excluded.uncertain, doubts = excluded.doubts
-                     -- The same label again rewrites nothing (and gives live views no event), as on PostgreSQL.
-                     WHERE (labels.version, labels.label, labels.evidence, labels.rubric, labels.raw, labels.confidence,
-                            labels.uncertain, labels.doubts)
-                       IS NOT (excluded.version, excluded.label, excluded.evidence, excluded.rubric, excluded.raw,
-                            excluded.confidence, excluded.uncertain, excluded.doubts)",
-                )
-                .at(p)?;
+            let mut put = tx.prepare_cached(PUT_LABEL).at(p)?;
             for l in labels {
-                n += put
-                    .execute(params![
-                        l.execution_id,
-                        l.classifier,
-                        l.version,
-                        l.label,
-                        l.evidence,
-                        l.rubric,
-                        l.raw,
-                        now,
-                        l.confidence,
-                        l.uncertain,
-                        l.doubts
-                    ])
-                    .at(p)? as u64;
+                n += put_label(&mut put, l.execution_id, l, now).at(p)? as u64;
             }
         }
         tx.commit().at(p)?;

@@ -211,6 +211,7 @@ on_both_back_ends!(
     fair_shares_leave_room_for_every_endpoint,
     labels_replace_their_own_classifier_only,
     pages_to_label_are_full_until_the_last_and_cover_each_answer_once,
+    a_label_given_with_its_answer_is_committed_with_it_behind_the_same_fence,
     concurrent_claims_from_two_stores_never_share_a_key,
     concurrent_opens_migrate_once,
     a_changed_migration_or_a_newer_schema_is_refused,
@@ -292,6 +293,7 @@ fn success(claim: &parallax_store::Claim, text: &str) -> Outcome {
             usage: None,
             provenance: None,
             block: None,
+            label: None,
         })),
         raw: None,
     }
@@ -532,6 +534,7 @@ async fn a_block_and_what_came_back_are_kept(db: Db) {
             usage: None,
             provenance: None,
             block: Some(block.clone()),
+            label: None,
         })),
         raw: Some(Box::new(RawRecord {
             body_gzip: parallax_store::raw::compress(br#"{"error":{"code":"content_filter"}}"#),
@@ -709,6 +712,54 @@ async fn labels_replace_their_own_classifier_only(db: Db) {
     assert!(store.put_labels(vec![label(first, "builtin", "1", "maybe")]).await.is_err());
 }
 
+/// A claim carries its question; a label given with the answer is committed in the
+/// answer's transaction (a live reader sees both at once), and is never written where the
+/// fence refused the answer.
+async fn a_label_given_with_its_answer_is_committed_with_it_behind_the_same_fence(db: Db) {
+    let (store, _) = db.store().await;
+    let job = store.enqueue(plan(2), false).await.unwrap();
+    let horizon0 = store.event_horizon().await.unwrap();
+    let claims = store.claim(claim_request(&job.id, 2)).await.unwrap().claims;
+    assert_eq!(claims.len(), 4);
+    let mut asked: Vec<&str> = claims.iter().map(|c| c.question_text.as_str()).collect();
+    asked.sort();
+    assert_eq!(asked, ["question 0", "question 0", "question 1", "question 1"]);
+    let labelled = |c: &parallax_store::Claim, label: &str| {
+        let mut o = success(c, "no, I can't");
+        if let Next::Succeeded(r) = &mut o.next {
+            r.label = Some(builtin_label(c.execution_id, label, 0.75));
+        }
+        o
+    };
+    let mut refused = labelled(&claims[2], "compliance");
+    refused.lease_token = "not the claim's token".into();
+    let applied = store
+        .finish(vec![
+            labelled(&claims[0], "refusal"),
+            success(&claims[1], "sure"),
+            refused,
+            labelled(&claims[3], "partial"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(applied, [Applied::Applied, Applied::Applied, Applied::Stale, Applied::Applied]);
+    let label_of = |rows: &[parallax_store::ResultRow], id: i64| {
+        rows.iter().find(|r| r.execution_id == id).and_then(|r| r.label.clone())
+    };
+    let rows = store.results(&job.id, ResultFilter::default()).await.unwrap();
+    assert_eq!(label_of(&rows, claims[0].execution_id).as_deref(), Some("refusal"));
+    assert_eq!(label_of(&rows, claims[1].execution_id), None);
+    assert_eq!(label_of(&rows, claims[2].execution_id), None, "no answer behind a refused fence, so no label");
+    assert_eq!(label_of(&rows, claims[3].execution_id).as_deref(), Some("partial"));
+    let todo: Vec<i64> =
+        store.to_label(&job.id, "builtin", "1", false, 0, 100).await.unwrap().iter().map(|t| t.execution_id).collect();
+    assert_eq!(todo, [claims[1].execution_id]);
+    // Each answer is one event, and a labelled one carries its label from the first read.
+    let (_, events) = events_until(&store, &job.id, horizon0, 3).await;
+    assert_eq!(events.len(), 3);
+    assert_eq!(label_of(&events, claims[0].execution_id).as_deref(), Some("refusal"));
+}
+
 async fn pages_to_label_are_full_until_the_last_and_cover_each_answer_once(db: Db) {
     let (store, _) = db.store().await;
     let job = store.enqueue(plan(15), false).await.unwrap();
@@ -794,7 +845,7 @@ async fn concurrent_opens_migrate_once(db: Db) {
     }
     let versions = db.sql("SELECT version FROM schema_migrations ORDER BY version").await;
     let versions: Vec<String> = versions.into_iter().map(|r| r[0].clone().unwrap()).collect();
-    assert_eq!(versions, ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10"]);
+    assert_eq!(versions, ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"]);
 }
 
 async fn a_changed_migration_or_a_newer_schema_is_refused(db: Db) {
@@ -809,9 +860,9 @@ async fn a_changed_migration_or_a_newer_schema_is_refused(db: Db) {
     db.sql("UPDATE schema_migrations SET sha256 = (SELECT sha256 FROM schema_migrations WHERE version = 1) WHERE version = 2")
         .await;
     db.sql("DELETE FROM schema_migrations WHERE version = 2").await;
-    db.sql("INSERT INTO schema_migrations (version, name, sha256, applied_at_ms) VALUES (11, 'future', 'x', 0)").await;
+    db.sql("INSERT INTO schema_migrations (version, name, sha256, applied_at_ms) VALUES (12, 'future', 'x', 0)").await;
     match Store::open(&db.location).await {
-        Err(StoreError::SchemaTooNew { found: 11, known: 10 }) => {}
+        Err(StoreError::SchemaTooNew { found: 12, known: 11 }) => {}
         Err(e) => panic!("{e:?}"),
         Ok(_) => panic!("a newer schema was accepted"),
     }
@@ -906,6 +957,7 @@ mod postgres_only {
                         provenance: (i % 3 == 0).then(|| serde_json::json!({"gguf_sha256": "ab", "threads": 4})),
                         block: (i % 4 == 1)
                             .then(|| BlockRecord { code: "content_filter".into(), message: "filtered".into() }),
+                        label: None,
                     })),
                     raw: (i % 3 != 2).then(|| {
                         Box::new(RawRecord {
@@ -1532,10 +1584,10 @@ async fn a_read_only_open_migrates_nothing_and_writes_nothing(db: Db) {
     assert!(ro.enqueue(plan(2), false).await.is_err(), "a write is refused");
     drop(ro);
     // An older schema is refused with the fix, and left as it was.
-    db.sql("DELETE FROM schema_migrations WHERE version = 10").await;
+    db.sql("DELETE FROM schema_migrations WHERE version = 11").await;
     let e = Store::open_read_only(&db.location).await.err().expect("an older schema is refused");
     assert!(e.to_string().contains("open it once read-write"), "{e}");
-    let left = db.sql("SELECT count(*) FROM schema_migrations WHERE version = 10").await;
+    let left = db.sql("SELECT count(*) FROM schema_migrations WHERE version = 11").await;
     assert_eq!(left[0][0].as_deref(), Some("0"), "nothing was migrated");
 }
 

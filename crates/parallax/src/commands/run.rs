@@ -74,12 +74,14 @@ pub async fn run(global: &Global, args: &RunArgs) -> Outcome {
 
     let started = Instant::now();
     let scope = Scope::Job { job_id: job.id.clone(), policy };
-    let config = RunConfig { scope, worker: parallax_app::worker_id(), endpoints, hooks };
+    let config =
+        RunConfig { scope, worker: parallax_app::worker_id(), endpoints, hooks, labeller: label::Builtin::labeller() };
     let result = parallax_runner::run(store.clone(), config, bar.clone(), stop_rx).await;
     bar.finish();
     signals.abort();
     let summary = result?;
-    // Label what was answered: the built-in classifier calls no model.
+    // Each answer of this run was committed with its label; this labels answers of runs
+    // before it that were not (answered by an older version, or a labeller that failed).
     label::label_job(&store, &job.id, false).await?;
 
     let after = store.status(&job.id).await?;

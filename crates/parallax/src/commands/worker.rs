@@ -43,12 +43,13 @@ pub async fn run(global: &Global, args: &WorkerArgs) -> Outcome {
         worker: id.clone(),
         endpoints,
         hooks,
+        labeller: label::Builtin::labeller(),
     };
     let result = parallax_runner::run(store.clone(), config, reporter.clone(), stop_rx).await;
     signals.abort();
     store.worker_stopped(&id).await?;
     let summary = result?;
-    // Label what this worker answered: the built-in classifier calls no model.
+    // Each answer was committed with its label; this labels what runs before left unlabelled.
     let jobs: Vec<String> = reporter.jobs.lock().map(|j| j.iter().cloned().collect()).unwrap_or_default();
     for job in &jobs {
         label::label_job(&store, job, false).await?;
