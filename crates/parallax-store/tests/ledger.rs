@@ -754,6 +754,9 @@ async fn a_label_given_with_its_answer_is_committed_with_it_behind_the_same_fenc
     let todo: Vec<i64> =
         store.to_label(&job.id, "builtin", "1", false, 0, 100).await.unwrap().iter().map(|t| t.execution_id).collect();
     assert_eq!(todo, [claims[1].execution_id]);
+    store.put_labels(vec![builtin_label(claims[1].execution_id, "compliance", 1.0)]).await.unwrap();
+    assert!(store.to_label(&job.id, "builtin", "1", false, 0, 100).await.unwrap().is_empty());
+    assert_eq!(store.to_label(&job.id, "builtin", "2", false, 0, 100).await.unwrap().len(), 3, "another version's");
     // Each answer is one event, and a labelled one carries its label from the first read.
     let (_, events) = events_until(&store, &job.id, horizon0, 3).await;
     assert_eq!(events.len(), 3);
