@@ -62,13 +62,20 @@ pub(crate) async fn call(
                 block: reply.block.map(|b| BlockRecord { code: b.code, message: b.message }),
                 label: None,
             };
-            // A labeller's panic costs the label, not the answer: the answer is kept, and
-            // the pass over the job that labels what has no label meets the panic there.
+            // A labeller's panic, or a label the schema would refuse, costs the label, not the
+            // answer (nor the batch it is committed with): the answer is kept unlabelled, and
+            // the pass over the job that labels what has no label meets the fault there.
             if let Some(labeller) = labeller {
                 let labelled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     labeller.label(claim.execution_id, &claim.question_text, &record)
                 }));
-                record.label = labelled.ok().flatten();
+                record.label = labelled.ok().flatten().filter(|l| {
+                    let storable = l.is_storable();
+                    if !storable {
+                        tracing::warn!(label = %l.label, confidence = ?l.confidence, "a label the store cannot keep: the answer is kept without it");
+                    }
+                    storable
+                });
             }
             (Next::Succeeded(Box::new(record)), Settled::Succeeded, reply.http_status, false, None)
         }
@@ -308,9 +315,10 @@ mod tests {
         assert_eq!(done.outcome.error.as_deref(), Some("gave up after 3 attempts: HTTP 502: nope"));
     }
 
-    /// Labels every answer with the question it was asked, or panics.
+    /// Labels every answer `label` with the question it was asked, or panics.
     struct Echo {
         panics: bool,
+        label: &'static str,
     }
 
     impl Labeller for Echo {
@@ -320,7 +328,7 @@ mod tests {
                 execution_id,
                 classifier: "echo".into(),
                 version: "1".into(),
-                label: "compliance".into(),
+                label: self.label.into(),
                 evidence: Some(format!("{question} -> {}", answer.response_text.as_deref().unwrap_or(""))),
                 rubric: None,
                 raw: None,
@@ -332,22 +340,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_answer_is_labelled_against_its_question_and_a_labellers_panic_costs_only_the_label() {
+    async fn an_answer_is_labelled_against_its_question_and_a_faulty_label_costs_only_the_label() {
         let label_of = |done: Done| match done.outcome.next {
             Next::Succeeded(r) => (r.response_text.clone(), r.label.map(|l| (l.execution_id, l.evidence))),
             other => panic!("{other:?}"),
         };
         let provider = Scripted { reply: Ok(reply("provider-m")), sent: Mutex::new(vec![]) };
-        let labeller = Echo { panics: false };
+        let labeller = Echo { panics: false, label: "compliance" };
         let done =
             call(&provider, "j".into(), claim(), Duration::from_secs(1), &policy(3, false), Some(&labeller)).await;
         assert_eq!(label_of(done), (Some("hello".into()), Some((7, Some("q? -> hello".into())))));
 
-        let labeller = Echo { panics: true };
-        let done =
-            call(&provider, "j".into(), claim(), Duration::from_secs(1), &policy(3, false), Some(&labeller)).await;
-        assert_eq!(done.settled, Settled::Succeeded);
-        assert_eq!(label_of(done), (Some("hello".into()), None));
+        // A panic, or a label outside the vocabulary: the answer is kept, without a label.
+        for labeller in [Echo { panics: true, label: "compliance" }, Echo { panics: false, label: "maybe" }] {
+            let done =
+                call(&provider, "j".into(), claim(), Duration::from_secs(1), &policy(3, false), Some(&labeller)).await;
+            assert_eq!(done.settled, Settled::Succeeded);
+            assert_eq!(label_of(done), (Some("hello".into()), None), "{}", labeller.label);
+        }
     }
 
     #[test]

@@ -367,6 +367,18 @@ pub struct LabelRecord {
     pub doubts: Option<String>,
 }
 
+/// The labels the schema accepts (the vocabulary of `DESIGN.md`).
+pub const LABELS: [&str; 5] = ["compliance", "partial", "refusal", "blocked", "empty"];
+
+impl LabelRecord {
+    /// Whether the schema accepts it: a name of [`LABELS`], a confidence (if any) in [0, 1].
+    /// A label written with its answer is checked before it goes: one the schema would refuse
+    /// would fail the whole batch of answers it is committed with.
+    pub fn is_storable(&self) -> bool {
+        LABELS.contains(&self.label.as_str()) && self.confidence.is_none_or(|c| (0.0..=1.0).contains(&c))
+    }
+}
+
 /// Everything the analysis needs about one execution.
 #[derive(Debug, Clone, Serialize)]
 pub struct AnalysisRow {

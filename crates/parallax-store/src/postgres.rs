@@ -1467,7 +1467,9 @@ impl PgStore {
         if c.query_opt(JOB, &[&job_id]).await?.is_none() {
             return Err(StoreError::NoSuchJob(job_id.to_owned()));
         }
-        if !all && after_id == 0 {
+        // The built-in classifier's own question (`run`, `worker`, `serve`); a judge's or an
+        // uncertain-only question seldom finds nothing, and would pay the counts for naught.
+        if !all && after_id == 0 && !uncertain_only && classifier == "builtin" {
             let left = c.query_custom(UNLABELLED, &[&job_id, &classifier, &version]).await?;
             if left.first().is_some_and(|r| r.get::<_, i64>(0) == 0) {
                 return Ok(Vec::new());
