@@ -47,7 +47,7 @@ from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import MODELS, REGIONS, SYSTEM, Stub  # noqa: E402
+from bench import MODELS, REGIONS, SYSTEM, WRK_LUA, Stub, real_chat_body, wrk_capacity  # noqa: E402
 
 LAYOUTS = {
     1: [REGIONS],
@@ -110,12 +110,19 @@ def main() -> int:
     base_url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
     executions = args.questions * len(MODELS) * len(REGIONS) * args.samples
     rows = []
+    capacity = 0.0
     with tempfile.TemporaryDirectory(prefix="parallax-workers-bench-") as tmp:
         d = Path(tmp)
         stub = Stub(stub_bin, args.latency_ms, d)
         try:
             spec, catalog = write_files(d, args.questions, args.samples, args.concurrency, stub.addrs)
             env = dict(os.environ, PARALLAX_CONFIG=str(catalog), PARALLAX_NO_PROGRESS="1")
+            if args.latency_ms:
+                # The stub's own capacity at this concurrency, measured by wrk with the exact
+                # body parallax sends (as bench/bench.py does): the floor.
+                lua = d / "chat.lua"
+                lua.write_text(WRK_LUA.format(body=real_chat_body(parallax, catalog, spec, d / "plan.db")))
+                capacity = wrk_capacity(stub, REGIONS[0], lua, args.concurrency, 8, d)["rps"]
 
             # SQLite, one process: the floor the PostgreSQL figures are held to.
             stub.reset()
@@ -181,17 +188,21 @@ def main() -> int:
         # The ideal schedule: every slot busy from the first call to the last.
         ideal = executions * args.latency_ms / 1000 / args.concurrency
         print(f"ideal schedule (executions x latency / concurrency): {ideal:.2f} s")
+        print(f"stub capacity (wrk -c{args.concurrency}, the body parallax sends): {capacity:,.0f} requests/s,"
+              f" so {executions / capacity:.2f} s for the job")
     print()
     ideal = executions * args.latency_ms / 1000 / args.concurrency
-    print("| store and processes | wall s | submit / calls / labels s | executions/s | vs SQLite | vs ideal | claims (empty) | claim p50 / p99 ms | commits, p50 ms, p50 outcomes | peak RSS per worker |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| store and processes | wall s | submit / calls / labels s | executions/s | vs SQLite | vs ideal | wall ÷ stub capacity | claims (empty) | claim p50 / p99 ms | commits, p50 ms, p50 outcomes | peak RSS per worker |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for label, wall, x in rows:
         eps = executions / wall
         more = (f"{x['claims']:,} ({x['empty']:,}) | {x['p50']:.2f} / {x['p99']:.2f} | "
                 f"{x['writes']:,}, {x['write_p50']:.2f}, {x['write_rows']} | {x['rss']:.1f} MiB") if x else "— | — | — | —"
         vs_ideal = f"{ideal / wall:.2f}x" if ideal else "—"
+        # The measure at a latency: wall over the stub-capacity time (at most 1.10).
+        vs_capacity = f"{wall / (executions / capacity):.2f}" if capacity else "—"
         phases = " / ".join(f"{p:.2f}" for p in x["phases"]) if x else "—"
-        print(f"| {label} | {wall:.2f} | {phases} | {eps:,.0f} | {eps / sqlite_eps:.2f}x | {vs_ideal} | {more} |")
+        print(f"| {label} | {wall:.2f} | {phases} | {eps:,.0f} | {eps / sqlite_eps:.2f}x | {vs_ideal} | {vs_capacity} | {more} |")
     return 0
 
 
