@@ -13,11 +13,12 @@ use std::time::Duration;
 use parallax_core::RunPolicy;
 use parallax_providers::Provider;
 use parallax_store::{Claim, Next, Outcome};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::call::{self, Done};
 use crate::flight::{Held, InFlight};
+use crate::limits::Gate;
 use crate::{CrashPoint, Labeller, Settled, Stop, TestHooks};
 
 /// What a call needs of its job: the job's concurrency (as permits) and its policy.
@@ -25,7 +26,8 @@ use crate::{CrashPoint, Labeller, Settled, Stop, TestHooks};
 pub(crate) struct JobLimits {
     pub job_id: Arc<str>,
     pub lease: Duration,
-    pub permits: Arc<Semaphore>,
+    /// The job's concurrency (a worker's share of it).
+    pub gate: Gate,
     pub policy: Arc<RunPolicy>,
 }
 
@@ -78,7 +80,7 @@ impl Calls {
         lane: usize,
         job_index: usize,
         provider: Arc<dyn Provider>,
-        permits: Option<Arc<Semaphore>>,
+        endpoint: Option<Gate>,
         job: &JobLimits,
     ) {
         self.running += 1;
@@ -92,21 +94,21 @@ impl Calls {
                 job_id: job.job_id.clone(),
                 key: claim.key.clone(),
                 sent: sent.clone(),
-                returned: false,
             },
         );
-        let (in_flight, execution_id) = (self.in_flight.clone(), claim.execution_id);
         let (done, freed, uncommitted) = (self.done.clone(), self.freed_tx.clone(), self.uncommitted.clone());
-        let (send, stopping, hooks) = (job.permits.clone(), self.stopping.clone(), self.hooks.clone());
+        let (send, stopping, hooks) = (job.gate.clone(), self.stopping.clone(), self.hooks.clone());
         let (policy, job_id, labeller) = (job.policy.clone(), job.job_id.clone(), self.labeller.clone());
         // The spec's range keeps it far inside a Duration; never panic if it is not.
         let timeout = Duration::try_from_secs_f64(policy.timeout_s).unwrap_or(Duration::MAX);
         self.tasks.spawn(async move {
-            let _send = send.acquire_owned().await;
-            let _local = match permits {
-                Some(l) => Some(l.acquire_owned().await),
+            let _send = send.permits.clone().acquire_owned().await;
+            let _local = match &endpoint {
+                Some(l) => Some(l.permits.clone().acquire_owned().await),
                 None => None,
             };
+            // Counted as calling until it returns (a worker's share is never recorded below).
+            let calling = (send.enter(), endpoint.as_ref().map(Gate::enter));
             let d = if stopping.load(Ordering::SeqCst) {
                 call::release(job_id, claim)
             } else {
@@ -126,10 +128,8 @@ impl Calls {
                     Err(panic) => call::panicked(job_id, key, panic_message(panic.as_ref())),
                 }
             };
+            drop(calling);
             hooks.reached(CrashPoint::AfterSend, 1);
-            if let Some(held) = in_flight.lock().get_mut(&execution_id) {
-                held.returned = true;
-            }
             uncommitted.fetch_add(1, Ordering::SeqCst);
             let _ = done.send(d);
             let _ = freed.send((lane, job_index));
@@ -256,7 +256,7 @@ mod tests {
         let job = JobLimits {
             job_id: "j".into(),
             lease: Duration::from_secs(10),
-            permits: Arc::new(Semaphore::new(1)),
+            gate: Gate::new(1),
             policy: Arc::new(policy),
         };
         let mut calls = Calls::new(done_tx, Arc::default(), Arc::default(), TestHooks::default(), None);

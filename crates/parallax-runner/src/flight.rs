@@ -20,9 +20,6 @@ pub(crate) struct Held {
     pub key: ItemKey,
     /// Set when the call is about to leave; until then an abort releases the item unsent.
     pub sent: Arc<AtomicBool>,
-    /// Set when the call has returned: its lease holds no request open while its outcome
-    /// waits for the writer, so the store's shared limits need not count it.
-    pub returned: bool,
 }
 
 #[derive(Default)]
@@ -37,11 +34,6 @@ impl InFlight {
     pub fn lock(&self) -> MutexGuard<'_, HashMap<i64, Held>> {
         // Nothing panics while holding it; if something did, the map is still whole.
         self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The executions whose call has returned and whose outcome is not yet committed.
-    pub fn returned(&self) -> Vec<i64> {
-        self.lock().iter().filter(|(_, h)| h.returned).map(|(id, _)| *id).collect()
     }
 
     /// `(execution id, lease token)` of every call in flight, by the length of its lease

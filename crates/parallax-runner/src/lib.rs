@@ -29,13 +29,13 @@ use std::time::Duration;
 
 use parallax_core::{ItemKey, OnPossiblyBilled, RunPolicy};
 use parallax_providers::Provider;
-use parallax_store::{ClaimRequest, LabelRecord, ResultRecord, Store, StoreError};
+use parallax_store::{ClaimRequest, LabelRecord, ResultRecord, ShareAsk, Store, StoreError};
 use tokio::sync::{mpsc, watch};
 
 use crate::calls::{Calls, JobLimits};
 use crate::flight::InFlight;
 pub use crate::hooks::{CrashPoint, TestHooks};
-use crate::limits::TokenBucket;
+use crate::limits::{Gate, TokenBucket};
 use crate::schedule::Schedule;
 use crate::writer::Tally;
 
@@ -175,18 +175,18 @@ pub async fn run(
     reporter: Arc<dyn Reporter>,
     mut stop: watch::Receiver<Stop>,
 ) -> Result<RunSummary, RunError> {
-    // Claims run ahead of the calls (see `JobSlot::claim_ahead`); under `park` nothing is
-    // claimed ahead. The endpoints' caps allow for it unless every job parks. A worker's
-    // claims never run ahead: the store counts its leases against limits shared with other
-    // workers, so a lease claimed ahead would take another worker's slot (and a claim for
-    // more than the limit allows costs a round trip that takes nothing).
+    // Claims run ahead of the calls (see `JobSlot::ahead`); under `park` nothing is claimed
+    // ahead. The endpoints' caps allow for it unless every job parks. A worker does so too:
+    // it keeps its calls within its share of each limit it shares with other workers (a
+    // job's concurrency, an endpoint's), recorded in the store, so the leases it claims
+    // ahead take nobody's slot.
     let (jobs, worker_mode, exit_when_idle, claim_ahead, default_policy) = match &config.scope {
         Scope::Job { job_id, policy } => {
-            let slot = JobSlot::new(job_id.clone(), policy.clone(), false, true);
+            let slot = JobSlot::new(job_id.clone(), policy.clone(), false, false);
             (vec![slot], false, true, policy.on_possibly_billed != OnPossiblyBilled::Park, policy.clone())
         }
         Scope::Worker { default_policy, exit_when_idle } => {
-            (Vec::new(), true, *exit_when_idle, false, default_policy.clone())
+            (Vec::new(), true, *exit_when_idle, true, default_policy.clone())
         }
     };
     let lease = lease_of(&default_policy);
@@ -203,7 +203,7 @@ pub async fn run(
     ));
     let registry = worker_mode.then(|| config.worker.clone());
     let heart = tokio::spawn(heartbeat::heartbeat(store.clone(), in_flight.clone(), lease, registry));
-    let schedule = Schedule::new(config.endpoints, claim_ahead);
+    let schedule = Schedule::new(config.endpoints, claim_ahead, worker_mode);
     let mut scheduler = Scheduler {
         endpoint_names: schedule.endpoint_names(),
         schedule,
@@ -224,6 +224,8 @@ pub async fn run(
         exit_when_idle,
         default_policy,
         refreshed: std::time::Instant::now(),
+        shares_renewed: None,
+        shared_scopes: Vec::new(),
         idle_round: true,
         summary: RunSummary::default(),
     };
@@ -264,12 +266,15 @@ struct JobSlot {
     policy: RunPolicy,
     limits: JobLimits,
     lease: Duration,
-    /// Claims run ahead of the calls: up to `concurrency` more items are claimed (their
-    /// attempts recorded) while the calls before them are in flight, so a freed slot is
-    /// refilled at once and claims come in large batches. Permits keep the calls
-    /// themselves within the job's concurrency. Under `park`, where a crash's
+    /// Claims run ahead of the calls: up to the job's concurrency (a worker's share of it)
+    /// more items are claimed (their attempts recorded) while the calls before them are in
+    /// flight, so a freed slot is refilled at once and claims come in large batches. The
+    /// gate keeps the calls themselves within the limit. Under `park`, where a crash's
     /// recorded-but-unsent attempts would park items, nothing is claimed ahead.
-    claim_ahead: usize,
+    ahead: bool,
+    /// A worker's share of the job's concurrency, which it shares with other workers
+    /// (`None`: one job's run, which has all of it).
+    share: Option<usize>,
     /// The spec's `delay_ms` between calls.
     pacing: Option<TokenBucket>,
     /// Calls of this job started and not returned.
@@ -280,22 +285,21 @@ struct JobSlot {
 }
 
 impl JobSlot {
-    fn new(id: String, mut policy: RunPolicy, cancelled: bool, ahead: bool) -> JobSlot {
+    /// `shared`: a worker's, which calls only within the share of the job's concurrency
+    /// the store gives it (none until [`JobSlot::set_share`]).
+    fn new(id: String, mut policy: RunPolicy, cancelled: bool, shared: bool) -> JobSlot {
         // A stored policy was checked when it was submitted; a zero would stall the job.
         policy.concurrency = policy.concurrency.max(1);
         JobSlot {
             limits: JobLimits {
                 job_id: id.as_str().into(),
                 lease: lease_of(&policy),
-                permits: Arc::new(tokio::sync::Semaphore::new(policy.concurrency)),
+                gate: Gate::new(if shared { 0 } else { policy.concurrency }),
                 policy: Arc::new(policy.clone()),
             },
             lease: lease_of(&policy),
-            claim_ahead: if !ahead || policy.on_possibly_billed == OnPossiblyBilled::Park {
-                0
-            } else {
-                policy.concurrency
-            },
+            ahead: policy.on_possibly_billed != OnPossiblyBilled::Park,
+            share: shared.then_some(0),
             pacing: (policy.delay_ms > 0).then(|| TokenBucket::with_capacity(1000.0 / policy.delay_ms as f64, 1.0)),
             running: 0,
             claimed_ids: HashSet::new(),
@@ -309,7 +313,17 @@ impl JobSlot {
     fn free(&mut self) -> usize {
         let limit_left = self.policy.limit.map_or(usize::MAX, |l| (l as usize).saturating_sub(self.claimed_ids.len()));
         let paced = self.pacing.as_mut().map_or(usize::MAX, TokenBucket::available);
-        (self.policy.concurrency + self.claim_ahead).saturating_sub(self.running).min(limit_left).min(paced)
+        let calls = self.share.unwrap_or(self.policy.concurrency);
+        let ahead = if self.ahead { calls } else { 0 };
+        (calls + ahead).saturating_sub(self.running).min(limit_left).min(paced)
+    }
+
+    /// A worker's share of the job's concurrency is now `granted`.
+    fn set_share(&mut self, granted: usize) {
+        if let Some(share) = self.share {
+            self.limits.gate.resize(share, granted);
+            self.share = Some(granted);
+        }
     }
 
     fn limit_reached(&self) -> bool {
@@ -344,12 +358,22 @@ struct Scheduler {
     default_policy: RunPolicy,
     /// When a worker last asked the store for its jobs, and whether its last round claimed nothing.
     refreshed: std::time::Instant,
+    /// When a worker last renewed its shares of the limits it shares with other workers
+    /// (`None`: before the first, or a job came since), and their scopes then.
+    shares_renewed: Option<std::time::Instant>,
+    shared_scopes: Vec<String>,
     idle_round: bool,
     summary: RunSummary,
 }
 
 /// How often a busy worker looks for new jobs.
 const REFRESH: Duration = Duration::from_secs(1);
+
+/// How often a worker renews its shares of shared limits (and so learns of workers that
+/// came or went), and how long a share lasts unrenewed: a worker that died gives its
+/// share back by then.
+const SHARES_EVERY: Duration = Duration::from_millis(250);
+const SHARE_LEASE: Duration = Duration::from_secs(10);
 
 impl Scheduler {
     /// Claims and starts calls until the work is done, the run's limit is reached, the
@@ -391,6 +415,9 @@ impl Scheduler {
         if self.worker_mode && (self.jobs.is_empty() || idle || self.refreshed.elapsed() >= REFRESH) {
             self.refresh_jobs().await?;
             self.refreshed = std::time::Instant::now();
+        }
+        if self.worker_mode && self.shares_renewed.is_none_or(|at| at.elapsed() >= SHARES_EVERY) {
+            self.renew_shares().await?;
         }
         let claimed = self.claim_round().await?;
         self.idle_round = matches!(claimed, Claimed::None);
@@ -450,7 +477,8 @@ impl Scheduler {
                         .unwrap_or_else(|| self.default_policy.clone());
                     // `limit` caps one run of one job, never a worker's share of it.
                     let policy = RunPolicy { limit: None, ..policy };
-                    self.jobs.push(JobSlot::new(job.id.clone(), policy, job.cancelled, false));
+                    self.jobs.push(JobSlot::new(job.id.clone(), policy, job.cancelled, true));
+                    self.shares_renewed = None;
                 }
             }
         }
@@ -462,16 +490,49 @@ impl Scheduler {
         Ok(())
     }
 
+    /// A worker's shares of the limits it shares with other workers: each job's concurrency
+    /// and each of its endpoints' that has one. What the store grants bounds the calls it
+    /// makes (the gates) and, with claims ahead of them, what it claims.
+    async fn renew_shares(&mut self) -> Result<(), RunError> {
+        let mut asks = Vec::new();
+        for slot in &self.jobs {
+            let cap = slot.policy.concurrency as u64;
+            let want = if slot.cancelled { 0 } else { cap };
+            let holding = slot.limits.gate.calling() as u64;
+            asks.push(ShareAsk { scope: format!("job/{}", slot.id), cap, want, holding });
+        }
+        let lanes = self.schedule.shared();
+        for &(lane, cap, holding) in &lanes {
+            let scope = format!("endpoint/{}", self.schedule.lane(lane).name);
+            asks.push(ShareAsk { scope, cap: cap as u64, want: cap as u64, holding: holding as u64 });
+        }
+        // A job this worker no longer runs: its share goes back at once.
+        let asked: Vec<String> = asks.iter().map(|a| a.scope.clone()).collect();
+        for gone in self.shared_scopes.iter().filter(|s| !asked.contains(s)) {
+            asks.push(ShareAsk { scope: gone.clone(), cap: 0, want: 0, holding: 0 });
+        }
+        self.shares_renewed = Some(std::time::Instant::now());
+        if asks.is_empty() {
+            return Ok(());
+        }
+        let granted = self.store.share_limits(&self.worker, SHARE_LEASE, asks).await?;
+        let n = self.jobs.len();
+        for (slot, g) in self.jobs.iter_mut().zip(&granted[..n]) {
+            slot.set_share(*g as usize);
+        }
+        for (&(lane, _, _), g) in lanes.iter().zip(&granted[n..]) {
+            self.schedule.set_share(lane, *g as usize);
+        }
+        self.shared_scopes = asked;
+        Ok(())
+    }
+
     /// One round: each job in turn (starting with the next one each round) claims what its
     /// free slots and the endpoints allow.
     async fn claim_round(&mut self) -> Result<Claimed, RunError> {
         let backlog_full = self.uncommitted.load(Ordering::SeqCst) >= self.max_uncommitted;
         let busy = self.schedule.resident_busy();
         let (mut claimed_any, mut claimed_resident) = (false, false);
-        // A worker's calls that are back (outcomes waiting for the writer) hold no slot under
-        // the shared limits: read once a round (one that comes back meanwhile still counts,
-        // which errs on the safe side).
-        let returned = if self.worker_mode { self.in_flight.returned() } else { Vec::new() };
         let n = self.jobs.len();
         for k in 0..n {
             let j = (self.job_rotate + k) % n;
@@ -484,21 +545,20 @@ impl Scheduler {
                 continue;
             }
             let slot = &self.jobs[j];
-            // A worker shares its endpoints' and its jobs' limits with every other worker:
-            // the store counts everyone's live leases against them, less this worker's own
-            // whose call has returned. One job's run keeps its limits in this process (and
-            // claims ahead of its calls).
-            let (endpoint_caps, job_cap, endpoint_rates, job_rate) = if self.worker_mode {
+            // Concurrency is kept in this process: a worker's calls within its shares of the
+            // limits it shares with other workers (see `renew_shares`), one job's run within
+            // the limits themselves. Rates and pacing shared with other workers are buckets
+            // in the store, from which each claim takes.
+            let (endpoint_rates, job_rate) = if self.worker_mode {
                 let wanted = || wants.per_endpoint.iter().map(|(e, _)| e);
-                let caps = wanted().filter_map(|e| self.schedule.concurrency_of(e).map(|c| (e.clone(), c))).collect();
                 let rates = wanted().filter_map(|e| self.schedule.rate_of(e).map(|r| (e.clone(), r))).collect();
                 let pacing = (slot.policy.delay_ms > 0).then(|| 1000.0 / slot.policy.delay_ms as f64);
-                (caps, Some(slot.policy.concurrency), rates, pacing)
+                (rates, pacing)
             } else {
-                (Vec::new(), None, Vec::new(), None)
+                (Vec::new(), None)
             };
             let asked = std::time::Instant::now();
-            let (max_total, n_returned) = (wants.max_total, returned.len());
+            let max_total = wants.max_total;
             let batch = self
                 .store
                 .claim(ClaimRequest {
@@ -509,16 +569,16 @@ impl Scheduler {
                     lease: slot.lease,
                     max_attempts: slot.policy.max_attempts,
                     park_possibly_billed: slot.policy.on_possibly_billed == OnPossiblyBilled::Park,
-                    endpoint_caps,
-                    job_cap,
-                    returned: returned.clone(),
+                    endpoint_caps: Vec::new(),
+                    job_cap: None,
+                    returned: Vec::new(),
                     endpoint_rates,
                     job_rate,
                 })
                 .await?;
             // `RUST_LOG=parallax_runner::claim=debug`: one line per claim (bench/workers.py
             // reads its latency from them).
-            tracing::debug!(target: "parallax_runner::claim", elapsed_us = asked.elapsed().as_micros() as u64, claimed = batch.claims.len(), max_total, returned = n_returned, "claim");
+            tracing::debug!(target: "parallax_runner::claim", elapsed_us = asked.elapsed().as_micros() as u64, claimed = batch.claims.len(), max_total, "claim");
             self.hooks.reached(CrashPoint::AfterClaim, batch.claims.len() as u64);
             self.summary.lost_found += batch.lost_attempts;
             self.summary.parked += batch.parked;
@@ -690,20 +750,24 @@ mod tests {
         RunPolicy { concurrency, on_possibly_billed, ..RunPolicy::default() }
     }
 
-    #[test]
-    fn one_jobs_run_claims_ahead_of_its_calls_but_a_worker_never_does() {
+    #[tokio::test]
+    async fn claims_run_ahead_of_the_calls_within_the_share_of_the_limit() {
         // `run`: twice the concurrency, so a freed slot is refilled at once.
-        let mut run = JobSlot::new("j".into(), policy(4, OnPossiblyBilled::Retry), false, true);
+        let mut run = JobSlot::new("j".into(), policy(4, OnPossiblyBilled::Retry), false, false);
         assert_eq!(run.free(), 8);
         run.running = 5;
         assert_eq!(run.free(), 3);
         // Under `park`, an item claimed and never sent would be parked after a crash.
-        assert_eq!(JobSlot::new("j".into(), policy(4, OnPossiblyBilled::Park), false, true).free(), 4);
-        // A worker asks for no more than the job's limit allows: the store counts its leases
-        // against limits shared with other workers, and would give it nothing more.
-        let mut worker = JobSlot::new("j".into(), policy(4, OnPossiblyBilled::Retry), false, false);
-        assert_eq!(worker.free(), 4);
-        worker.running = 4;
+        assert_eq!(JobSlot::new("j".into(), policy(4, OnPossiblyBilled::Park), false, false).free(), 4);
+        // A worker shares the job's concurrency with other workers: it claims nothing
+        // before the store gives it a share, then its share and as much again ahead.
+        let mut worker = JobSlot::new("j".into(), policy(4, OnPossiblyBilled::Retry), false, true);
         assert_eq!(worker.free(), 0);
+        assert_eq!(worker.limits.gate.permits.available_permits(), 0, "and it calls nothing");
+        worker.set_share(2);
+        assert_eq!((worker.free(), worker.limits.gate.permits.available_permits()), (4, 2));
+        worker.running = 3;
+        worker.set_share(1);
+        assert_eq!((worker.free(), worker.limits.gate.permits.available_permits()), (0, 1));
     }
 }

@@ -1,7 +1,65 @@
-//! A token bucket for per-endpoint rates and the spec's `delay_ms` pacing.
-//! Owned by the scheduler task alone, so it needs no lock.
+//! Limits: a token bucket for per-endpoint rates and the spec's `delay_ms` pacing (owned
+//! by the scheduler task alone, so it needs no lock), and the gates that keep calls within
+//! a concurrency (a job's, an endpoint's), resized when a worker's share of one moves.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+
+/// Keeps calls within a concurrency: a call holds a permit while it is made. It also
+/// counts the calls holding one, which a worker reports with its share of a limit shared
+/// with other workers (a share is never recorded below the calls still running in it).
+#[derive(Clone)]
+pub(crate) struct Gate {
+    pub permits: Arc<Semaphore>,
+    calling: Arc<AtomicUsize>,
+}
+
+impl Gate {
+    pub fn new(permits: usize) -> Gate {
+        Gate { permits: Arc::new(Semaphore::new(permits)), calling: Arc::default() }
+    }
+
+    /// Calls holding a permit now.
+    pub fn calling(&self) -> usize {
+        self.calling.load(Ordering::SeqCst)
+    }
+
+    /// Counts a call in until the guard is dropped (its call has returned).
+    pub fn enter(&self) -> Calling {
+        self.calling.fetch_add(1, Ordering::SeqCst);
+        Calling(self.calling.clone())
+    }
+
+    /// From `from` permits to `to`. Fewer: the free permits go at once, the rest as the
+    /// calls holding them end (before any call waiting for one starts: the semaphore is fair).
+    pub fn resize(&self, from: usize, to: usize) {
+        if to > from {
+            self.permits.add_permits(to - from);
+        } else if to < from {
+            let owed = (from - to) - self.permits.forget_permits(from - to);
+            if owed > 0 {
+                let permits = self.permits.clone();
+                tokio::spawn(async move {
+                    if let Ok(p) = permits.acquire_many_owned(owed.min(u32::MAX as usize) as u32).await {
+                        p.forget();
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// A call counted in by [`Gate::enter`].
+pub(crate) struct Calling(Arc<AtomicUsize>);
+
+impl Drop for Calling {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 pub(crate) struct TokenBucket {
     rate: f64,
@@ -47,6 +105,23 @@ impl TokenBucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_gate_shrinks_as_its_calls_end_and_grows_at_once() {
+        let gate = Gate::new(4);
+        let held: Vec<_> = (0..3).map(|_| gate.permits.clone().try_acquire_owned().unwrap()).collect();
+        let counted: Vec<_> = (0..3).map(|_| gate.enter()).collect();
+        assert_eq!(gate.calling(), 3);
+        gate.resize(4, 1); // one free permit goes now; two more as calls end
+        assert_eq!(gate.permits.available_permits(), 0);
+        drop(held);
+        drop(counted);
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!((gate.permits.available_permits(), gate.calling()), (1, 0));
+        gate.resize(1, 3);
+        assert_eq!(gate.permits.available_permits(), 3);
+    }
 
     #[test]
     fn allows_the_rate_and_no_more() {

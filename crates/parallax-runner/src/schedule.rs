@@ -8,26 +8,34 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::EndpointRuntime;
+use crate::limits::{Gate, TokenBucket};
 use parallax_providers::Provider;
 use parallax_store::Claim;
-use tokio::sync::Semaphore;
-
-use crate::EndpointRuntime;
-use crate::limits::TokenBucket;
 
 /// One endpoint as the scheduler sees it.
 pub(crate) struct Lane {
     pub name: String,
     pub provider: Arc<dyn Provider>,
-    /// Keeps the endpoint's calls within its concurrency (claims may run ahead of them).
-    pub permits: Option<Arc<Semaphore>>,
+    /// Keeps the endpoint's calls within its concurrency (claims may run ahead of them):
+    /// a worker's share of it, when it shares the endpoint with other workers.
+    pub permits: Option<Gate>,
     concurrency: Option<usize>,
+    /// A worker's share of the endpoint's concurrency (`None`: all of it is this run's).
+    share: Option<usize>,
     rate_per_s: Option<f64>,
     bucket: Option<TokenBucket>,
     /// Calls claimed and not yet returned.
     in_flight: usize,
     /// Index into [`Schedule::residencies`].
     residency: Option<usize>,
+}
+
+impl Lane {
+    /// How many of its calls may be made at once here: its share, else its concurrency.
+    fn limit(&self) -> Option<usize> {
+        self.share.or(self.concurrency)
+    }
 }
 
 pub(crate) struct Schedule {
@@ -55,7 +63,9 @@ pub(crate) struct Wants {
 }
 
 impl Schedule {
-    pub fn new(endpoints: HashMap<String, EndpointRuntime>, claim_ahead: bool) -> Schedule {
+    /// With `shared`, endpoint limits are shared with other workers: each starts with no
+    /// share until [`Schedule::set_share`] gives it one.
+    pub fn new(endpoints: HashMap<String, EndpointRuntime>, claim_ahead: bool, shared: bool) -> Schedule {
         let mut endpoints: Vec<(String, EndpointRuntime)> = endpoints.into_iter().collect();
         endpoints.sort_by(|a, b| a.0.cmp(&b.0));
         let mut residencies: Vec<String> = endpoints.iter().filter_map(|(_, e)| e.residency.clone()).collect();
@@ -65,7 +75,8 @@ impl Schedule {
             .into_iter()
             .map(|(name, e)| Lane {
                 residency: e.residency.as_ref().and_then(|r| residencies.binary_search(r).ok()),
-                permits: e.concurrency.map(|c| Arc::new(Semaphore::new(c))),
+                permits: e.concurrency.map(|c| Gate::new(if shared { 0 } else { c })),
+                share: e.concurrency.filter(|_| shared).map(|_| 0),
                 bucket: e.rate_per_s.map(TokenBucket::new),
                 rate_per_s: e.rate_per_s,
                 concurrency: e.concurrency,
@@ -101,7 +112,7 @@ impl Schedule {
             if lane.residency.is_some_and(|r| r != active) {
                 continue;
             }
-            let cap = lane.concurrency.map_or(usize::MAX, |c| (ahead * c).saturating_sub(lane.in_flight));
+            let cap = lane.limit().map_or(usize::MAX, |c| (ahead * c).saturating_sub(lane.in_flight));
             let rate = lane.bucket.as_mut().map_or(usize::MAX, TokenBucket::available);
             let n = free.min(cap).min(rate);
             if n > 0 {
@@ -126,9 +137,23 @@ impl Schedule {
         self.lane_of(endpoint).and_then(|i| self.lanes[i].rate_per_s)
     }
 
-    /// An endpoint's concurrency, if it has one.
-    pub fn concurrency_of(&self, endpoint: &str) -> Option<usize> {
-        self.lane_of(endpoint).and_then(|i| self.lanes[i].concurrency)
+    /// The endpoints whose concurrency is shared with other workers: `(lane, concurrency,
+    /// calls holding a slot now)`.
+    pub fn shared(&self) -> Vec<(usize, usize, usize)> {
+        let lanes = self.lanes.iter().enumerate();
+        lanes
+            .filter(|(_, l)| l.share.is_some())
+            .filter_map(|(i, l)| Some((i, l.concurrency?, l.permits.as_ref().map_or(0, Gate::calling))))
+            .collect()
+    }
+
+    /// Lane `i`'s share of its endpoint's concurrency is now `granted`.
+    pub fn set_share(&mut self, i: usize, granted: usize) {
+        let lane = &mut self.lanes[i];
+        if let (Some(gate), Some(share)) = (&lane.permits, lane.share) {
+            gate.resize(share, granted);
+            lane.share = Some(granted);
+        }
     }
 
     pub fn lane(&self, i: usize) -> &Lane {
@@ -239,7 +264,7 @@ mod tests {
     fn an_endpoint_asks_for_no_more_than_its_slots_ahead_of_its_calls() {
         let endpoints =
             HashMap::from([("r/a".to_owned(), runtime(Some(3), None)), ("r/b".to_owned(), runtime(None, None))]);
-        let mut s = Schedule::new(endpoints, true);
+        let mut s = Schedule::new(endpoints, true, false);
         let w = s.wants(100);
         assert_eq!(w.max_total, 100);
         assert!(w.per_endpoint.contains(&("r/a".to_owned(), 6)), "{w:?}");
@@ -255,7 +280,7 @@ mod tests {
 
     #[test]
     fn no_free_slot_means_no_claim() {
-        let mut s = Schedule::new(HashMap::from([("r/a".to_owned(), runtime(None, None))]), false);
+        let mut s = Schedule::new(HashMap::from([("r/a".to_owned(), runtime(None, None))]), false, false);
         assert_eq!(s.wants(0), Wants { per_endpoint: vec![], max_total: 0 });
     }
 
@@ -263,7 +288,7 @@ mod tests {
     fn endpoints_take_turns_asking_first() {
         let endpoints =
             HashMap::from([("r/a".to_owned(), runtime(None, None)), ("r/b".to_owned(), runtime(None, None))]);
-        let mut s = Schedule::new(endpoints, false);
+        let mut s = Schedule::new(endpoints, false, false);
         let first: Vec<String> = (0..4).map(|_| s.wants(1).per_endpoint[0].0.clone()).collect();
         assert_eq!(first, ["r/a", "r/b", "r/a", "r/b"]);
     }
@@ -275,7 +300,7 @@ mod tests {
             ("r/e/m2".to_owned(), runtime(Some(1), Some("/models/two.gguf"))),
             ("r/http".to_owned(), runtime(None, None)),
         ]);
-        let mut s = Schedule::new(endpoints, false);
+        let mut s = Schedule::new(endpoints, false, false);
         let asked = |w: &Wants| w.per_endpoint.iter().map(|(e, _)| e.clone()).collect::<Vec<_>>();
         let w = s.wants(8);
         assert!(asked(&w).contains(&"r/e/m1".to_owned()) && !asked(&w).contains(&"r/e/m2".to_owned()), "{w:?}");

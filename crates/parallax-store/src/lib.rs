@@ -530,6 +530,19 @@ impl Store {
         dispatch!(self, |s| s.worker_stopped(&id), s.worker_stopped(&id))
     }
 
+    /// Renews this worker's shares of limits it shares with other workers (see
+    /// [`ShareAsk`]) for `lease`, and returns what it may have in flight under each, in
+    /// order. A worker that stops gives its shares back ([`Store::worker_stopped`]).
+    pub async fn share_limits(
+        &self,
+        worker: &str,
+        lease: Duration,
+        asks: Vec<ShareAsk>,
+    ) -> Result<Vec<u64>, StoreError> {
+        let worker = worker.to_owned();
+        dispatch!(self, |s| s.share_limits(&worker, lease, &asks), s.share_limits(&worker, lease, &asks))
+    }
+
     /// Workers seen since `since_ms` (store clock), most recently seen first.
     pub async fn workers(&self, since_ms: i64) -> Result<Vec<WorkerRow>, StoreError> {
         dispatch!(self, |s| s.workers(since_ms), s.workers(since_ms))

@@ -470,6 +470,38 @@ pub struct WorkerRow {
     pub stopped_at_ms: Option<i64>,
 }
 
+/// A worker's ask for its share of a limit it shares with other workers: a job's
+/// concurrency (`job/<id>`) or an endpoint's (`endpoint/<name>`). A worker holding a share
+/// keeps its calls under the limit within it, so it may claim ahead of its calls as one
+/// process does; the shares of live workers never add up to more than the limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareAsk {
+    pub scope: String,
+    /// The limit.
+    pub cap: u64,
+    /// The calls this worker could make at once under it: the cap while it has work there,
+    /// 0 when it has none (its share goes to the others).
+    pub want: u64,
+    /// Its calls in flight under the limit now: its share is never recorded below them.
+    pub holding: u64,
+}
+
+/// What a worker may have in flight under a limit, given the live shares of the others
+/// (`slots`, `wanted`): what it wants while that fits; under contention, at most an even
+/// split among those who want some. Returns `(granted, recorded)`: `recorded` is never below
+/// `holding` (calls already running), so others never take slots those calls still use.
+pub(crate) fn share_of(ask: &ShareAsk, others: &[(u64, u64)]) -> (u64, u64) {
+    let held: u64 = others.iter().map(|o| o.0).sum();
+    let wanted: u64 = others.iter().map(|o| o.1).sum();
+    let room = ask.cap.saturating_sub(held);
+    let mut granted = ask.want.min(room);
+    if ask.want.saturating_add(wanted) > ask.cap {
+        let wanters = 1 + others.iter().filter(|o| o.1 > 0).count() as u64;
+        granted = granted.min(ask.cap.div_ceil(wanters));
+    }
+    (granted, granted.max(ask.holding))
+}
+
 /// What each shared rate bucket holds after a claim batch: an endpoint's bucket pays for
 /// that endpoint's claims, the job's (`job/<id>`, from `ClaimRequest::job_rate`) for all.
 pub(crate) fn buckets_after(

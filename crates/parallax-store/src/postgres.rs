@@ -34,7 +34,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Row, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::model::{LIVE_WORKER_MS, LeaseHolder, Metrics, ProbeRecord};
+use crate::model::{LIVE_WORKER_MS, LeaseHolder, Metrics, ProbeRecord, ShareAsk};
 use crate::{
     ActiveJob, AnalysisRow, Applied, AttemptRow, BlockRecord, Cancelled, CellStatus, Claim, ClaimBatch, ClaimRequest,
     Clock, EndpointAttempts, JobRecord, JobStatus, JobSummary, LabelRecord, Next, Outcome, ResultFilter, ResultRow,
@@ -53,6 +53,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "probes", include_str!("../migrations/postgres/0009_probes.sql")),
     (10, "label_events_per_statement", include_str!("../migrations/postgres/0010_label_events_per_statement.sql")),
     (11, "labels_with_results", include_str!("../migrations/postgres/0011_labels_with_results.sql")),
+    (12, "limit_shares", include_str!("../migrations/postgres/0012_limit_shares.sql")),
 ];
 
 /// Connections per store handle. A worker has one claim, one finish and one heartbeat in
@@ -1775,7 +1776,60 @@ WHERE (labels.version, labels.label, labels.evidence, labels.rubric, labels.raw,
             &[&now, &id],
         )
         .await?;
+        // Its shares go to the others at once, not when they would have run out.
+        c.execute("DELETE FROM limit_shares WHERE worker = $1", &[&id]).await?;
         Ok(())
+    }
+
+    pub async fn share_limits(&self, worker: &str, lease: Duration, asks: &[ShareAsk]) -> Result<Vec<u64>> {
+        if asks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.0.now_param();
+        let lease_ms = lease.as_millis().min(i64::MAX as u128) as i64;
+        let mut scopes: Vec<String> = asks.iter().map(|a| a.scope.clone()).collect();
+        scopes.sort();
+        scopes.dedup();
+        let mut c = self.0.lease().await?;
+        c.begin().await?;
+        // The same locks as claims counting leases take: one share of a scope at a time.
+        c.query(CLAIM_LOCKS, &[&CLAIM_LOCK, &scopes]).await?;
+        let live = c
+            .query(
+                with_clock!(
+                    " SELECT s.scope, s.slots, s.wanted FROM limit_shares s, clock c
+                    WHERE s.scope = ANY ($2) AND s.worker <> $3 AND s.until_ms >= c.now"
+                ),
+                &[&now, &scopes, &worker],
+            )
+            .await?;
+        let mut granted = Vec::with_capacity(asks.len());
+        let (mut ask_scopes, mut slots, mut wanted) = (Vec::new(), Vec::new(), Vec::new());
+        for ask in asks {
+            let others: Vec<(u64, u64)> = live
+                .iter()
+                .filter(|r| r.get::<_, &str>(0) == ask.scope)
+                .map(|r| (r.get::<_, i64>(1).max(0) as u64, r.get::<_, i64>(2).max(0) as u64))
+                .collect();
+            let (grant, recorded) = crate::model::share_of(ask, &others);
+            granted.push(grant);
+            ask_scopes.push(ask.scope.as_str());
+            slots.push(recorded.min(i64::MAX as u64) as i64);
+            wanted.push(ask.want.min(i64::MAX as u64) as i64);
+        }
+        c.execute(
+            with_clock!(
+                " INSERT INTO limit_shares (scope, worker, slots, wanted, until_ms)
+                SELECT a.scope, $2, a.slots, a.wanted, c.now + $6 FROM unnest($3::text[], $4::bigint[], $5::bigint[])
+                    AS a(scope, slots, wanted), clock c
+                ON CONFLICT (scope, worker) DO UPDATE SET slots = excluded.slots, wanted = excluded.wanted,
+                    until_ms = excluded.until_ms"
+            ),
+            &[&now, &worker, &ask_scopes, &slots, &wanted, &lease_ms],
+        )
+        .await?;
+        c.commit().await?;
+        Ok(granted)
     }
 
     pub async fn workers(&self, since_ms: i64) -> Result<Vec<WorkerRow>> {

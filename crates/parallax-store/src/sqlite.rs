@@ -14,7 +14,7 @@ use std::time::Duration;
 use parallax_core::{EndpointKind, ItemKey, Plan, idempotency_key};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use crate::model::{LIVE_WORKER_MS, LeaseHolder, Metrics, ProbeRecord};
+use crate::model::{LIVE_WORKER_MS, LeaseHolder, Metrics, ProbeRecord, ShareAsk};
 use crate::{
     ActiveJob, AnalysisRow, Applied, AttemptRow, BlockRecord, Cancelled, CellStatus, Claim, ClaimBatch, ClaimRequest,
     Clock, EndpointAttempts, JobRecord, JobStatus, JobSummary, LabelRecord, Next, Outcome, ResultFilter, ResultRow,
@@ -33,6 +33,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "probes", include_str!("../migrations/sqlite/0009_probes.sql")),
     (10, "label_events_per_statement", include_str!("../migrations/sqlite/0010_label_events_per_statement.sql")),
     (11, "labels_with_results", include_str!("../migrations/sqlite/0011_labels_with_results.sql")),
+    (12, "limit_shares", include_str!("../migrations/sqlite/0012_limit_shares.sql")),
 ];
 
 /// Stores a label (`?1` execution, then the [`LabelRecord`]'s fields, `?8` now). The same
@@ -1222,7 +1223,57 @@ impl SqliteStore {
             params![id, now],
         )
         .at(&self.path)?;
+        // Its shares go to the others at once, not when they would have run out.
+        conn.execute("DELETE FROM limit_shares WHERE worker = ?1", [id]).at(&self.path)?;
         Ok(())
+    }
+
+    pub fn share_limits(&self, worker: &str, lease: Duration, asks: &[ShareAsk]) -> Result<Vec<u64>> {
+        if asks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn();
+        let p = &self.path;
+        let now = self.now_ms();
+        let until = now.saturating_add(lease.as_millis().min(i64::MAX as u128) as i64);
+        // One writer at a time: the shares read are the shares written against.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).at(p)?;
+        let mut granted = Vec::with_capacity(asks.len());
+        {
+            let mut live = tx
+                .prepare_cached(
+                    "SELECT slots, wanted FROM limit_shares WHERE scope = ?1 AND worker <> ?2 AND until_ms >= ?3",
+                )
+                .at(p)?;
+            let mut put = tx
+                .prepare_cached(
+                    "INSERT INTO limit_shares (scope, worker, slots, wanted, until_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (scope, worker) DO UPDATE SET slots = excluded.slots, wanted = excluded.wanted,
+                         until_ms = excluded.until_ms",
+                )
+                .at(p)?;
+            for ask in asks {
+                let others = live
+                    .query_map(params![ask.scope, worker, now], |r| {
+                        Ok((r.get::<_, i64>(0)?.max(0) as u64, r.get::<_, i64>(1)?.max(0) as u64))
+                    })
+                    .at(p)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .at(p)?;
+                let (grant, recorded) = crate::model::share_of(ask, &others);
+                put.execute(params![
+                    ask.scope,
+                    worker,
+                    recorded.min(i64::MAX as u64) as i64,
+                    ask.want.min(i64::MAX as u64) as i64,
+                    until
+                ])
+                .at(p)?;
+                granted.push(grant);
+            }
+        }
+        tx.commit().at(p)?;
+        Ok(granted)
     }
 
     pub fn workers(&self, since_ms: i64) -> Result<Vec<WorkerRow>> {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use parallax_core::{Catalog, JobSpec, Plan};
 use parallax_store::{
     Applied, BlockRecord, Cancelled, ClaimRequest, Clock, LabelRecord, Next, Outcome, RawRecord, ResultFilter,
-    ResultRecord, Store, StoreError, WorkerRecord, redact,
+    ResultRecord, ShareAsk, Store, StoreError, WorkerRecord, redact,
 };
 
 const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -224,6 +224,7 @@ on_both_back_ends!(
     shared_limits_count_live_leases_of_every_holder,
     a_lease_whose_call_returned_holds_no_slot,
     a_shared_rate_is_one_bucket_for_every_worker,
+    shares_of_a_limit_never_add_up_to_more_than_it_and_even_out_between_workers,
     a_block_and_what_came_back_are_kept,
     pages_events_and_metrics_read_what_was_committed,
     leases_are_listed_by_holder_and_a_gone_holders_end_at_once,
@@ -848,7 +849,7 @@ async fn concurrent_opens_migrate_once(db: Db) {
     }
     let versions = db.sql("SELECT version FROM schema_migrations ORDER BY version").await;
     let versions: Vec<String> = versions.into_iter().map(|r| r[0].clone().unwrap()).collect();
-    assert_eq!(versions, ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"]);
+    assert_eq!(versions, ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"]);
 }
 
 async fn a_changed_migration_or_a_newer_schema_is_refused(db: Db) {
@@ -863,9 +864,9 @@ async fn a_changed_migration_or_a_newer_schema_is_refused(db: Db) {
     db.sql("UPDATE schema_migrations SET sha256 = (SELECT sha256 FROM schema_migrations WHERE version = 1) WHERE version = 2")
         .await;
     db.sql("DELETE FROM schema_migrations WHERE version = 2").await;
-    db.sql("INSERT INTO schema_migrations (version, name, sha256, applied_at_ms) VALUES (12, 'future', 'x', 0)").await;
+    db.sql("INSERT INTO schema_migrations (version, name, sha256, applied_at_ms) VALUES (13, 'future', 'x', 0)").await;
     match Store::open(&db.location).await {
-        Err(StoreError::SchemaTooNew { found: 12, known: 11 }) => {}
+        Err(StoreError::SchemaTooNew { found: 13, known: 12 }) => {}
         Err(e) => panic!("{e:?}"),
         Ok(_) => panic!("a newer schema was accepted"),
     }
@@ -1445,6 +1446,50 @@ async fn a_lease_whose_call_returned_holds_no_slot(db: Db) {
     assert!(store.claim(elsewhere()).await.unwrap().claims.is_empty(), "the job's cap: 3 calls out");
 }
 
+/// Shares of a limit: what a worker asks for while it fits; under contention an even
+/// split, never recorded below the calls a worker still has running; a share not renewed,
+/// or given back, goes to the others.
+async fn shares_of_a_limit_never_add_up_to_more_than_it_and_even_out_between_workers(db: Db) {
+    let (store, clock) = db.store().await;
+    let lease = Duration::from_secs(5);
+    let ask = |want: u64, holding: u64| vec![ShareAsk { scope: "job/j".into(), cap: 8, want, holding }];
+    let share = |worker: &'static str, want: u64, holding: u64| {
+        let store = store.clone();
+        async move { store.share_limits(worker, lease, ask(want, holding)).await.unwrap()[0] }
+    };
+    assert_eq!(share("a", 8, 0).await, 8, "alone, a worker has the whole limit");
+    assert_eq!(share("b", 8, 0).await, 0, "nothing is left for a second one yet");
+    // a learns that b waits: its share halves, but it is recorded at the 8 calls it runs.
+    assert_eq!(share("a", 8, 8).await, 4);
+    assert_eq!(share("b", 8, 0).await, 0, "a's running calls still hold their slots");
+    assert_eq!(share("a", 8, 3).await, 4);
+    assert_eq!(share("b", 8, 0).await, 4, "once a's calls are within its share, b has the rest");
+    assert_eq!(share("c", 8, 0).await, 0);
+    assert_eq!(share("a", 8, 4).await, 3, "three who want some: at most a third each (rounded up)");
+    // A worker with nothing left to do there wants none: the others may have it all.
+    assert_eq!(share("c", 0, 0).await, 0);
+    assert_eq!(share("a", 8, 0).await, 4, "b still holds 4");
+    // A share not renewed runs out; one given back goes at once.
+    clock.advance(Duration::from_secs(6));
+    assert_eq!(share("a", 8, 0).await, 8);
+    assert_eq!(share("b", 8, 0).await, 0);
+    store.worker_stopped("a").await.unwrap();
+    assert_eq!(share("b", 8, 0).await, 8);
+    // Scopes are apart: an endpoint's limit is not the job's.
+    let both = store
+        .share_limits(
+            "a",
+            lease,
+            vec![
+                ShareAsk { scope: "job/j".into(), cap: 8, want: 8, holding: 0 },
+                ShareAsk { scope: "endpoint/r1/e1".into(), cap: 3, want: 3, holding: 0 },
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(both, [0, 3]);
+}
+
 async fn a_shared_rate_is_one_bucket_for_every_worker(db: Db) {
     let (store, clock) = db.store().await;
     let other = Store::open_with_clock(&db.location, clock.clone()).await.unwrap();
@@ -1587,10 +1632,10 @@ async fn a_read_only_open_migrates_nothing_and_writes_nothing(db: Db) {
     assert!(ro.enqueue(plan(2), false).await.is_err(), "a write is refused");
     drop(ro);
     // An older schema is refused with the fix, and left as it was.
-    db.sql("DELETE FROM schema_migrations WHERE version = 11").await;
+    db.sql("DELETE FROM schema_migrations WHERE version = 12").await;
     let e = Store::open_read_only(&db.location).await.err().expect("an older schema is refused");
     assert!(e.to_string().contains("open it once read-write"), "{e}");
-    let left = db.sql("SELECT count(*) FROM schema_migrations WHERE version = 11").await;
+    let left = db.sql("SELECT count(*) FROM schema_migrations WHERE version = 12").await;
     assert_eq!(left[0][0].as_deref(), Some("0"), "nothing was migrated");
 }
 
