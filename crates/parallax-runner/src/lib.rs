@@ -275,6 +275,10 @@ struct JobSlot {
     /// A worker's share of the job's concurrency, which it shares with other workers
     /// (`None`: one job's run, which has all of it).
     share: Option<usize>,
+    /// Whether its last claim got items: a worker that found none wants no share (unless
+    /// it holds items), so that one holding items it cannot send yet is not kept waiting
+    /// by shares nobody uses.
+    found_work: bool,
     /// The spec's `delay_ms` between calls.
     pacing: Option<TokenBucket>,
     /// Calls of this job started and not returned.
@@ -300,6 +304,7 @@ impl JobSlot {
             lease: lease_of(&policy),
             ahead: policy.on_possibly_billed != OnPossiblyBilled::Park,
             share: shared.then_some(0),
+            found_work: true,
             pacing: (policy.delay_ms > 0).then(|| TokenBucket::with_capacity(1000.0 / policy.delay_ms as f64, 1.0)),
             running: 0,
             claimed_ids: HashSet::new(),
@@ -314,7 +319,9 @@ impl JobSlot {
         let limit_left = self.policy.limit.map_or(usize::MAX, |l| (l as usize).saturating_sub(self.claimed_ids.len()));
         let paced = self.pacing.as_mut().map_or(usize::MAX, TokenBucket::available);
         let calls = self.share.unwrap_or(self.policy.concurrency);
-        let ahead = if self.ahead { calls } else { 0 };
+        // Ahead by as many again; a worker without a share yet by one item, so that it
+        // finds out whether it has work here (and then asks for a share).
+        let ahead = if self.ahead { calls.max(1) } else { 0 };
         (calls + ahead).saturating_sub(self.running).min(limit_left).min(paced)
     }
 
@@ -497,14 +504,18 @@ impl Scheduler {
         let mut asks = Vec::new();
         for slot in &self.jobs {
             let cap = slot.policy.concurrency as u64;
-            let want = if slot.cancelled { 0 } else { cap };
+            // All of it while it has work or holds items (claimed ahead, or calling); none
+            // once it found none. Without claims ahead (`park`) it holds no item it cannot
+            // send, and wants all of it always.
+            let busy = slot.running > 0 || (!slot.cancelled && (slot.found_work || !slot.ahead));
+            let want = if busy { cap } else { 0 };
             let holding = slot.limits.gate.calling() as u64;
             asks.push(ShareAsk { scope: format!("job/{}", slot.id), cap, want, holding });
         }
         let lanes = self.schedule.shared();
-        for &(lane, cap, holding) in &lanes {
+        for &(lane, cap, want, holding) in &lanes {
             let scope = format!("endpoint/{}", self.schedule.lane(lane).name);
-            asks.push(ShareAsk { scope, cap: cap as u64, want: cap as u64, holding: holding as u64 });
+            asks.push(ShareAsk { scope, cap: cap as u64, want: want as u64, holding: holding as u64 });
         }
         // A job this worker no longer runs: its share goes back at once.
         let asked: Vec<String> = asks.iter().map(|a| a.scope.clone()).collect();
@@ -520,7 +531,7 @@ impl Scheduler {
         for (slot, g) in self.jobs.iter_mut().zip(&granted[..n]) {
             slot.set_share(*g as usize);
         }
-        for (&(lane, _, _), g) in lanes.iter().zip(&granted[n..]) {
+        for (&(lane, ..), g) in lanes.iter().zip(&granted[n..]) {
             self.schedule.set_share(lane, *g as usize);
         }
         self.shared_scopes = asked;
@@ -540,7 +551,7 @@ impl Scheduler {
                 continue;
             }
             let free = self.jobs[j].free();
-            let wants = self.schedule.wants(free);
+            let wants = self.schedule.wants(free, self.jobs[j].ahead);
             if wants.per_endpoint.is_empty() {
                 continue;
             }
@@ -557,8 +568,9 @@ impl Scheduler {
             } else {
                 (Vec::new(), None)
             };
-            let asked = std::time::Instant::now();
+            let started = std::time::Instant::now();
             let max_total = wants.max_total;
+            let asked = if self.worker_mode { wants.per_endpoint.clone() } else { Vec::new() };
             let batch = self
                 .store
                 .claim(ClaimRequest {
@@ -578,13 +590,28 @@ impl Scheduler {
                 .await?;
             // `RUST_LOG=parallax_runner::claim=debug`: one line per claim (bench/workers.py
             // reads its latency from them).
-            tracing::debug!(target: "parallax_runner::claim", elapsed_us = asked.elapsed().as_micros() as u64, claimed = batch.claims.len(), max_total, "claim");
+            tracing::debug!(target: "parallax_runner::claim", elapsed_us = started.elapsed().as_micros() as u64, claimed = batch.claims.len(), max_total, "claim");
             self.hooks.reached(CrashPoint::AfterClaim, batch.claims.len() as u64);
             self.summary.lost_found += batch.lost_attempts;
             self.summary.parked += batch.parked;
             self.summary.failed += batch.failed;
             claimed_resident |= self.schedule.for_resident(&batch.claims);
             claimed_any |= !batch.claims.is_empty();
+            if self.worker_mode {
+                // What it found decides what it wants of the limits it shares; work found
+                // again after none asks for a share at once.
+                let found = !batch.claims.is_empty();
+                if found && !self.jobs[j].found_work {
+                    self.shares_renewed = None;
+                }
+                self.jobs[j].found_work = found;
+                for (endpoint, n) in &asked {
+                    if let Some(lane) = self.schedule.lane_of(endpoint) {
+                        let got = batch.claims.iter().filter(|c| &c.endpoint == endpoint).count();
+                        self.schedule.found(lane, *n, got);
+                    }
+                }
+            }
             for claim in batch.claims {
                 let Some(lane) = self.schedule.lane_of(&claim.endpoint) else {
                     return Err(RunError::MissingEndpoint(claim.endpoint.clone()));
@@ -759,10 +786,11 @@ mod tests {
         assert_eq!(run.free(), 3);
         // Under `park`, an item claimed and never sent would be parked after a crash.
         assert_eq!(JobSlot::new("j".into(), policy(4, OnPossiblyBilled::Park), false, false).free(), 4);
-        // A worker shares the job's concurrency with other workers: it claims nothing
-        // before the store gives it a share, then its share and as much again ahead.
+        // A worker shares the job's concurrency with other workers: before the store gives
+        // it a share it calls nothing, and claims one item to find out whether it has work
+        // here; then its share and as much again ahead.
         let mut worker = JobSlot::new("j".into(), policy(4, OnPossiblyBilled::Retry), false, true);
-        assert_eq!(worker.free(), 0);
+        assert_eq!(worker.free(), 1);
         assert_eq!(worker.limits.gate.permits.available_permits(), 0, "and it calls nothing");
         worker.set_share(2);
         assert_eq!((worker.free(), worker.limits.gate.permits.available_permits()), (4, 2));

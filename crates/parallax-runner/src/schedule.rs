@@ -23,6 +23,10 @@ pub(crate) struct Lane {
     concurrency: Option<usize>,
     /// A worker's share of the endpoint's concurrency (`None`: all of it is this run's).
     share: Option<usize>,
+    /// Whether the last claim that asked this endpoint for items got any: a worker that
+    /// found none wants no share of it (unless it holds items there), so that a worker
+    /// holding items it cannot send yet is not kept waiting by shares nobody uses.
+    found_work: bool,
     rate_per_s: Option<f64>,
     bucket: Option<TokenBucket>,
     /// Calls claimed and not yet returned.
@@ -32,9 +36,11 @@ pub(crate) struct Lane {
 }
 
 impl Lane {
-    /// How many of its calls may be made at once here: its share, else its concurrency.
+    /// How many items per round of its calls it may hold: its share (at least one, so that
+    /// a worker without a share yet may claim an item, find that it has work there and ask
+    /// for a share), else its concurrency.
     fn limit(&self) -> Option<usize> {
-        self.share.or(self.concurrency)
+        self.share.map(|s| s.max(1)).or(self.concurrency)
     }
 }
 
@@ -77,6 +83,7 @@ impl Schedule {
                 residency: e.residency.as_ref().and_then(|r| residencies.binary_search(r).ok()),
                 permits: e.concurrency.map(|c| Gate::new(if shared { 0 } else { c })),
                 share: e.concurrency.filter(|_| shared).map(|_| 0),
+                found_work: true,
                 bucket: e.rate_per_s.map(TokenBucket::new),
                 rate_per_s: e.rate_per_s,
                 concurrency: e.concurrency,
@@ -97,9 +104,10 @@ impl Schedule {
         }
     }
 
-    /// How many items each endpoint may claim now for a job with `free` slots.
-    /// Endpoints of a residency other than the active one ask for nothing.
-    pub fn wants(&mut self, free: usize) -> Wants {
+    /// How many items each endpoint may claim now for a job with `free` slots (`ahead`:
+    /// whether the job's claims may run ahead of its calls). Endpoints of a residency other
+    /// than the active one ask for nothing.
+    pub fn wants(&mut self, free: usize, ahead: bool) -> Wants {
         let mut per_endpoint = Vec::new();
         if free == 0 {
             return Wants { per_endpoint, max_total: 0 };
@@ -107,7 +115,7 @@ impl Schedule {
         let n_lanes = self.lanes.len();
         for k in 0..n_lanes {
             let i = (self.rotate + k) % n_lanes;
-            let (active, ahead) = (self.active, self.ahead);
+            let (active, ahead) = (self.active, if ahead { self.ahead } else { 1 });
             let lane = &mut self.lanes[i];
             if lane.residency.is_some_and(|r| r != active) {
                 continue;
@@ -138,13 +146,25 @@ impl Schedule {
     }
 
     /// The endpoints whose concurrency is shared with other workers: `(lane, concurrency,
-    /// calls holding a slot now)`.
-    pub fn shared(&self) -> Vec<(usize, usize, usize)> {
+    /// what this worker wants of it, calls holding a slot now)`. It wants all of it while it
+    /// has items there or found some last time, and none otherwise.
+    pub fn shared(&self) -> Vec<(usize, usize, usize, usize)> {
         let lanes = self.lanes.iter().enumerate();
         lanes
             .filter(|(_, l)| l.share.is_some())
-            .filter_map(|(i, l)| Some((i, l.concurrency?, l.permits.as_ref().map_or(0, Gate::calling))))
+            .filter_map(|(i, l)| {
+                let cap = l.concurrency?;
+                let want = if l.found_work || l.in_flight > 0 { cap } else { 0 };
+                Some((i, cap, want, l.permits.as_ref().map_or(0, Gate::calling)))
+            })
             .collect()
+    }
+
+    /// A claim asked `asked` items of lane `i` and got `got`.
+    pub fn found(&mut self, i: usize, asked: usize, got: usize) {
+        if asked > 0 {
+            self.lanes[i].found_work = got > 0;
+        }
     }
 
     /// Lane `i`'s share of its endpoint's concurrency is now `granted`.
@@ -265,7 +285,7 @@ mod tests {
         let endpoints =
             HashMap::from([("r/a".to_owned(), runtime(Some(3), None)), ("r/b".to_owned(), runtime(None, None))]);
         let mut s = Schedule::new(endpoints, true, false);
-        let w = s.wants(100);
+        let w = s.wants(100, true);
         assert_eq!(w.max_total, 100);
         assert!(w.per_endpoint.contains(&("r/a".to_owned(), 6)), "{w:?}");
         assert!(w.per_endpoint.contains(&("r/b".to_owned(), 100)), "{w:?}");
@@ -273,15 +293,15 @@ mod tests {
         for _ in 0..6 {
             s.claimed(a);
         }
-        assert!(!s.wants(100).per_endpoint.iter().any(|(e, _)| e == "r/a"), "a full endpoint asks for nothing");
+        assert!(!s.wants(100, true).per_endpoint.iter().any(|(e, _)| e == "r/a"), "a full endpoint asks for nothing");
         s.freed(a);
-        assert!(s.wants(100).per_endpoint.contains(&("r/a".to_owned(), 1)));
+        assert!(s.wants(100, true).per_endpoint.contains(&("r/a".to_owned(), 1)));
     }
 
     #[test]
     fn no_free_slot_means_no_claim() {
         let mut s = Schedule::new(HashMap::from([("r/a".to_owned(), runtime(None, None))]), false, false);
-        assert_eq!(s.wants(0), Wants { per_endpoint: vec![], max_total: 0 });
+        assert_eq!(s.wants(0, true), Wants { per_endpoint: vec![], max_total: 0 });
     }
 
     #[test]
@@ -289,7 +309,7 @@ mod tests {
         let endpoints =
             HashMap::from([("r/a".to_owned(), runtime(None, None)), ("r/b".to_owned(), runtime(None, None))]);
         let mut s = Schedule::new(endpoints, false, false);
-        let first: Vec<String> = (0..4).map(|_| s.wants(1).per_endpoint[0].0.clone()).collect();
+        let first: Vec<String> = (0..4).map(|_| s.wants(1, true).per_endpoint[0].0.clone()).collect();
         assert_eq!(first, ["r/a", "r/b", "r/a", "r/b"]);
     }
 
@@ -302,7 +322,7 @@ mod tests {
         ]);
         let mut s = Schedule::new(endpoints, false, false);
         let asked = |w: &Wants| w.per_endpoint.iter().map(|(e, _)| e.clone()).collect::<Vec<_>>();
-        let w = s.wants(8);
+        let w = s.wants(8, true);
         assert!(asked(&w).contains(&"r/e/m1".to_owned()) && !asked(&w).contains(&"r/e/m2".to_owned()), "{w:?}");
         assert!(asked(&w).contains(&"r/http".to_owned()), "HTTP endpoints are never held back");
         // m1 claimed something: it stays resident while its call is in flight.
@@ -314,11 +334,11 @@ mod tests {
         assert!(!round(&mut s, &[claim("r/e/m1")]));
         s.claimed(s.lane_of("r/e/m1").unwrap());
         assert!(!round(&mut s, &[]));
-        assert!(!asked(&s.wants(8)).contains(&"r/e/m2".to_owned()));
+        assert!(!asked(&s.wants(8, true)).contains(&"r/e/m2".to_owned()));
         // Its call returned and nothing more was claimed for it: m2's turn, at once.
         s.freed(s.lane_of("r/e/m1").unwrap());
         assert!(round(&mut s, &[]));
-        let w = s.wants(8);
+        let w = s.wants(8, true);
         assert!(asked(&w).contains(&"r/e/m2".to_owned()) && !asked(&w).contains(&"r/e/m1".to_owned()), "{w:?}");
         // Neither has work: after one round each, it stops moving until a wait.
         assert!(round(&mut s, &[]));

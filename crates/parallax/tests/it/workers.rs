@@ -261,9 +261,34 @@ async fn two_workers_of_one_region_together_keep_its_endpoint_and_job_limits() {
     assert_eq!(peak, 2, "and they used the job's concurrency");
 }
 
+/// Three workers for a limit of one call at once: each keeps its calls within its share of
+/// the limit, shares move to whoever holds work, and no worker holding items it may not
+/// send yet is left waiting on a share nobody uses.
+#[tokio::test]
+async fn more_workers_than_a_limit_has_slots_share_it_and_all_finish() {
+    let Some(pg) = PgSchema::create("workers_share_one_slot").await else { return };
+    let db = pg.location.as_str();
+    let fleet =
+        Fleet::start(&["us"], |_| StubConfig { latency: Duration::from_millis(20), ..StubConfig::default() }).await;
+    fleet.catalog(&[("a", "prov-a"), ("b", "prov-b")], "      concurrency: 1\n");
+    fleet.write("job.yaml", &spec(15, &["a", "b"], &["us"], "run: {concurrency: 1}\n"));
+    let job = fleet.parallax(&["submit", "job.yaml", "--db", db]).await.stdout.trim().to_owned();
+    us_workers_until_idle(&fleet, db, 3).await;
+    let s = fleet.parallax(&["status", &job, "--format", "json", "--db", db]).await.json();
+    assert_eq!(s["total"]["succeeded"], 30);
+    assert_eq!(s["total"]["attempts"], 30);
+    let peak = fleet.stub("us").stats.max_in_flight();
+    assert_eq!(peak, 1, "three workers together sent {peak} calls at once of a job of concurrency 1");
+}
+
 /// Two workers of region us, run until they have nothing left; both must exit 0.
 async fn two_us_workers_until_idle(fleet: &Fleet, db: &str) {
-    let workers: Vec<tokio::process::Child> = (0..2)
+    us_workers_until_idle(fleet, db, 2).await
+}
+
+/// `n` workers of region us, run until they have nothing left; each must exit 0.
+async fn us_workers_until_idle(fleet: &Fleet, db: &str, n: usize) {
+    let workers: Vec<tokio::process::Child> = (0..n)
         .map(|_| fleet.command(&["worker", "--region", "us", "--exit-when-idle", "--db", db], &[]).spawn().unwrap())
         .collect();
     for w in workers {
