@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 
 use crate::call::{self, Done};
 use crate::flight::{Held, InFlight};
-use crate::limits::Gate;
+use crate::limits::{self, Gate};
 use crate::{CrashPoint, Labeller, Settled, Stop, TestHooks};
 
 /// What a call needs of its job: the job's concurrency (as permits) and its policy.
@@ -29,6 +29,13 @@ pub(crate) struct JobLimits {
     /// The job's concurrency (a worker's share of it).
     pub gate: Gate,
     pub policy: Arc<RunPolicy>,
+}
+
+/// The endpoint a call goes through: its lane, provider and gate.
+pub(crate) struct Via {
+    pub lane: usize,
+    pub provider: Arc<dyn Provider>,
+    pub gate: Option<Gate>,
 }
 
 pub(crate) struct Calls {
@@ -71,18 +78,12 @@ impl Calls {
         }
     }
 
-    /// Starts the call of a claimed item of lane `lane`. It waits for a permit of its job's
-    /// and one of its endpoint's, then sends — unless the run stopped meanwhile, and then
-    /// it gives the item back unsent.
-    pub fn start(
-        &mut self,
-        claim: Claim,
-        lane: usize,
-        job_index: usize,
-        provider: Arc<dyn Provider>,
-        endpoint: Option<Gate>,
-        job: &JobLimits,
-    ) {
+    /// Starts the call of a claimed item through its endpoint. It waits for a pass of its
+    /// job's gate and one of its endpoint's, then sends — unless the run stopped meanwhile,
+    /// or its lease is near its end, and then it gives the item back unsent. `asked`: when
+    /// the claim was asked for (its lease runs from about then).
+    pub fn start(&mut self, claim: Claim, via: Via, job_index: usize, job: &JobLimits, asked: std::time::Instant) {
+        let Via { lane, provider, gate: endpoint } = via;
         self.running += 1;
         let sent = Arc::new(AtomicBool::new(false));
         self.in_flight.lock().insert(
@@ -94,22 +95,22 @@ impl Calls {
                 job_id: job.job_id.clone(),
                 key: claim.key.clone(),
                 sent: sent.clone(),
+                until: asked + job.lease,
             },
         );
+        let (in_flight, execution_id, lease) = (self.in_flight.clone(), claim.execution_id, job.lease);
         let (done, freed, uncommitted) = (self.done.clone(), self.freed_tx.clone(), self.uncommitted.clone());
         let (send, stopping, hooks) = (job.gate.clone(), self.stopping.clone(), self.hooks.clone());
         let (policy, job_id, labeller) = (job.policy.clone(), job.job_id.clone(), self.labeller.clone());
         // The spec's range keeps it far inside a Duration; never panic if it is not.
         let timeout = Duration::try_from_secs_f64(policy.timeout_s).unwrap_or(Duration::MAX);
         self.tasks.spawn(async move {
-            let _send = send.permits.clone().acquire_owned().await;
-            let _local = match &endpoint {
-                Some(l) => Some(l.permits.clone().acquire_owned().await),
-                None => None,
-            };
-            // Counted as calling until it returns (a worker's share is never recorded below).
-            let calling = (send.enter(), endpoint.as_ref().map(Gate::enter));
-            let d = if stopping.load(Ordering::SeqCst) {
+            // A closed gate: the run stops, and the item goes back unsent.
+            let passes = limits::passes(&send, endpoint.as_ref()).await;
+            // An item claimed ahead whose lease is near its end (its renewals failed) is not
+            // sent: another worker may hold it by now, and would call it too.
+            let stale = !in_flight.sendable(execution_id, lease / 3);
+            let d = if passes.is_err() || stale || stopping.load(Ordering::SeqCst) {
                 call::release(job_id, claim)
             } else {
                 sent.store(true, Ordering::SeqCst);
@@ -128,7 +129,7 @@ impl Calls {
                     Err(panic) => call::panicked(job_id, key, panic_message(panic.as_ref())),
                 }
             };
-            drop(calling);
+            drop(passes);
             hooks.reached(CrashPoint::AfterSend, 1);
             uncommitted.fetch_add(1, Ordering::SeqCst);
             let _ = done.send(d);
@@ -260,7 +261,13 @@ mod tests {
             policy: Arc::new(policy),
         };
         let mut calls = Calls::new(done_tx, Arc::default(), Arc::default(), TestHooks::default(), None);
-        calls.start(claim(), 3, 0, Arc::new(Panics), None, &job);
+        calls.start(
+            claim(),
+            Via { lane: 3, provider: Arc::new(Panics), gate: None },
+            0,
+            &job,
+            std::time::Instant::now(),
+        );
         let d = done.recv().await.expect("an outcome, not a lost task");
         assert!(matches!(d.outcome.next, Next::Failed));
         assert_eq!(d.settled, Settled::Failed);
@@ -269,7 +276,13 @@ mod tests {
         assert!(d.outcome.error.as_deref().unwrap().contains("panicked (a provider bug)"), "{:?}", d.outcome.error);
         assert_eq!(calls.freed.recv().await, Some((3, 0)), "the slot is freed");
         // The job's one permit came back: a second call can start and end too.
-        calls.start(claim(), 4, 0, Arc::new(Panics), None, &job);
+        calls.start(
+            claim(),
+            Via { lane: 4, provider: Arc::new(Panics), gate: None },
+            0,
+            &job,
+            std::time::Instant::now(),
+        );
         assert!(done.recv().await.is_some());
         assert_eq!(calls.freed.recv().await, Some((4, 0)));
     }

@@ -20,6 +20,10 @@ pub(crate) struct Held {
     pub key: ItemKey,
     /// Set when the call is about to leave; until then an abort releases the item unsent.
     pub sent: Arc<AtomicBool>,
+    /// When its lease may run out, by this process's clock: the lease's length from when
+    /// the claim (or the last heartbeat that renewed it) was asked for. An item claimed
+    /// ahead is never sent once its lease is near its end: another worker may hold it.
+    pub until: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -34,6 +38,21 @@ impl InFlight {
     pub fn lock(&self) -> MutexGuard<'_, HashMap<i64, Held>> {
         // Nothing panics while holding it; if something did, the map is still whole.
         self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether the item may still be sent: its lease lasts at least `margin` more.
+    pub fn sendable(&self, execution_id: i64, margin: std::time::Duration) -> bool {
+        self.lock().get(&execution_id).is_some_and(|h| std::time::Instant::now() + margin < h.until)
+    }
+
+    /// The leases asked to be renewed at `asked` were, but for `stale`.
+    pub fn renewed(&self, ids: &[i64], stale: &[i64], asked: std::time::Instant) {
+        let mut held = self.lock();
+        for id in ids.iter().filter(|id| !stale.contains(id)) {
+            if let Some(h) = held.get_mut(id) {
+                h.until = h.until.max(asked + h.lease);
+            }
+        }
     }
 
     /// `(execution id, lease token)` of every call in flight, by the length of its lease

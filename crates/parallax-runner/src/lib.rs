@@ -32,7 +32,7 @@ use parallax_providers::Provider;
 use parallax_store::{ClaimRequest, LabelRecord, ResultRecord, ShareAsk, Store, StoreError};
 use tokio::sync::{mpsc, watch};
 
-use crate::calls::{Calls, JobLimits};
+use crate::calls::{Calls, JobLimits, Via};
 use crate::flight::InFlight;
 pub use crate::hooks::{CrashPoint, TestHooks};
 use crate::limits::{Gate, TokenBucket};
@@ -232,7 +232,11 @@ pub async fn run(
     let result = scheduler.claim_until_done(&mut stop).await;
 
     // Drain (or abort) what is in flight, then let the writer commit everything.
-    let Scheduler { calls, writer, writer_result, mut summary, .. } = scheduler;
+    let Scheduler { calls, writer, writer_result, mut summary, jobs, schedule, .. } = scheduler;
+    // Nothing more is sent: a call still waiting for a pass gives its item back at once
+    // (a worker's gates may be shut by shares that are no longer renewed).
+    jobs.iter().for_each(|j| j.limits.gate.close());
+    schedule.close_gates();
     if *stop.borrow() >= Stop::Drain {
         summary.interrupted = true;
         reporter.event(Event::Draining { in_flight: calls.pending_tasks() });
@@ -279,6 +283,8 @@ struct JobSlot {
     /// it holds items), so that one holding items it cannot send yet is not kept waiting
     /// by shares nobody uses.
     found_work: bool,
+    /// Whether the store's last list of jobs with work on this worker's endpoints had it.
+    active: bool,
     /// The spec's `delay_ms` between calls.
     pacing: Option<TokenBucket>,
     /// Calls of this job started and not returned.
@@ -305,6 +311,7 @@ impl JobSlot {
             ahead: policy.on_possibly_billed != OnPossiblyBilled::Park,
             share: shared.then_some(0),
             found_work: true,
+            active: true,
             pacing: (policy.delay_ms > 0).then(|| TokenBucket::with_capacity(1000.0 / policy.delay_ms as f64, 1.0)),
             running: 0,
             claimed_ids: HashSet::new(),
@@ -327,8 +334,8 @@ impl JobSlot {
 
     /// A worker's share of the job's concurrency is now `granted`.
     fn set_share(&mut self, granted: usize) {
-        if let Some(share) = self.share {
-            self.limits.gate.resize(share, granted);
+        if self.share.is_some() {
+            self.limits.gate.resize(granted);
             self.share = Some(granted);
         }
     }
@@ -377,10 +384,10 @@ struct Scheduler {
 const REFRESH: Duration = Duration::from_secs(1);
 
 /// How often a worker renews its shares of shared limits (and so learns of workers that
-/// came or went), and how long a share lasts unrenewed: a worker that died gives its
-/// share back by then.
+/// came or went). A share lasts unrenewed as long as the longest lease of the worker's
+/// jobs: no call it let out outlives it (a call ends within its timeout, shorter than its
+/// lease), and a worker that died gives its share back when its leases end.
 const SHARES_EVERY: Duration = Duration::from_millis(250);
-const SHARE_LEASE: Duration = Duration::from_secs(10);
 
 impl Scheduler {
     /// Claims and starts calls until the work is done, the run's limit is reached, the
@@ -469,6 +476,9 @@ impl Scheduler {
     /// submitted with. Cancelled ones have their remaining items settled, not claimed.
     async fn refresh_jobs(&mut self) -> Result<(), RunError> {
         let active = self.store.active_jobs(self.endpoint_names.clone()).await?;
+        for slot in &mut self.jobs {
+            slot.active = active.iter().any(|a| a.id == slot.id);
+        }
         for job in &active {
             if job.cancelled {
                 let settled = self.store.settle_cancelled(&job.id, self.endpoint_names.clone()).await?;
@@ -505,11 +515,14 @@ impl Scheduler {
         for slot in &self.jobs {
             let cap = slot.policy.concurrency as u64;
             // All of it while it has work or holds items (claimed ahead, or calling); none
-            // once it found none. Without claims ahead (`park`) it holds no item it cannot
-            // send, and wants all of it always.
-            let busy = slot.running > 0 || (!slot.cancelled && (slot.found_work || !slot.ahead));
+            // once it found none. Without claims ahead (`park`) it claims nothing it cannot
+            // send, so it learns of work only with a share: it wants one while the job has
+            // work on its endpoints.
+            let busy = slot.running > 0 || (!slot.cancelled && if slot.ahead { slot.found_work } else { slot.active });
             let want = if busy { cap } else { 0 };
-            let holding = slot.limits.gate.calling() as u64;
+            // Passes that exist (out or free): the calls it may have in flight until its
+            // gate has shrunk to a smaller share.
+            let holding = slot.limits.gate.outstanding() as u64;
             asks.push(ShareAsk { scope: format!("job/{}", slot.id), cap, want, holding });
         }
         let lanes = self.schedule.shared();
@@ -526,7 +539,8 @@ impl Scheduler {
         if asks.is_empty() {
             return Ok(());
         }
-        let granted = self.store.share_limits(&self.worker, SHARE_LEASE, asks).await?;
+        let lease = self.jobs.iter().map(|j| j.lease).max().unwrap_or(lease_of(&self.default_policy));
+        let granted = self.store.share_limits(&self.worker, lease, asks).await?;
         let n = self.jobs.len();
         for (slot, g) in self.jobs.iter_mut().zip(&granted[..n]) {
             slot.set_share(*g as usize);
@@ -608,7 +622,9 @@ impl Scheduler {
                 for (endpoint, n) in &asked {
                     if let Some(lane) = self.schedule.lane_of(endpoint) {
                         let got = batch.claims.iter().filter(|c| &c.endpoint == endpoint).count();
-                        self.schedule.found(lane, *n, got);
+                        if self.schedule.found(lane, *n, got) {
+                            self.shares_renewed = None;
+                        }
                     }
                 }
             }
@@ -625,9 +641,9 @@ impl Scheduler {
                 slot.running += 1;
                 self.summary.attempts += 1;
                 let l = self.schedule.lane(lane);
-                let (provider, permits) = (l.provider.clone(), l.permits.clone());
+                let via = Via { lane, provider: l.provider.clone(), gate: l.permits.clone() };
                 let limits = slot.limits.clone();
-                self.calls.start(claim, lane, j, provider, permits, &limits);
+                self.calls.start(claim, via, j, &limits, started);
             }
         }
         self.job_rotate = self.job_rotate.wrapping_add(1);
@@ -791,11 +807,11 @@ mod tests {
         // here; then its share and as much again ahead.
         let mut worker = JobSlot::new("j".into(), policy(4, OnPossiblyBilled::Retry), false, true);
         assert_eq!(worker.free(), 1);
-        assert_eq!(worker.limits.gate.permits.available_permits(), 0, "and it calls nothing");
+        assert_eq!(worker.limits.gate.outstanding(), 0, "and it calls nothing");
         worker.set_share(2);
-        assert_eq!((worker.free(), worker.limits.gate.permits.available_permits()), (4, 2));
+        assert_eq!((worker.free(), worker.limits.gate.outstanding()), (4, 2));
         worker.running = 3;
         worker.set_share(1);
-        assert_eq!((worker.free(), worker.limits.gate.permits.available_permits()), (0, 1));
+        assert_eq!((worker.free(), worker.limits.gate.outstanding()), (0, 1));
     }
 }

@@ -2,64 +2,10 @@
 //! by the scheduler task alone, so it needs no lock), and the gates that keep calls within
 //! a concurrency (a job's, an endpoint's), resized when a worker's share of one moves.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
-
-/// Keeps calls within a concurrency: a call holds a permit while it is made. It also
-/// counts the calls holding one, which a worker reports with its share of a limit shared
-/// with other workers (a share is never recorded below the calls still running in it).
-#[derive(Clone)]
-pub(crate) struct Gate {
-    pub permits: Arc<Semaphore>,
-    calling: Arc<AtomicUsize>,
-}
-
-impl Gate {
-    pub fn new(permits: usize) -> Gate {
-        Gate { permits: Arc::new(Semaphore::new(permits)), calling: Arc::default() }
-    }
-
-    /// Calls holding a permit now.
-    pub fn calling(&self) -> usize {
-        self.calling.load(Ordering::SeqCst)
-    }
-
-    /// Counts a call in until the guard is dropped (its call has returned).
-    pub fn enter(&self) -> Calling {
-        self.calling.fetch_add(1, Ordering::SeqCst);
-        Calling(self.calling.clone())
-    }
-
-    /// From `from` permits to `to`. Fewer: the free permits go at once, the rest as the
-    /// calls holding them end (before any call waiting for one starts: the semaphore is fair).
-    pub fn resize(&self, from: usize, to: usize) {
-        if to > from {
-            self.permits.add_permits(to - from);
-        } else if to < from {
-            let owed = (from - to) - self.permits.forget_permits(from - to);
-            if owed > 0 {
-                let permits = self.permits.clone();
-                tokio::spawn(async move {
-                    if let Ok(p) = permits.acquire_many_owned(owed.min(u32::MAX as usize) as u32).await {
-                        p.forget();
-                    }
-                });
-            }
-        }
-    }
-}
-
-/// A call counted in by [`Gate::enter`].
-pub(crate) struct Calling(Arc<AtomicUsize>);
-
-impl Drop for Calling {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 pub(crate) struct TokenBucket {
     rate: f64,
@@ -102,25 +48,160 @@ impl TokenBucket {
     }
 }
 
+/// Keeps calls within a concurrency (a job's, an endpoint's; a worker's share of one): a
+/// call holds a pass while it is made. A gate can shrink while its passes are out: the
+/// free ones go at once, the rest as they come back, before any waiting call gets one.
+#[derive(Clone)]
+pub(crate) struct Gate {
+    permits: Arc<Semaphore>,
+    state: Arc<Mutex<Size>>,
+}
+
+struct Size {
+    /// Permits the gate should hold.
+    size: usize,
+    /// Permits still out that go when they come back (the gate shrank below them).
+    owed: usize,
+}
+
+/// A gate's permit, held while a call is made.
+pub(crate) struct Pass {
+    permit: Option<OwnedSemaphorePermit>,
+    state: Arc<Mutex<Size>>,
+}
+
+/// A gate was closed: the run stops, and nothing waits for a pass any more.
+pub(crate) struct Closed;
+
+impl Gate {
+    pub fn new(permits: usize) -> Gate {
+        Gate {
+            permits: Arc::new(Semaphore::new(permits)),
+            state: Arc::new(Mutex::new(Size { size: permits, owed: 0 })),
+        }
+    }
+
+    fn size(&self) -> MutexGuard<'_, Size> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Permits that exist now, out or free: the most calls this gate lets be in flight
+    /// until it has shrunk (a worker's share is never recorded below it).
+    pub fn outstanding(&self) -> usize {
+        let s = self.size();
+        s.size + s.owed
+    }
+
+    /// To `to` permits. Growing first cancels what is still owed.
+    pub fn resize(&self, to: usize) {
+        let mut s = self.size();
+        if to > s.size {
+            let more = to - s.size;
+            let cancelled = more.min(s.owed);
+            s.owed -= cancelled;
+            self.permits.add_permits(more - cancelled);
+        } else if to < s.size {
+            let less = s.size - to;
+            s.owed += less - self.permits.forget_permits(less);
+        }
+        s.size = to;
+    }
+
+    /// Closes the gate: every wait for a pass ends with [`Closed`].
+    pub fn close(&self) {
+        self.permits.close();
+    }
+
+    async fn pass(&self) -> Result<Pass, Closed> {
+        let permit = self.permits.clone().acquire_owned().await.map_err(|_| Closed)?;
+        Ok(Pass { permit: Some(permit), state: self.state.clone() })
+    }
+
+    fn try_pass(&self) -> Result<Option<Pass>, Closed> {
+        match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => Ok(Some(Pass { permit: Some(permit), state: self.state.clone() })),
+            Err(TryAcquireError::NoPermits) => Ok(None),
+            Err(TryAcquireError::Closed) => Err(Closed),
+        }
+    }
+}
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(permit) = self.permit.take()
+            && s.owed > 0
+        {
+            s.owed -= 1;
+            permit.forget();
+        }
+    }
+}
+
+/// A pass of `job`'s gate and one of `endpoint`'s, never holding one while waiting for the
+/// other: gates that shrink (a worker's shares) could otherwise leave two calls each holding
+/// what the other waits for.
+pub(crate) async fn passes(job: &Gate, endpoint: Option<&Gate>) -> Result<(Pass, Option<Pass>), Closed> {
+    loop {
+        let first = job.pass().await?;
+        let Some(endpoint) = endpoint else { return Ok((first, None)) };
+        if let Some(second) = endpoint.try_pass()? {
+            return Ok((first, Some(second)));
+        }
+        drop(first);
+        let second = endpoint.pass().await?;
+        if let Some(first) = job.try_pass()? {
+            return Ok((first, Some(second)));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_gate_shrinks_as_its_calls_end_and_grows_at_once() {
+    async fn a_gate_shrinks_as_its_passes_come_back_and_growing_cancels_what_is_owed() {
         let gate = Gate::new(4);
-        let held: Vec<_> = (0..3).map(|_| gate.permits.clone().try_acquire_owned().unwrap()).collect();
-        let counted: Vec<_> = (0..3).map(|_| gate.enter()).collect();
-        assert_eq!(gate.calling(), 3);
-        gate.resize(4, 1); // one free permit goes now; two more as calls end
-        assert_eq!(gate.permits.available_permits(), 0);
+        let out: Vec<Pass> = take_passes(&gate, 3).await;
+        gate.resize(1); // the free permit goes now; two of the three out as they come back
+        assert_eq!((gate.permits.available_permits(), gate.outstanding()), (0, 3));
+        drop(out);
+        assert_eq!((gate.permits.available_permits(), gate.outstanding()), (1, 1));
+        // Shrink below the passes out, then grow before they come back: never more out than the size.
+        let out = take_passes(&gate, 1).await;
+        gate.resize(0);
+        gate.resize(2);
+        assert_eq!((gate.permits.available_permits(), gate.outstanding()), (1, 2));
+        drop(out);
+        assert_eq!(gate.permits.available_permits(), 2);
+        gate.close();
+        assert!(gate.pass().await.is_err(), "a closed gate gives no pass");
+    }
+
+    async fn take_passes(gate: &Gate, n: usize) -> Vec<Pass> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            out.push(gate.pass().await.ok().expect("a pass"));
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn two_gates_are_passed_without_holding_one_while_waiting_for_the_other() {
+        let (job, endpoint) = (Gate::new(1), Gate::new(1));
+        // The endpoint's only pass is out; a call waiting for it holds no job pass meanwhile.
+        let held = endpoint.pass().await.ok().expect("a pass");
+        let waiting = tokio::spawn({
+            let (job, endpoint) = (job.clone(), endpoint.clone());
+            async move { passes(&job, Some(&endpoint)).await.is_ok() }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let other = job.try_pass().ok().flatten();
+        assert!(other.is_some(), "the job's pass is free while the call waits for the endpoint's");
+        drop(other);
         drop(held);
-        drop(counted);
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        assert_eq!((gate.permits.available_permits(), gate.calling()), (1, 0));
-        gate.resize(1, 3);
-        assert_eq!(gate.permits.available_permits(), 3);
+        assert!(waiting.await.unwrap());
     }
 
     #[test]

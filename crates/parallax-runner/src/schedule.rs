@@ -36,11 +36,11 @@ pub(crate) struct Lane {
 }
 
 impl Lane {
-    /// How many items per round of its calls it may hold: its share (at least one, so that
-    /// a worker without a share yet may claim an item, find that it has work there and ask
-    /// for a share), else its concurrency.
-    fn limit(&self) -> Option<usize> {
-        self.share.map(|s| s.max(1)).or(self.concurrency)
+    /// How many items per round of its calls it may hold: its share, else its concurrency.
+    /// Ahead of its calls, a share of none still allows one item: a worker without a share
+    /// yet claims it, finds that it has work there and asks for a share.
+    fn limit(&self, ahead: bool) -> Option<usize> {
+        self.share.map(|s| if ahead { s.max(1) } else { s }).or(self.concurrency)
     }
 }
 
@@ -120,7 +120,7 @@ impl Schedule {
             if lane.residency.is_some_and(|r| r != active) {
                 continue;
             }
-            let cap = lane.limit().map_or(usize::MAX, |c| (ahead * c).saturating_sub(lane.in_flight));
+            let cap = lane.limit(ahead > 1).map_or(usize::MAX, |c| (ahead * c).saturating_sub(lane.in_flight));
             let rate = lane.bucket.as_mut().map_or(usize::MAX, TokenBucket::available);
             let n = free.min(cap).min(rate);
             if n > 0 {
@@ -155,25 +155,34 @@ impl Schedule {
             .filter_map(|(i, l)| {
                 let cap = l.concurrency?;
                 let want = if l.found_work || l.in_flight > 0 { cap } else { 0 };
-                Some((i, cap, want, l.permits.as_ref().map_or(0, Gate::calling)))
+                Some((i, cap, want, l.permits.as_ref().map_or(0, Gate::outstanding)))
             })
             .collect()
     }
 
-    /// A claim asked `asked` items of lane `i` and got `got`.
-    pub fn found(&mut self, i: usize, asked: usize, got: usize) {
+    /// A claim asked `asked` items of lane `i` and got `got`. True when it found work
+    /// there again after none (its share should be asked for at once).
+    pub fn found(&mut self, i: usize, asked: usize, got: usize) -> bool {
+        let lane = &mut self.lanes[i];
+        let again = asked > 0 && got > 0 && !lane.found_work;
         if asked > 0 {
-            self.lanes[i].found_work = got > 0;
+            lane.found_work = got > 0;
         }
+        again
     }
 
     /// Lane `i`'s share of its endpoint's concurrency is now `granted`.
     pub fn set_share(&mut self, i: usize, granted: usize) {
         let lane = &mut self.lanes[i];
-        if let (Some(gate), Some(share)) = (&lane.permits, lane.share) {
-            gate.resize(share, granted);
+        if let (Some(gate), Some(_)) = (&lane.permits, lane.share) {
+            gate.resize(granted);
             lane.share = Some(granted);
         }
+    }
+
+    /// Closes every endpoint's gate: the run stops (see [`Gate::close`]).
+    pub fn close_gates(&self) {
+        self.lanes.iter().filter_map(|l| l.permits.as_ref()).for_each(Gate::close);
     }
 
     pub fn lane(&self, i: usize) -> &Lane {

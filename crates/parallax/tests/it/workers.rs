@@ -85,7 +85,16 @@ async fn three_regions_of_workers_run_every_key_once_through_faults_and_a_kill()
                 && a["sample"] == r["sample"]
         });
         let allowed = 1 + u64::from(retried) + u64::from(at_kill.contains_key(key));
-        assert!(made <= allowed, "{key}: {made} calls; only a retry and a call in flight at the kill may repeat it");
+        let of_key: Vec<String> = attempts
+            .iter()
+            .filter(|a| a["question_id"] == r["question_id"] && a["model_id"] == r["model_id"])
+            .filter(|a| a["region"] == r["region"] && a["sample"] == r["sample"])
+            .map(|a| format!("{} by {} at {}", a["outcome"], a["worker"], a["started_at_ms"]))
+            .collect();
+        assert!(
+            made <= allowed,
+            "{key}: {made} calls; only a retry and a call in flight at the kill may repeat it; attempts: {of_key:?}"
+        );
     }
     let status = fleet.parallax(&["status", &job, "--format", "json", "--db", db]).await.json();
     assert_eq!(status["total"]["possibly_billed"].as_u64().unwrap(), lost as u64, "each lost call is possibly billed");
