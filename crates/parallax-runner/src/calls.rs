@@ -98,7 +98,7 @@ impl Calls {
                 until: asked + job.lease,
             },
         );
-        let (in_flight, execution_id, lease) = (self.in_flight.clone(), claim.execution_id, job.lease);
+        let (in_flight, ids, lease) = (self.in_flight.clone(), (claim.execution_id, claim.attempt_id), job.lease);
         let (done, freed, uncommitted) = (self.done.clone(), self.freed_tx.clone(), self.uncommitted.clone());
         let (send, stopping, hooks) = (job.gate.clone(), self.stopping.clone(), self.hooks.clone());
         let (policy, job_id, labeller) = (job.policy.clone(), job.job_id.clone(), self.labeller.clone());
@@ -109,7 +109,7 @@ impl Calls {
             let passes = limits::passes(&send, endpoint.as_ref()).await;
             // An item claimed ahead whose lease is near its end (its renewals failed) is not
             // sent: another worker may hold it by now, and would call it too.
-            let stale = !in_flight.sendable(execution_id, lease / 3);
+            let stale = !in_flight.sendable(ids.0, ids.1, lease / 3);
             let d = if passes.is_err() || stale || stopping.load(Ordering::SeqCst) {
                 call::release(job_id, claim)
             } else {

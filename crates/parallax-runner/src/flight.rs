@@ -40,9 +40,12 @@ impl InFlight {
         self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Whether the item may still be sent: its lease lasts at least `margin` more.
-    pub fn sendable(&self, execution_id: i64, margin: std::time::Duration) -> bool {
-        self.lock().get(&execution_id).is_some_and(|h| std::time::Instant::now() + margin < h.until)
+    /// Whether the item of this attempt may still be sent: it is still this attempt's (not
+    /// claimed again since), and its lease lasts at least `margin` more.
+    pub fn sendable(&self, execution_id: i64, attempt_id: i64, margin: std::time::Duration) -> bool {
+        let held = self.lock();
+        held.get(&execution_id)
+            .is_some_and(|h| h.attempt_id == attempt_id && std::time::Instant::now() + margin < h.until)
     }
 
     /// The leases asked to be renewed at `asked` were, but for `stale`.

@@ -226,6 +226,7 @@ pub async fn run(
         refreshed: std::time::Instant::now(),
         shares_renewed: None,
         shared_scopes: Vec::new(),
+        shares_confirmed: None,
         idle_round: true,
         summary: RunSummary::default(),
     };
@@ -376,6 +377,8 @@ struct Scheduler {
     /// (`None`: before the first, or a job came since), and their scopes then.
     shares_renewed: Option<std::time::Instant>,
     shared_scopes: Vec<String>,
+    /// When the store last confirmed its shares (asked for then).
+    shares_confirmed: Option<std::time::Instant>,
     idle_round: bool,
     summary: RunSummary,
 }
@@ -385,8 +388,8 @@ const REFRESH: Duration = Duration::from_secs(1);
 
 /// How often a worker renews its shares of shared limits (and so learns of workers that
 /// came or went). A share lasts unrenewed as long as the longest lease of the worker's
-/// jobs: no call it let out outlives it (a call ends within its timeout, shorter than its
-/// lease), and a worker that died gives its share back when its leases end.
+/// jobs and the timeout of a call: no call it let out outlives it (see `renew_shares`),
+/// and a worker that died gives its share back by then.
 const SHARES_EVERY: Duration = Duration::from_millis(250);
 
 impl Scheduler {
@@ -402,6 +405,7 @@ impl Scheduler {
                 // let the calls in flight finish (the writer keeps their outcomes), try again.
                 Err(RunError::Store(e)) if e.is_unavailable() => {
                     tracing::warn!(error = %e, retry_in = ?outage, "store unavailable; claiming paused");
+                    self.shut_stale_shares();
                     tokio::select! {
                         _ = tokio::time::sleep(outage.mul_f64(0.5 + rand::random::<f64>() / 2.0)) => {}
                         _ = stop.changed() => {}
@@ -479,6 +483,12 @@ impl Scheduler {
         for slot in &mut self.jobs {
             slot.active = active.iter().any(|a| a.id == slot.id);
         }
+        // A park job claims only within its endpoints' shares, so an endpoint where it found
+        // nothing (retries not due yet) would never be asked again: while it has work, each
+        // endpoint asks for its share again.
+        if self.jobs.iter().any(|j| j.active && !j.ahead) {
+            self.schedule.look_again();
+        }
         for job in &active {
             if job.cancelled {
                 let settled = self.store.settle_cancelled(&job.id, self.endpoint_names.clone()).await?;
@@ -531,15 +541,21 @@ impl Scheduler {
             asks.push(ShareAsk { scope, cap: cap as u64, want: want as u64, holding: holding as u64 });
         }
         // A job this worker no longer runs: its share goes back at once.
-        let asked: Vec<String> = asks.iter().map(|a| a.scope.clone()).collect();
-        for gone in self.shared_scopes.iter().filter(|s| !asked.contains(s)) {
+        let scopes: Vec<String> = asks.iter().map(|a| a.scope.clone()).collect();
+        for gone in self.shared_scopes.iter().filter(|s| !scopes.contains(s)) {
             asks.push(ShareAsk { scope: gone.clone(), cap: 0, want: 0, holding: 0 });
         }
-        self.shares_renewed = Some(std::time::Instant::now());
+        let asked = std::time::Instant::now();
+        self.shares_renewed = Some(asked);
         if asks.is_empty() {
             return Ok(());
         }
-        let lease = self.jobs.iter().map(|j| j.lease).max().unwrap_or(lease_of(&self.default_policy));
+        // A share outlives every call it lets out: one sent just before its lease looked too
+        // near its end (a third of it left) may run for its whole timeout after that.
+        let outlives =
+            |p: &RunPolicy, lease: Duration| lease + Duration::try_from_secs_f64(p.timeout_s).unwrap_or(lease);
+        let lease = self.jobs.iter().map(|j| outlives(&j.policy, j.lease)).max();
+        let lease = lease.unwrap_or_else(|| outlives(&self.default_policy, lease_of(&self.default_policy)));
         let granted = self.store.share_limits(&self.worker, lease, asks).await?;
         let n = self.jobs.len();
         for (slot, g) in self.jobs.iter_mut().zip(&granted[..n]) {
@@ -548,8 +564,23 @@ impl Scheduler {
         for (&(lane, ..), g) in lanes.iter().zip(&granted[n..]) {
             self.schedule.set_share(lane, *g as usize);
         }
-        self.shared_scopes = asked;
+        self.shared_scopes = scopes;
+        self.shares_confirmed = Some(asked);
         Ok(())
+    }
+
+    /// A worker that could not renew its shares for a while is presumed dead by the others
+    /// (the store voids the shares of a worker not seen for `LIVE_WORKER_MS`): it starts no
+    /// more calls until it has renewed them. Calls already made go on.
+    fn shut_stale_shares(&mut self) {
+        let stale = Duration::from_millis(parallax_store::LIVE_WORKER_MS as u64 / 2);
+        if !self.worker_mode || self.shares_confirmed.is_none_or(|at| at.elapsed() < stale) {
+            return;
+        }
+        self.jobs.iter_mut().for_each(|j| j.set_share(0));
+        for (lane, ..) in self.schedule.shared() {
+            self.schedule.set_share(lane, 0);
+        }
     }
 
     /// One round: each job in turn (starting with the next one each round) claims what its

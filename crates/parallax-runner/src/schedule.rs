@@ -180,6 +180,11 @@ impl Schedule {
         }
     }
 
+    /// Every endpoint may have work again: each asks for its share at the next renewal.
+    pub fn look_again(&mut self) {
+        self.lanes.iter_mut().for_each(|l| l.found_work = true);
+    }
+
     /// Closes every endpoint's gate: the run stops (see [`Gate::close`]).
     pub fn close_gates(&self) {
         self.lanes.iter().filter_map(|l| l.permits.as_ref()).for_each(Gate::close);

@@ -24,8 +24,9 @@ pub(crate) struct Tally {
     pub released: u64,
 }
 
-/// What reporting an outcome needs once it is committed: execution id, job, key, how it settled.
-type Report = (i64, Arc<str>, ItemKey, Settled);
+/// What reporting an outcome needs once it is committed: execution id, attempt id, job,
+/// key, how it settled.
+type Report = (i64, i64, Arc<str>, ItemKey, Settled);
 
 /// The most outcomes in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -53,8 +54,8 @@ pub(crate) async fn writer(
         // The outcomes (with their answers) move to the store; only what reporting needs stays.
         let (outcomes, reports): (Vec<Outcome>, Vec<Report>) = batch
             .drain(..)
-            .map(|d| (d.outcome.execution_id, d))
-            .map(|(id, d)| (d.outcome, (id, d.job_id, d.key, d.settled)))
+            .map(|d| ((d.outcome.execution_id, d.outcome.attempt_id), d))
+            .map(|((id, attempt), d)| (d.outcome, (id, attempt, d.job_id, d.key, d.settled)))
             .unzip();
         let (asked, size) = (std::time::Instant::now(), outcomes.len());
         let applied = finish_through_outages(&store, outcomes).await?;
@@ -62,8 +63,12 @@ pub(crate) async fn writer(
         tracing::debug!(target: "parallax_runner::write", elapsed_us = asked.elapsed().as_micros() as u64, outcomes = size, "finish");
         hooks.reached(CrashPoint::AfterFinish, applied.len() as u64);
         let mut held = in_flight.lock();
-        for ((execution_id, job_id, key, settled), applied) in reports.into_iter().zip(applied) {
-            held.remove(&execution_id);
+        for ((execution_id, attempt_id, job_id, key, settled), applied) in reports.into_iter().zip(applied) {
+            // Only this attempt's entry: the item may have been claimed again since (its lease
+            // ran out while it waited), and that claim is still in flight.
+            if held.get(&execution_id).is_some_and(|h| h.attempt_id == attempt_id) {
+                held.remove(&execution_id);
+            }
             let settled = if applied == Applied::Stale { Settled::Stale } else { settled };
             match settled {
                 Settled::Succeeded => tally.succeeded += 1,

@@ -1797,10 +1797,12 @@ WHERE (labels.version, labels.label, labels.evidence, labels.rubric, labels.raw,
         let live = c
             .query(
                 with_clock!(
-                    " SELECT s.scope, s.slots, s.wanted FROM limit_shares s, clock c
-                    WHERE s.scope = ANY ($2) AND s.worker <> $3 AND s.until_ms >= c.now"
+                    " SELECT s.scope, s.slots, s.wanted FROM clock c, limit_shares s LEFT JOIN workers w ON w.id = s.worker
+                    WHERE s.scope = ANY ($2) AND s.worker <> $3 AND s.until_ms >= c.now
+                      -- A registered worker stopped, or not seen for a while (killed), holds none.
+                      AND (w.id IS NULL OR (w.stopped_at_ms IS NULL AND w.last_seen_ms >= c.now - $4))"
                 ),
-                &[&now, &scopes, &worker],
+                &[&now, &scopes, &worker, &LIVE_WORKER_MS],
             )
             .await?;
         let mut granted = Vec::with_capacity(asks.len());

@@ -1242,7 +1242,10 @@ impl SqliteStore {
         {
             let mut live = tx
                 .prepare_cached(
-                    "SELECT slots, wanted FROM limit_shares WHERE scope = ?1 AND worker <> ?2 AND until_ms >= ?3",
+                    "SELECT s.slots, s.wanted FROM limit_shares s LEFT JOIN workers w ON w.id = s.worker
+                     WHERE s.scope = ?1 AND s.worker <> ?2 AND s.until_ms >= ?3
+                       -- A registered worker stopped, or not seen for a while (killed), holds none.
+                       AND (w.id IS NULL OR (w.stopped_at_ms IS NULL AND w.last_seen_ms >= ?3 - ?4))",
                 )
                 .at(p)?;
             let mut put = tx
@@ -1254,7 +1257,7 @@ impl SqliteStore {
                 .at(p)?;
             for ask in asks {
                 let others = live
-                    .query_map(params![ask.scope, worker, now], |r| {
+                    .query_map(params![ask.scope, worker, now, LIVE_WORKER_MS], |r| {
                         Ok((r.get::<_, i64>(0)?.max(0) as u64, r.get::<_, i64>(1)?.max(0) as u64))
                     })
                     .at(p)?

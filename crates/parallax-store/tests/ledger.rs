@@ -1488,6 +1488,13 @@ async fn shares_of_a_limit_never_add_up_to_more_than_it_and_even_out_between_wor
         .await
         .unwrap();
     assert_eq!(both, [0, 3]);
+    // A registered worker no longer seen (killed) holds no share, however long it asked for.
+    let record = WorkerRecord { id: "b".into(), host: "h".into(), pid: 7, regions: vec![], version: "0".into() };
+    store.register_worker(record).await.unwrap();
+    assert_eq!(store.share_limits("b", Duration::from_secs(600), ask(8, 8)).await.unwrap(), [4]);
+    assert_eq!(share("a", 8, 0).await, 0);
+    clock.advance(Duration::from_secs(16));
+    assert_eq!(share("a", 8, 0).await, 8, "b was not seen for 16 s");
 }
 
 async fn a_shared_rate_is_one_bucket_for_every_worker(db: Db) {
