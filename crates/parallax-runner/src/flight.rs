@@ -58,6 +58,11 @@ impl InFlight {
         }
     }
 
+    /// The shortest lease held, if any (the heartbeat renews a third of it early).
+    pub fn shortest_lease(&self) -> Option<std::time::Duration> {
+        self.lock().values().map(|h| h.lease).min()
+    }
+
     /// `(execution id, lease token)` of every call in flight, by the length of its lease
     /// (a worker's jobs may each have their own).
     pub fn leases(&self) -> std::collections::BTreeMap<std::time::Duration, Vec<(i64, String)>> {

@@ -21,7 +21,7 @@ pub(crate) async fn heartbeat(store: Store, in_flight: Arc<InFlight>, lease: Dur
         // Looked at often, renewed when due: a lease shorter than any before (a worker's
         // new job) is renewed in time too.
         tokio::time::sleep(TICK).await;
-        let shortest = in_flight.leases().keys().next().copied().unwrap_or(lease);
+        let shortest = in_flight.shortest_lease().unwrap_or(lease);
         let mut every = (shortest / 3).max(TICK);
         if registry.is_some() {
             every = every.min(Duration::from_secs(5));
