@@ -30,6 +30,9 @@ pub(crate) struct Held {
 pub(crate) struct InFlight {
     /// Execution id → its lease.
     held: Mutex<HashMap<i64, Held>>,
+    /// A worker's: no call starts after this, until its shares are confirmed again (the
+    /// others void the shares of a worker not seen for a while). `None`: no such bound.
+    send_until: Mutex<Option<std::time::Instant>>,
     /// Signalled after each committed batch: the store's state moved on.
     pub committed: Notify,
 }
@@ -41,11 +44,18 @@ impl InFlight {
     }
 
     /// Whether the item of this attempt may still be sent: it is still this attempt's (not
-    /// claimed again since), and its lease lasts at least `margin` more.
+    /// claimed again since), its lease lasts at least `margin` more, and the worker's shares
+    /// were confirmed recently enough.
     pub fn sendable(&self, execution_id: i64, attempt_id: i64, margin: std::time::Duration) -> bool {
+        let now = std::time::Instant::now();
+        let shares_hold = self.send_until.lock().unwrap_or_else(|p| p.into_inner()).is_none_or(|until| now < until);
         let held = self.lock();
-        held.get(&execution_id)
-            .is_some_and(|h| h.attempt_id == attempt_id && std::time::Instant::now() + margin < h.until)
+        shares_hold && held.get(&execution_id).is_some_and(|h| h.attempt_id == attempt_id && now + margin < h.until)
+    }
+
+    /// A worker's shares were confirmed: calls may start until `until`.
+    pub fn send_until(&self, until: std::time::Instant) {
+        *self.send_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(until);
     }
 
     /// The leases asked to be renewed at `asked` were, but for `stale`.

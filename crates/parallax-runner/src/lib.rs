@@ -284,8 +284,6 @@ struct JobSlot {
     /// it holds items), so that one holding items it cannot send yet is not kept waiting
     /// by shares nobody uses.
     found_work: bool,
-    /// Whether the store's last list of jobs with work on this worker's endpoints had it.
-    active: bool,
     /// The spec's `delay_ms` between calls.
     pacing: Option<TokenBucket>,
     /// Calls of this job started and not returned.
@@ -312,7 +310,6 @@ impl JobSlot {
             ahead: policy.on_possibly_billed != OnPossiblyBilled::Park,
             share: shared.then_some(0),
             found_work: true,
-            active: true,
             pacing: (policy.delay_ms > 0).then(|| TokenBucket::with_capacity(1000.0 / policy.delay_ms as f64, 1.0)),
             running: 0,
             claimed_ids: HashSet::new(),
@@ -327,9 +324,10 @@ impl JobSlot {
         let limit_left = self.policy.limit.map_or(usize::MAX, |l| (l as usize).saturating_sub(self.claimed_ids.len()));
         let paced = self.pacing.as_mut().map_or(usize::MAX, TokenBucket::available);
         let calls = self.share.unwrap_or(self.policy.concurrency);
-        // Ahead by as many again; a worker without a share yet by one item, so that it
-        // finds out whether it has work here (and then asks for a share).
-        let ahead = if self.ahead { calls.max(1) } else { 0 };
+        // Ahead by as many again. A worker without a share claims one item all the same, to
+        // find out whether it has work here (and then ask for a share) — under `park` too,
+        // which otherwise claims nothing ahead: that one item is all a crash could park.
+        let ahead = if self.ahead { calls.max(1) } else { usize::from(calls == 0) };
         (calls + ahead).saturating_sub(self.running).min(limit_left).min(paced)
     }
 
@@ -480,15 +478,6 @@ impl Scheduler {
     /// submitted with. Cancelled ones have their remaining items settled, not claimed.
     async fn refresh_jobs(&mut self) -> Result<(), RunError> {
         let active = self.store.active_jobs(self.endpoint_names.clone()).await?;
-        for slot in &mut self.jobs {
-            slot.active = active.iter().any(|a| a.id == slot.id);
-        }
-        // A park job claims only within its endpoints' shares, so an endpoint where it found
-        // nothing (retries not due yet) would never be asked again: while it has work, each
-        // endpoint asks for its share again.
-        if self.jobs.iter().any(|j| j.active && !j.ahead) {
-            self.schedule.look_again();
-        }
         for job in &active {
             if job.cancelled {
                 let settled = self.store.settle_cancelled(&job.id, self.endpoint_names.clone()).await?;
@@ -525,10 +514,8 @@ impl Scheduler {
         for slot in &self.jobs {
             let cap = slot.policy.concurrency as u64;
             // All of it while it has work or holds items (claimed ahead, or calling); none
-            // once it found none. Without claims ahead (`park`) it claims nothing it cannot
-            // send, so it learns of work only with a share: it wants one while the job has
-            // work on its endpoints.
-            let busy = slot.running > 0 || (!slot.cancelled && if slot.ahead { slot.found_work } else { slot.active });
+            // once it found none (it claims one item to find out again, see `free`).
+            let busy = slot.running > 0 || (!slot.cancelled && slot.found_work);
             let want = if busy { cap } else { 0 };
             // Passes that exist (out or free): the calls it may have in flight until its
             // gate has shrunk to a smaller share.
@@ -566,6 +553,9 @@ impl Scheduler {
         }
         self.shared_scopes = scopes;
         self.shares_confirmed = Some(asked);
+        // Calls start only while the shares are fresh, even if this task is stuck on a
+        // store that hangs rather than fails (see `shut_stale_shares`).
+        self.in_flight.send_until(asked + Duration::from_millis(parallax_store::LIVE_WORKER_MS as u64 / 2));
         Ok(())
     }
 
@@ -844,5 +834,10 @@ mod tests {
         worker.running = 3;
         worker.set_share(1);
         assert_eq!((worker.free(), worker.limits.gate.outstanding()), (0, 1));
+        // Under `park`, only that one item to find out; with a share, never ahead of it.
+        let mut parks = JobSlot::new("j".into(), policy(4, OnPossiblyBilled::Park), false, true);
+        assert_eq!(parks.free(), 1);
+        parks.set_share(2);
+        assert_eq!(parks.free(), 2);
     }
 }

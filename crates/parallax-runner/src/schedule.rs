@@ -37,10 +37,10 @@ pub(crate) struct Lane {
 
 impl Lane {
     /// How many items per round of its calls it may hold: its share, else its concurrency.
-    /// Ahead of its calls, a share of none still allows one item: a worker without a share
-    /// yet claims it, finds that it has work there and asks for a share.
-    fn limit(&self, ahead: bool) -> Option<usize> {
-        self.share.map(|s| if ahead { s.max(1) } else { s }).or(self.concurrency)
+    /// A share of none still allows one item: a worker without a share claims it, finds
+    /// that it has work there and asks for a share.
+    fn limit(&self) -> Option<usize> {
+        self.share.map(|s| s.max(1)).or(self.concurrency)
     }
 }
 
@@ -120,7 +120,7 @@ impl Schedule {
             if lane.residency.is_some_and(|r| r != active) {
                 continue;
             }
-            let cap = lane.limit(ahead > 1).map_or(usize::MAX, |c| (ahead * c).saturating_sub(lane.in_flight));
+            let cap = lane.limit().map_or(usize::MAX, |c| (ahead * c).saturating_sub(lane.in_flight));
             let rate = lane.bucket.as_mut().map_or(usize::MAX, TokenBucket::available);
             let n = free.min(cap).min(rate);
             if n > 0 {
@@ -178,11 +178,6 @@ impl Schedule {
             gate.resize(granted);
             lane.share = Some(granted);
         }
-    }
-
-    /// Every endpoint may have work again: each asks for its share at the next renewal.
-    pub fn look_again(&mut self) {
-        self.lanes.iter_mut().for_each(|l| l.found_work = true);
     }
 
     /// Closes every endpoint's gate: the run stops (see [`Gate::close`]).

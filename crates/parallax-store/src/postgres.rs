@@ -1830,6 +1830,14 @@ WHERE (labels.version, labels.label, labels.evidence, labels.rubric, labels.raw,
             &[&now, &worker, &ask_scopes, &slots, &wanted, &lease_ms],
         )
         .await?;
+        // Renewing is being seen: the others void the shares of a worker not seen for a while.
+        c.execute(
+            with_clock!(
+                " UPDATE workers SET last_seen_ms = c.now FROM clock c WHERE id = $2 AND stopped_at_ms IS NULL"
+            ),
+            &[&now, &worker],
+        )
+        .await?;
         c.commit().await?;
         Ok(granted)
     }

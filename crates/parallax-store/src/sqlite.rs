@@ -1275,6 +1275,12 @@ impl SqliteStore {
                 granted.push(grant);
             }
         }
+        // Renewing is being seen: the others void the shares of a worker not seen for a while.
+        tx.execute(
+            "UPDATE workers SET last_seen_ms = ?2 WHERE id = ?1 AND stopped_at_ms IS NULL",
+            params![worker, now],
+        )
+        .at(p)?;
         tx.commit().at(p)?;
         Ok(granted)
     }
