@@ -226,7 +226,6 @@ pub async fn run(
         refreshed: std::time::Instant::now(),
         shares_renewed: None,
         shared_scopes: Vec::new(),
-        shares_confirmed: None,
         idle_round: true,
         summary: RunSummary::default(),
     };
@@ -277,9 +276,9 @@ struct JobSlot {
     /// gate keeps the calls themselves within the limit. Under `park`, where a crash's
     /// recorded-but-unsent attempts would park items, nothing is claimed ahead.
     ahead: bool,
-    /// A worker's share of the job's concurrency, which it shares with other workers
-    /// (`None`: one job's run, which has all of it).
-    share: Option<usize>,
+    /// A worker's: it shares the job's concurrency with other workers, and its gate is
+    /// sized to its share (one job's run has all of it).
+    shared: bool,
     /// Whether its last claim got items: a worker that found none wants no share (unless
     /// it holds items), so that one holding items it cannot send yet is not kept waiting
     /// by shares nobody uses.
@@ -308,7 +307,7 @@ impl JobSlot {
             },
             lease: lease_of(&policy),
             ahead: policy.on_possibly_billed != OnPossiblyBilled::Park,
-            share: shared.then_some(0),
+            shared,
             found_work: true,
             pacing: (policy.delay_ms > 0).then(|| TokenBucket::with_capacity(1000.0 / policy.delay_ms as f64, 1.0)),
             running: 0,
@@ -323,7 +322,7 @@ impl JobSlot {
     fn free(&mut self) -> usize {
         let limit_left = self.policy.limit.map_or(usize::MAX, |l| (l as usize).saturating_sub(self.claimed_ids.len()));
         let paced = self.pacing.as_mut().map_or(usize::MAX, TokenBucket::available);
-        let calls = self.share.unwrap_or(self.policy.concurrency);
+        let calls = self.limits.gate.size();
         // Ahead by as many again. A worker without a share claims one item all the same, to
         // find out whether it has work here (and then ask for a share) — under `park` too,
         // which otherwise claims nothing ahead: that one item is all a crash could park.
@@ -333,9 +332,8 @@ impl JobSlot {
 
     /// A worker's share of the job's concurrency is now `granted`.
     fn set_share(&mut self, granted: usize) {
-        if self.share.is_some() {
+        if self.shared {
             self.limits.gate.resize(granted);
-            self.share = Some(granted);
         }
     }
 
@@ -375,8 +373,6 @@ struct Scheduler {
     /// (`None`: before the first, or a job came since), and their scopes then.
     shares_renewed: Option<std::time::Instant>,
     shared_scopes: Vec<String>,
-    /// When the store last confirmed its shares (asked for then).
-    shares_confirmed: Option<std::time::Instant>,
     idle_round: bool,
     summary: RunSummary,
 }
@@ -403,7 +399,6 @@ impl Scheduler {
                 // let the calls in flight finish (the writer keeps their outcomes), try again.
                 Err(RunError::Store(e)) if e.is_unavailable() => {
                     tracing::warn!(error = %e, retry_in = ?outage, "store unavailable; claiming paused");
-                    self.shut_stale_shares();
                     tokio::select! {
                         _ = tokio::time::sleep(outage.mul_f64(0.5 + rand::random::<f64>() / 2.0)) => {}
                         _ = stop.changed() => {}
@@ -552,25 +547,12 @@ impl Scheduler {
             self.schedule.set_share(lane, *g as usize);
         }
         self.shared_scopes = scopes;
-        self.shares_confirmed = Some(asked);
-        // Calls start only while the shares are fresh, even if this task is stuck on a
-        // store that hangs rather than fails (see `shut_stale_shares`).
+        // A worker whose shares go unconfirmed for a while is presumed dead by the others
+        // (the store voids the shares of a worker not seen for `LIVE_WORKER_MS`): its calls
+        // start only while its shares are fresh, whether the store fails or hangs. Calls
+        // already made go on.
         self.in_flight.send_until(asked + Duration::from_millis(parallax_store::LIVE_WORKER_MS as u64 / 2));
         Ok(())
-    }
-
-    /// A worker that could not renew its shares for a while is presumed dead by the others
-    /// (the store voids the shares of a worker not seen for `LIVE_WORKER_MS`): it starts no
-    /// more calls until it has renewed them. Calls already made go on.
-    fn shut_stale_shares(&mut self) {
-        let stale = Duration::from_millis(parallax_store::LIVE_WORKER_MS as u64 / 2);
-        if !self.worker_mode || self.shares_confirmed.is_none_or(|at| at.elapsed() < stale) {
-            return;
-        }
-        self.jobs.iter_mut().for_each(|j| j.set_share(0));
-        for (lane, ..) in self.schedule.shared() {
-            self.schedule.set_share(lane, 0);
-        }
     }
 
     /// One round: each job in turn (starting with the next one each round) claims what its

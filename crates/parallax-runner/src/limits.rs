@@ -81,20 +81,25 @@ impl Gate {
         }
     }
 
-    fn size(&self) -> MutexGuard<'_, Size> {
+    fn state(&self) -> MutexGuard<'_, Size> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The permits it should hold: its limit (a worker's share of one).
+    pub fn size(&self) -> usize {
+        self.state().size
     }
 
     /// Permits that exist now, out or free: the most calls this gate lets be in flight
     /// until it has shrunk (a worker's share is never recorded below it).
     pub fn outstanding(&self) -> usize {
-        let s = self.size();
+        let s = self.state();
         s.size + s.owed
     }
 
     /// To `to` permits. Growing first cancels what is still owed.
     pub fn resize(&self, to: usize) {
-        let mut s = self.size();
+        let mut s = self.state();
         if to > s.size {
             let more = to - s.size;
             let cancelled = more.min(s.owed);

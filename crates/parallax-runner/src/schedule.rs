@@ -21,8 +21,9 @@ pub(crate) struct Lane {
     /// a worker's share of it, when it shares the endpoint with other workers.
     pub permits: Option<Gate>,
     concurrency: Option<usize>,
-    /// A worker's share of the endpoint's concurrency (`None`: all of it is this run's).
-    share: Option<usize>,
+    /// A worker's: it shares the endpoint's concurrency with other workers, and its gate is
+    /// sized to its share (one job's run has all of it).
+    shared: bool,
     /// Whether the last claim that asked this endpoint for items got any: a worker that
     /// found none wants no share of it (unless it holds items there), so that a worker
     /// holding items it cannot send yet is not kept waiting by shares nobody uses.
@@ -40,7 +41,7 @@ impl Lane {
     /// A share of none still allows one item: a worker without a share claims it, finds
     /// that it has work there and asks for a share.
     fn limit(&self) -> Option<usize> {
-        self.share.map(|s| s.max(1)).or(self.concurrency)
+        self.permits.as_ref().map(|g| if self.shared { g.size().max(1) } else { g.size() })
     }
 }
 
@@ -82,7 +83,7 @@ impl Schedule {
             .map(|(name, e)| Lane {
                 residency: e.residency.as_ref().and_then(|r| residencies.binary_search(r).ok()),
                 permits: e.concurrency.map(|c| Gate::new(if shared { 0 } else { c })),
-                share: e.concurrency.filter(|_| shared).map(|_| 0),
+                shared: shared && e.concurrency.is_some(),
                 found_work: true,
                 bucket: e.rate_per_s.map(TokenBucket::new),
                 rate_per_s: e.rate_per_s,
@@ -151,7 +152,7 @@ impl Schedule {
     pub fn shared(&self) -> Vec<(usize, usize, usize, usize)> {
         let lanes = self.lanes.iter().enumerate();
         lanes
-            .filter(|(_, l)| l.share.is_some())
+            .filter(|(_, l)| l.shared)
             .filter_map(|(i, l)| {
                 let cap = l.concurrency?;
                 let want = if l.found_work || l.in_flight > 0 { cap } else { 0 };
@@ -174,9 +175,8 @@ impl Schedule {
     /// Lane `i`'s share of its endpoint's concurrency is now `granted`.
     pub fn set_share(&mut self, i: usize, granted: usize) {
         let lane = &mut self.lanes[i];
-        if let (Some(gate), Some(_)) = (&lane.permits, lane.share) {
+        if let Some(gate) = lane.permits.as_ref().filter(|_| lane.shared) {
             gate.resize(granted);
-            lane.share = Some(granted);
         }
     }
 
