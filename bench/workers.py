@@ -38,6 +38,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import secrets
 import subprocess
 import sys
@@ -73,6 +74,26 @@ def write_files(d: Path, questions: int, samples: int, concurrency: int, addrs: 
     catalog = d / "parallax.yaml"
     catalog.write_text("\n".join(lines) + "\n")
     return spec, catalog
+
+
+def cpu_seconds(names: set[str], pid: int | None = None) -> float:
+    """User + system CPU of every process named in `names` (or of `pid`), with the CPU of
+    their reaped children: PostgreSQL's exited backends count in the postmaster's. Only
+    meaningful for a server on this host; 0 where /proc cannot be read."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or (pid is not None and int(d.name) != pid):
+            continue
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        comm, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
+        if pid is not None or comm in names:
+            # Fields 14-17 of stat (utime, stime, cutime, cstime): 12-15 after the comm.
+            total += sum(int(x) for x in rest[11:15])
+    return total / tick
 
 
 def psql(url: str, sql: str) -> None:
@@ -127,12 +148,14 @@ def main() -> int:
             # SQLite, one process: the floor the PostgreSQL figures are held to.
             stub.reset()
             env["PARALLAX_DB"] = str(d / "bench.db")
-            t0 = time.monotonic()
+            t0, stub_cpu0, ru0 = time.monotonic(), cpu_seconds(set(), stub.pid()), resource.getrusage(resource.RUSAGE_CHILDREN)
             subprocess.run([str(parallax), "-q", "run", str(spec)], env=env, check=True)
             wall = time.monotonic() - t0
+            ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            sqlite_cpu = (0.0, ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime, cpu_seconds(set(), stub.pid()) - stub_cpu0)
             job = json.loads(subprocess.run([str(parallax), "status", "--format", "json"], env=env, check=True, capture_output=True, text=True).stdout)[0]["id"]
             verify(parallax, env, job, executions, stub)
-            rows.append(("SQLite, `run`, 1 process", wall, None))
+            rows.append(("SQLite, `run`, 1 process", wall, {"cpu": sqlite_cpu}))
 
             for n in [int(x) for x in args.layouts.split(",")]:
                 schema = f"bench_{secrets.token_hex(4)}"
@@ -143,6 +166,8 @@ def main() -> int:
                     env["PARALLAX_DB"] = f"{base_url}{sep}options=-c%20search_path%3D{schema}"
                     # The timed part includes creating the tables in the fresh schema (the
                     # read verbs no longer migrate): a fraction of a second.
+                    db_cpu0, stub_cpu0 = cpu_seconds({"postgres"}), cpu_seconds(set(), stub.pid())
+                    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
                     t0, t0_wall = time.monotonic(), time.time()
                     job = subprocess.run([str(parallax), "-q", "submit", str(spec)], env=env, check=True, capture_output=True, text=True).stdout.strip()
                     submitted = time.monotonic() - t0
@@ -157,6 +182,10 @@ def main() -> int:
                         procs.append(subprocess.Popen(argv, env=wenv, stderr=log))
                     codes = [p.wait() for p in procs]
                     wall = time.monotonic() - t0
+                    db_cpu, stub_cpu = cpu_seconds({"postgres"}) - db_cpu0, cpu_seconds(set(), stub.pid()) - stub_cpu0
+                    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    # `submit` and the workers (reaped through /usr/bin/time).
+                    parallax_cpu = ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime
                     for i, code in enumerate(codes):
                         if code != 0:
                             print(f"worker {i} exited {code}:\n" + (d / f"worker{i}.log").read_text()[-3000:], file=sys.stderr)
@@ -174,6 +203,7 @@ def main() -> int:
                     calls = last_write - t0_wall - submitted
                     extra = {"phases": (submitted, calls, wall - submitted - calls), "claims": len(claims), "empty": sum(1 for _, b in claims if b == 0),
                              "p50": percentile(lat, 0.5), "p99": percentile(lat, 0.99), "rss": rss / 1024,
+                             "cpu": (db_cpu, parallax_cpu, stub_cpu),
                              "writes": len(writes), "write_p50": percentile([a / 1000 for a, _ in writes], 0.5),
                              "write_rows": percentile([b for _, b in writes], 0.5)}
                     rows.append((f"PostgreSQL, `submit` + {n} worker{'s' if n > 1 else ''} ({' / '.join('+'.join(l) for l in LAYOUTS[n])})", wall, extra))
@@ -192,17 +222,19 @@ def main() -> int:
               f" so {executions / capacity:.2f} s for the job")
     print()
     ideal = executions * args.latency_ms / 1000 / args.concurrency
-    print("| store and processes | wall s | submit / calls / labels s | executions/s | vs SQLite | vs ideal | wall ÷ stub capacity | claims (empty) | claim p50 / p99 ms | commits, p50 ms, p50 outcomes | peak RSS per worker |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| store and processes | wall s | submit / calls / labels s | executions/s | vs SQLite | vs ideal | wall ÷ stub capacity | claims (empty) | claim p50 / p99 ms | commits, p50 ms, p50 outcomes | peak RSS per worker | CPU s: database / parallax / stub |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for label, wall, x in rows:
         eps = executions / wall
         more = (f"{x['claims']:,} ({x['empty']:,}) | {x['p50']:.2f} / {x['p99']:.2f} | "
-                f"{x['writes']:,}, {x['write_p50']:.2f}, {x['write_rows']} | {x['rss']:.1f} MiB") if x else "— | — | — | —"
+                f"{x['writes']:,}, {x['write_p50']:.2f}, {x['write_rows']} | {x['rss']:.1f} MiB") if x and "rss" in x else "— | — | — | —"
         vs_ideal = f"{ideal / wall:.2f}x" if ideal else "—"
         # The issue's measure at a latency: wall over the stub-capacity time (at most 1.10).
         vs_capacity = f"{wall / (executions / capacity):.2f}" if capacity else "—"
-        phases = " / ".join(f"{p:.2f}" for p in x["phases"]) if x else "—"
-        print(f"| {label} | {wall:.2f} | {phases} | {eps:,.0f} | {eps / sqlite_eps:.2f}x | {vs_ideal} | {vs_capacity} | {more} |")
+        phases = " / ".join(f"{p:.2f}" for p in x["phases"]) if "phases" in x else "—"
+        # CPU, from /proc and the workers' rusage: a server on another host reads as 0.
+        cpu = " / ".join(f"{c:.1f}" for c in x["cpu"])
+        print(f"| {label} | {wall:.2f} | {phases} | {eps:,.0f} | {eps / sqlite_eps:.2f}x | {vs_ideal} | {vs_capacity} | {more} | {cpu} |")
     return 0
 
 
