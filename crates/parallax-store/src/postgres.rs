@@ -30,7 +30,7 @@ use std::time::Duration;
 use futures_util::future::try_join_all;
 use parallax_core::{EndpointKind, ItemKey, Plan, idempotency_key};
 use tokio::sync::{Semaphore, SemaphorePermit};
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -62,6 +62,10 @@ const POOL_SIZE: usize = 4;
 
 /// Executions inserted at once after which `enqueue` refreshes the planner's statistics.
 const ANALYZE_AFTER: u64 = 1_000;
+
+/// Executions of a prepared statement that PostgreSQL plans for their parameters before it
+/// may settle on a generic plan (`plancache.c`); see `Lease::query_custom`.
+const CUSTOM_PLANS: u32 = 5;
 
 /// Rows per statement when enqueueing a plan: bounded messages for plans of any size.
 const ENQUEUE_CHUNK: usize = 2_000;
@@ -247,16 +251,19 @@ settled AS (
 closed AS (
     -- An attempt closes once; one the reaper closed as lost may still learn how it ended.
     -- A refused late answer was paid for and not kept: it counts with the possibly billed.
-    UPDATE attempts a SET outcome = CASE WHEN s.id IS NULL THEN 'stale' ELSE o.attempt_outcome END,
+    -- `IN (SELECT id FROM settled)` in the assignments is a hashed subplan, built once; a
+    -- join to `settled` was planned as a nested loop over it for each attempt (estimated
+    -- one row), 8 of 15 ms of a 70-outcome batch. The attempts are found by the primary
+    -- key from each outcome (planned for each batch: see `Lease::query_custom`).
+    UPDATE attempts a SET outcome = CASE WHEN o.execution_id IN (SELECT id FROM settled) THEN o.attempt_outcome
+                                         ELSE 'stale' END,
         finished_at_ms = c.now,
-        possibly_billed = o.billed OR (s.id IS NULL AND o.attempt_outcome <> 'released'),
+        possibly_billed = o.billed OR (o.execution_id NOT IN (SELECT id FROM settled) AND o.attempt_outcome <> 'released'),
         http_status = o.http_status, latency_ms = o.latency_ms, error = o.error,
         raw_response = o.raw_response, response_headers_json = o.response_headers_json,
         system_fingerprint = o.system_fingerprint
-    FROM o LEFT JOIN settled s ON s.id = o.execution_id, clock c
-    -- `= ANY ($3)`: found by the primary key (`finish_round` plans this statement for each
-    -- batch: a plan cached while the table was small scanned every attempt once per batch).
-    WHERE a.id = ANY ($3::bigint[]) AND a.id = o.attempt_id AND a.outcome IN ('open', 'lost')
+    FROM o, clock c
+    WHERE a.id = o.attempt_id AND a.outcome IN ('open', 'lost')
     RETURNING a.id
 ),
 kept AS (
@@ -324,6 +331,8 @@ const LATEST_GENERATION: &str = "SELECT id, base_id, generation, name, planned, 
 struct Conn {
     client: Client,
     statements: HashMap<&'static str, Statement>,
+    /// Executions of each statement run by `query_custom` since it was last prepared.
+    custom_uses: HashMap<&'static str, u32>,
     /// `default_transaction_read_only` was set on it (the `read_only_after` test hook).
     read_only: bool,
 }
@@ -425,16 +434,23 @@ impl Lease<'_> {
     }
 
     /// Like [`Lease::query`], planned for these parameters every time instead of with the
-    /// connection's cached generic plan (one round trip all the same: the types come from the
-    /// prepared statement). For a statement over a table that grows during a run: a generic
-    /// plan is fixed after five executions, from the table's size then.
+    /// connection's cached generic plan: for a statement over a table that grows during a
+    /// run, whose generic plan would keep the table's size when it was made. PostgreSQL plans
+    /// a prepared statement for its parameters on its first [`CUSTOM_PLANS`] executions and
+    /// may switch to a generic plan after, so the statement is prepared afresh every
+    /// `CUSTOM_PLANS` uses: parsed once per five batches instead of for each (parsing and
+    /// analysing `FINISH` afresh took a tenth of the server's CPU). A setting such as
+    /// `plan_cache_mode` would not do: it would also replan every foreign-key check.
     async fn query_custom(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
-        let statement = self.statement(sql).await?;
-        debug_assert_eq!(params.len(), statement.params().len(), "one value per parameter of {sql}");
-        let typed: Vec<(&(dyn ToSql + Sync), Type)> =
-            params.iter().copied().zip(statement.params().iter().cloned()).collect();
-        let answer = self.send().query_typed(sql, &typed).await;
-        self.settle(answer)
+        let conn = self.conn();
+        let uses = conn.custom_uses.entry(sql).or_insert(0);
+        if *uses == CUSTOM_PLANS {
+            // Dropping the last handle closes the statement on the server.
+            conn.statements.remove(sql);
+            *uses = 0;
+        }
+        *uses += 1;
+        self.query(sql, params).await
     }
 
     async fn query_opt(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
@@ -549,7 +565,7 @@ impl Inner {
         tokio::spawn(async move {
             let _ = connection.await;
         });
-        Ok(Conn { client, statements: HashMap::new(), read_only: false })
+        Ok(Conn { client, statements: HashMap::new(), custom_uses: HashMap::new(), read_only: false })
     }
 
     async fn lease(&self) -> Result<Lease<'_>> {

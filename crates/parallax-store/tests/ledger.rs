@@ -203,6 +203,7 @@ on_both_back_ends!(
     a_claim_records_its_attempt_and_each_key_is_claimed_once,
     a_stale_lease_cannot_write_and_the_new_holder_can,
     a_late_answer_whose_token_is_still_current_is_kept,
+    many_batches_in_a_row_each_apply_and_a_stale_one_among_them_is_refused,
     lost_attempts_park_under_the_park_policy_and_fail_when_the_budget_is_spent,
     retries_wait_out_their_backoff_and_results_are_unique,
     a_heartbeat_keeps_a_lease_and_names_the_stale_ones,
@@ -412,6 +413,28 @@ async fn a_stale_lease_cannot_write_and_the_new_holder_can(db: Db) {
     assert_eq!(outcomes, ["stale", "succeeded"], "the late attempt stays in the ledger, marked stale");
     let status = store.status(&job.id).await.unwrap();
     assert_eq!(status.total.possibly_billed, 1);
+}
+
+/// More batches than PostgreSQL plans a prepared statement for before it may settle on a
+/// generic plan (the store prepares `FINISH` afresh every five uses), on one store: each
+/// applies, and a repeated one is refused.
+async fn many_batches_in_a_row_each_apply_and_a_stale_one_among_them_is_refused(db: Db) {
+    let (store, _clock) = db.store().await;
+    let job = store.enqueue(plan(12), false).await.unwrap();
+    let claims = store.claim(claim_request(&job.id, 12)).await.unwrap().claims;
+    assert_eq!(claims.len(), 24);
+    for (i, pair) in claims.chunks(2).enumerate() {
+        let applied = store.finish(pair.iter().map(|c| success(c, &format!("answer {i}"))).collect()).await.unwrap();
+        assert_eq!(applied, [Applied::Applied, Applied::Applied], "batch {i}");
+    }
+    // Every token is spent now: a second write of any of them is refused, and its attempt,
+    // closed already, stays as it closed.
+    assert_eq!(store.finish(vec![success(&claims[7], "again")]).await.unwrap(), [Applied::Stale]);
+    let status = store.status(&job.id).await.unwrap();
+    assert_eq!((status.total.counts.succeeded, status.total.attempts, status.total.possibly_billed), (24, 24, 0));
+    let results = store.results(&job.id, ResultFilter::default()).await.unwrap();
+    assert_eq!(results.len(), 24);
+    assert!(results.iter().all(|r| r.response_text.as_deref().is_some_and(|t| t.starts_with("answer "))));
 }
 
 async fn a_late_answer_whose_token_is_still_current_is_kept(db: Db) {
