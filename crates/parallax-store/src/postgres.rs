@@ -54,6 +54,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (10, "label_events_per_statement", include_str!("../migrations/postgres/0010_label_events_per_statement.sql")),
     (11, "labels_with_results", include_str!("../migrations/postgres/0011_labels_with_results.sql")),
     (12, "limit_shares", include_str!("../migrations/postgres/0012_limit_shares.sql")),
+    (13, "no_endpoint_lease_index", include_str!("../migrations/postgres/0013_no_endpoint_lease_index.sql")),
 ];
 
 /// Connections per store handle. A worker has one claim, one finish and one heartbeat in
@@ -169,23 +170,26 @@ lost AS (
     RETURNING a.execution_id
 ),
 picked AS (
-    -- (src, at, id): the order SQLite takes them in; claims and attempt ids follow it.
-    SELECT x.id, 0 AS src, x.lease_until_ms AS at,
-        CASE WHEN $7::boolean AND EXISTS (SELECT 1 FROM lost l WHERE l.execution_id = x.id) THEN 'parked'
-             WHEN x.attempts - x.attempts_base >= $8::bigint THEN 'failed'
-             ELSE 'running' END AS status
-    FROM expired x
-    UNION ALL
-    SELECT d.id, 1, 0, 'running' FROM due d
-),
-tokens AS (
-    SELECT p.id, ($9::text[])[row_number() OVER (ORDER BY p.src, p.at, p.id)] AS token
-    FROM picked p WHERE p.status = 'running'
+    -- (src, at, id): the order SQLite takes them in; claims, tokens and attempt ids follow it.
+    -- The tokens are numbered here, not in a CTE of their own: joining one back to these
+    -- rows was planned as a nested loop over it for each row.
+    SELECT u.*, CASE WHEN u.status = 'running'
+                     THEN ($9::text[])[row_number() OVER (PARTITION BY u.status = 'running' ORDER BY u.src, u.at, u.id)]
+                END AS token
+    FROM (
+        SELECT x.id, 0 AS src, x.lease_until_ms AS at,
+            CASE WHEN $7::boolean AND EXISTS (SELECT 1 FROM lost l WHERE l.execution_id = x.id) THEN 'parked'
+                 WHEN x.attempts - x.attempts_base >= $8::bigint THEN 'failed'
+                 ELSE 'running' END AS status
+        FROM expired x
+        UNION ALL
+        SELECT d.id, 1, 0, 'running' FROM due d
+    ) u
 ),
 taken AS (
     UPDATE executions e SET
         status = p.status,
-        lease_token = t.token,
+        lease_token = p.token,
         lease_until_ms = CASE WHEN p.status = 'running' THEN c.now + $5::bigint END,
         worker = CASE WHEN p.status = 'running' THEN $6::text END,
         attempts = e.attempts + CASE WHEN p.status = 'running' THEN 1 ELSE 0 END,
@@ -194,7 +198,7 @@ taken AS (
             WHEN 'parked' THEN 'parked: an attempt may have been billed (lease expired mid-call)'
             WHEN 'failed' THEN 'attempt budget of ' || $8::bigint || ' spent; the last attempt was lost'
             ELSE e.error END
-    FROM picked p LEFT JOIN tokens t ON t.id = p.id, clock c
+    FROM picked p, clock c
     WHERE e.id = p.id AND e.id = ANY (ARRAY(SELECT id FROM picked))
     RETURNING e.id, e.status, e.lease_token, e.attempts, e.attempts_base, e.question_id, e.model_id, e.region,
         e.sample, e.endpoint, e.kind, e.requested_model, e.model_aliases, e.request_body, e.idempotency_key

@@ -34,6 +34,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (10, "label_events_per_statement", include_str!("../migrations/sqlite/0010_label_events_per_statement.sql")),
     (11, "labels_with_results", include_str!("../migrations/sqlite/0011_labels_with_results.sql")),
     (12, "limit_shares", include_str!("../migrations/sqlite/0012_limit_shares.sql")),
+    (13, "no_endpoint_lease_index", include_str!("../migrations/sqlite/0013_no_endpoint_lease_index.sql")),
 ];
 
 /// Stores a label (`?1` execution, then the [`LabelRecord`]'s fields, `?8` now). The same

@@ -872,7 +872,7 @@ async fn concurrent_opens_migrate_once(db: Db) {
     }
     let versions = db.sql("SELECT version FROM schema_migrations ORDER BY version").await;
     let versions: Vec<String> = versions.into_iter().map(|r| r[0].clone().unwrap()).collect();
-    assert_eq!(versions, ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"]);
+    assert_eq!(versions, ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13"]);
 }
 
 async fn a_changed_migration_or_a_newer_schema_is_refused(db: Db) {
@@ -887,9 +887,9 @@ async fn a_changed_migration_or_a_newer_schema_is_refused(db: Db) {
     db.sql("UPDATE schema_migrations SET sha256 = (SELECT sha256 FROM schema_migrations WHERE version = 1) WHERE version = 2")
         .await;
     db.sql("DELETE FROM schema_migrations WHERE version = 2").await;
-    db.sql("INSERT INTO schema_migrations (version, name, sha256, applied_at_ms) VALUES (13, 'future', 'x', 0)").await;
+    db.sql("INSERT INTO schema_migrations (version, name, sha256, applied_at_ms) VALUES (14, 'future', 'x', 0)").await;
     match Store::open(&db.location).await {
-        Err(StoreError::SchemaTooNew { found: 13, known: 12 }) => {}
+        Err(StoreError::SchemaTooNew { found: 14, known: 13 }) => {}
         Err(e) => panic!("{e:?}"),
         Ok(_) => panic!("a newer schema was accepted"),
     }
@@ -1662,10 +1662,10 @@ async fn a_read_only_open_migrates_nothing_and_writes_nothing(db: Db) {
     assert!(ro.enqueue(plan(2), false).await.is_err(), "a write is refused");
     drop(ro);
     // An older schema is refused with the fix, and left as it was.
-    db.sql("DELETE FROM schema_migrations WHERE version = 12").await;
+    db.sql("DELETE FROM schema_migrations WHERE version = 13").await;
     let e = Store::open_read_only(&db.location).await.err().expect("an older schema is refused");
     assert!(e.to_string().contains("open it once read-write"), "{e}");
-    let left = db.sql("SELECT count(*) FROM schema_migrations WHERE version = 12").await;
+    let left = db.sql("SELECT count(*) FROM schema_migrations WHERE version = 13").await;
     assert_eq!(left[0][0].as_deref(), Some("0"), "nothing was migrated");
 }
 
