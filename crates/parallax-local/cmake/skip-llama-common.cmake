@@ -9,3 +9,11 @@
 if(PROJECT_NAME STREQUAL "llama.cpp")
   set(LLAMA_BUILD_COMMON OFF CACHE BOOL "llama: build common utils library" FORCE)
 endif()
+
+# ggml compiles its AMX kernels when `-march=native` finds AMX (Sapphire Rapids and later).
+# On such a machine (a 2-core VM) they crashed in the first `llama_decode` of both models
+# parallax fetches (SIGSEGV in `ggml_backend_amx_mul_mat`). Undefining the feature macros
+# leaves ggml on its AVX-512 kernels; nothing else tests for them.
+if(PROJECT_NAME STREQUAL "ggml")
+  add_compile_options(-U__AMX_TILE__ -U__AMX_INT8__ -U__AMX_BF16__)
+endif()
